@@ -1,0 +1,259 @@
+// Package config holds Outpost's typed configuration: loading from a
+// versioned YAML document in which unknown keys are errors, defaulting in
+// one place, and validation that reports every problem at once.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// CurrentVersion is the only config file version this release reads.
+const CurrentVersion = 1
+
+// Config is the whole configuration of `outpost serve`.
+type Config struct {
+	// Version of the file format; must be 1.
+	Version int `yaml:"version"`
+	// Addr is the listening address, host:port.
+	Addr string `yaml:"addr"`
+	// Data is the data directory: blobs, uploads and the metadata database.
+	Data string `yaml:"data"`
+	// Log configures logging.
+	Log Log `yaml:"log"`
+	// Limits bound what clients may send or ask for.
+	Limits Limits `yaml:"limits"`
+	// ShutdownTimeout is how long in-flight requests may run after SIGTERM.
+	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
+}
+
+// Log configures the server's structured log.
+type Log struct {
+	Level  LogLevel  `yaml:"level"`
+	Format LogFormat `yaml:"format"`
+}
+
+// Limits bound request sizes and page sizes.
+type Limits struct {
+	ManifestMaxBytes ByteSize `yaml:"manifestMaxBytes"`
+	PageSizeMax      int      `yaml:"pageSizeMax"`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	c := Config{}
+	c.ApplyDefaults()
+	return c
+}
+
+// ApplyDefaults fills every unset field with its default.
+func (c *Config) ApplyDefaults() {
+	if c.Version == 0 {
+		c.Version = CurrentVersion
+	}
+	if c.Addr == "" {
+		c.Addr = ":5000"
+	}
+	if c.Data == "" {
+		c.Data = "./outpost-data"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = LevelInformation
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = FormatJSON
+	}
+	if c.Limits.ManifestMaxBytes == 0 {
+		c.Limits.ManifestMaxBytes = 4 << 20
+	}
+	if c.Limits.PageSizeMax == 0 {
+		c.Limits.PageSizeMax = 1000
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = Duration(30 * time.Second)
+	}
+}
+
+// Validate reports every problem of c, joined, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Version != CurrentVersion {
+		errs = append(errs, fmt.Errorf("version: %d is not supported, want %d", c.Version, CurrentVersion))
+	}
+	if !strings.Contains(c.Addr, ":") {
+		errs = append(errs, fmt.Errorf("addr: %q is not host:port", c.Addr))
+	}
+	if c.Data == "" {
+		errs = append(errs, errors.New("data: must not be empty"))
+	}
+	if c.Limits.ManifestMaxBytes < 1024 || c.Limits.ManifestMaxBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("limits.manifestMaxBytes: %d is outside 1KiB..64MiB", c.Limits.ManifestMaxBytes))
+	}
+	if c.Limits.PageSizeMax < 1 || c.Limits.PageSizeMax > 100000 {
+		errs = append(errs, fmt.Errorf("limits.pageSizeMax: %d is outside 1..100000", c.Limits.PageSizeMax))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("shutdownTimeout: %s is negative", c.ShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Load decodes a YAML document. Unknown keys and malformed values are
+// errors naming the key; defaults are not applied.
+func Load(r io.Reader) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// LoadFile reads and decodes the file at path.
+func LoadFile(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Load(bytes.NewReader(b))
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Marshal renders c as YAML, for `outpost config show`.
+func (c *Config) Marshal() ([]byte, error) {
+	return yaml.Marshal(c)
+}
+
+// LogLevel is one of Debug, Information, Warning, Error, None.
+type LogLevel string
+
+// The log levels, named as in the connected-registry settings.
+const (
+	LevelDebug       LogLevel = "Debug"
+	LevelInformation LogLevel = "Information"
+	LevelWarning     LogLevel = "Warning"
+	LevelError       LogLevel = "Error"
+	LevelNone        LogLevel = "None"
+)
+
+// ParseLogLevel accepts the level names case-insensitively.
+func ParseLogLevel(s string) (LogLevel, error) {
+	for _, l := range []LogLevel{LevelDebug, LevelInformation, LevelWarning, LevelError, LevelNone} {
+		if strings.EqualFold(s, string(l)) {
+			return l, nil
+		}
+	}
+	return "", fmt.Errorf("log level %q is not one of Debug, Information, Warning, Error, None", s)
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (l *LogLevel) UnmarshalText(b []byte) error {
+	v, err := ParseLogLevel(string(b))
+	if err != nil {
+		return fmt.Errorf("log.level: %w", err)
+	}
+	*l = v
+	return nil
+}
+
+// Slog returns the slog level, and false for None.
+func (l LogLevel) Slog() (slog.Level, bool) {
+	switch l {
+	case LevelDebug:
+		return slog.LevelDebug, true
+	case LevelWarning:
+		return slog.LevelWarn, true
+	case LevelError:
+		return slog.LevelError, true
+	case LevelNone:
+		return 0, false
+	default:
+		return slog.LevelInfo, true
+	}
+}
+
+// LogFormat is json or text.
+type LogFormat string
+
+// The log formats.
+const (
+	FormatJSON LogFormat = "json"
+	FormatText LogFormat = "text"
+)
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (f *LogFormat) UnmarshalText(b []byte) error {
+	switch LogFormat(b) {
+	case FormatJSON, FormatText:
+		*f = LogFormat(b)
+		return nil
+	}
+	return fmt.Errorf("log.format: %q is not json or text", b)
+}
+
+// ByteSize is a size in bytes written as a number or with a unit suffix
+// (KiB, MiB, GiB, KB, MB, GB).
+type ByteSize int64
+
+// ParseByteSize parses "4MiB", "512KB" or "1048576".
+func ParseByteSize(s string) (ByteSize, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size such as 4MiB", s)
+	}
+	return ByteSize(n * mult), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	v, err := ParseByteSize(string(text))
+	if err != nil {
+		return fmt.Errorf("size: %w", err)
+	}
+	*b = v
+	return nil
+}
+
+// Duration is a time.Duration written as "30s" or "5m".
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := time.ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("duration: %q is not a duration such as 30s", text)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// String returns the duration in Go notation.
+func (d Duration) String() string { return time.Duration(d).String() }

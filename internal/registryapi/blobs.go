@@ -1,0 +1,55 @@
+package registryapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/outpost-registry/outpost/internal/storage"
+)
+
+// getBlob serves GET and HEAD /v2/<name>/blobs/<digest>, with Range
+// (spec § "Pulling blobs"). The file goes to http.ServeContent, which hands
+// an *os.File to sendfile(2) and answers Range requests with 206.
+func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
+	if err := h.authorize(r, rt, ActionPull); err != nil {
+		return err
+	}
+	d := digest.Digest(rt.Reference)
+	if _, err := h.meta.BlobSize(r.Context(), rt.Name, d); err != nil {
+		return err
+	}
+	f, _, err := h.blobs.Open(r.Context(), d)
+	if errors.Is(err, storage.ErrBlobUnknown) {
+		return newError(CodeBlobUnknown, "", fmt.Errorf("blob %s is linked in %s but missing from the store: %w", d, rt.Name, err))
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	hd := w.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Docker-Content-Digest", string(d))
+	hd.Set("Etag", `"`+string(d)+`"`)
+	hd.Set("Cache-Control", "max-age=31536000")
+	http.ServeContent(w, r, "", time.Time{}, f)
+	return nil
+}
+
+// deleteBlob serves DELETE /v2/<name>/blobs/<digest> (spec § "Deleting
+// blobs"). The blob leaves the repository; its content is reclaimed by
+// garbage collection once no repository holds it.
+func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
+	if err := h.authorize(r, rt, ActionDelete); err != nil {
+		return err
+	}
+	if err := h.meta.UnlinkBlob(r.Context(), rt.Name, digest.Digest(rt.Reference)); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

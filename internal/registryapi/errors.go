@@ -1,0 +1,158 @@
+package registryapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/outpost-registry/outpost/internal/oci"
+	"github.com/outpost-registry/outpost/internal/storage"
+)
+
+// Code is an error code of the OCI Distribution Spec (§ "Error Codes").
+type Code string
+
+// The error codes of the spec, plus RANGE_INVALID, TOOMANYREQUESTS and
+// UNAVAILABLE, which registries commonly use.
+const (
+	CodeBlobUnknown         Code = "BLOB_UNKNOWN"
+	CodeBlobUploadInvalid   Code = "BLOB_UPLOAD_INVALID"
+	CodeBlobUploadUnknown   Code = "BLOB_UPLOAD_UNKNOWN"
+	CodeDigestInvalid       Code = "DIGEST_INVALID"
+	CodeManifestBlobUnknown Code = "MANIFEST_BLOB_UNKNOWN"
+	CodeManifestInvalid     Code = "MANIFEST_INVALID"
+	CodeManifestUnknown     Code = "MANIFEST_UNKNOWN"
+	CodeNameInvalid         Code = "NAME_INVALID"
+	CodeNameUnknown         Code = "NAME_UNKNOWN"
+	CodeSizeInvalid         Code = "SIZE_INVALID"
+	CodeUnauthorized        Code = "UNAUTHORIZED"
+	CodeDenied              Code = "DENIED"
+	CodeUnsupported         Code = "UNSUPPORTED"
+	CodeTooManyRequests     Code = "TOOMANYREQUESTS"
+	CodeRangeInvalid        Code = "RANGE_INVALID"
+	CodeUnavailable         Code = "UNAVAILABLE"
+	CodeUnknown             Code = "UNKNOWN"
+)
+
+// codeInfo is the single table mapping each code to its HTTP status and the
+// default message.
+var codeInfo = map[Code]struct {
+	status  int
+	message string
+}{
+	CodeBlobUnknown:         {http.StatusNotFound, "blob unknown to registry"},
+	CodeBlobUploadInvalid:   {http.StatusBadRequest, "blob upload invalid"},
+	CodeBlobUploadUnknown:   {http.StatusNotFound, "blob upload unknown to registry"},
+	CodeDigestInvalid:       {http.StatusBadRequest, "provided digest did not match uploaded content"},
+	CodeManifestBlobUnknown: {http.StatusBadRequest, "manifest references a manifest or blob unknown to registry"},
+	CodeManifestInvalid:     {http.StatusBadRequest, "manifest invalid"},
+	CodeManifestUnknown:     {http.StatusNotFound, "manifest unknown to registry"},
+	CodeNameInvalid:         {http.StatusBadRequest, "invalid repository name"},
+	CodeNameUnknown:         {http.StatusNotFound, "repository name not known to registry"},
+	CodeSizeInvalid:         {http.StatusBadRequest, "provided length did not match content length"},
+	CodeUnauthorized:        {http.StatusUnauthorized, "authentication required"},
+	CodeDenied:              {http.StatusForbidden, "requested access to the resource is denied"},
+	CodeUnsupported:         {http.StatusMethodNotAllowed, "the operation is unsupported"},
+	CodeTooManyRequests:     {http.StatusTooManyRequests, "too many requests"},
+	CodeRangeInvalid:        {http.StatusRequestedRangeNotSatisfiable, "invalid content range"},
+	CodeUnavailable:         {http.StatusServiceUnavailable, "service unavailable"},
+	CodeUnknown:             {http.StatusInternalServerError, "unknown error"},
+}
+
+// Error is an API error: an OCI code, a message and an optional detail.
+// Status overrides the code's default HTTP status when set.
+type Error struct {
+	Code    Code
+	Message string
+	Detail  any
+	Status  int
+	// Header carries extra response headers, such as a challenge.
+	Header http.Header
+	// Err is the underlying cause, logged but never sent to the client.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return string(e.Code) + ": " + e.Message + ": " + e.Err.Error()
+	}
+	return string(e.Code) + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// HTTPStatus returns the status the error is sent with.
+func (e *Error) HTTPStatus() int {
+	if e.Status != 0 {
+		return e.Status
+	}
+	if info, ok := codeInfo[e.Code]; ok {
+		return info.status
+	}
+	return http.StatusInternalServerError
+}
+
+// newError builds an Error with the code's default message unless msg is given.
+func newError(code Code, msg string, cause error) *Error {
+	if msg == "" {
+		msg = codeInfo[code].message
+	}
+	return &Error{Code: code, Message: msg, Err: cause}
+}
+
+// toAPIError is the one place where domain errors become OCI codes.
+func toAPIError(err error) *Error {
+	var apiErr *Error
+	switch {
+	case errors.As(err, &apiErr):
+		return apiErr
+	case errors.Is(err, oci.ErrNameInvalid):
+		return newError(CodeNameInvalid, err.Error(), nil)
+	case errors.Is(err, oci.ErrTagInvalid):
+		return newError(CodeManifestInvalid, err.Error(), nil)
+	case errors.Is(err, oci.ErrDigestInvalid), errors.Is(err, storage.ErrDigestMismatch):
+		return newError(CodeDigestInvalid, err.Error(), nil)
+	case errors.Is(err, oci.ErrManifestInvalid):
+		return newError(CodeManifestInvalid, err.Error(), nil)
+	case errors.Is(err, storage.ErrManifestBlobUnknown):
+		return newError(CodeManifestBlobUnknown, err.Error(), nil)
+	case errors.Is(err, storage.ErrBlobUnknown):
+		return newError(CodeBlobUnknown, "", err)
+	case errors.Is(err, storage.ErrManifestUnknown):
+		return newError(CodeManifestUnknown, "", err)
+	case errors.Is(err, storage.ErrRepositoryUnknown):
+		return newError(CodeNameUnknown, "", err)
+	case errors.Is(err, storage.ErrUploadUnknown):
+		return newError(CodeBlobUploadUnknown, "", err)
+	case errors.Is(err, storage.ErrOffsetMismatch):
+		return newError(CodeRangeInvalid, err.Error(), nil)
+	default:
+		return newError(CodeUnknown, "", err)
+	}
+}
+
+type errorBody struct {
+	Errors []errorEntry `json:"errors"`
+}
+
+type errorEntry struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+	Detail  any    `json:"detail,omitempty"`
+}
+
+// writeError sends e as an OCI error body.
+func writeError(w http.ResponseWriter, r *http.Request, e *Error) {
+	h := w.Header()
+	for k, vs := range e.Header {
+		h[k] = vs
+	}
+	h.Set("Content-Type", "application/json")
+	status := e.HTTPStatus()
+	body, _ := json.Marshal(errorBody{Errors: []errorEntry{{Code: e.Code, Message: e.Message, Detail: e.Detail}}})
+	h.Set("Content-Length", itoa(int64(len(body))))
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}

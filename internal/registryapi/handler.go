@@ -1,0 +1,225 @@
+// Package registryapi implements the /v2/ surface of the OCI Distribution
+// Spec v1.1: a pure route parser, one small method per endpoint, and a
+// single adapter that turns errors into OCI error bodies.
+package registryapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/outpost-registry/outpost/internal/storage"
+)
+
+// Action is what a request does to a repository, for authorization.
+type Action string
+
+// The actions a request may need.
+const (
+	ActionPull   Action = "pull"   // read blobs and manifests
+	ActionPush   Action = "push"   // upload blobs, put manifests and tags
+	ActionDelete Action = "delete" // delete blobs, manifests and tags
+	ActionList   Action = "list"   // list tags and referrers
+)
+
+// Access is one permission a request needs: an action on a repository.
+type Access struct {
+	Repository string
+	Action     Action
+}
+
+// Authorizer decides whether a request may perform every access listed. It
+// is the one place where authorization happens; it returns an *Error (such
+// as UNAUTHORIZED with a challenge) to deny.
+type Authorizer interface {
+	Authorize(r *http.Request, access []Access) error
+}
+
+// CatalogFilter is an optional ability of an Authorizer: it tells whether
+// the caller may see a repository in the catalog.
+type CatalogFilter interface {
+	CanList(r *http.Request, repository string) bool
+}
+
+// AllowAll authorizes every request.
+type AllowAll struct{}
+
+// Authorize implements Authorizer.
+func (AllowAll) Authorize(*http.Request, []Access) error { return nil }
+
+// Limits bound what a client may send or ask for.
+type Limits struct {
+	// ManifestMaxBytes is the largest manifest body accepted.
+	ManifestMaxBytes int64
+	// PageSizeMax caps the n parameter of tag and catalog listings.
+	PageSizeMax int
+}
+
+// DefaultLimits are used for zero fields of Limits.
+var DefaultLimits = Limits{ManifestMaxBytes: 4 << 20, PageSizeMax: 1000}
+
+// UploadObserver is told when upload sessions open and close, for metrics.
+type UploadObserver interface {
+	UploadStarted()
+	UploadEnded()
+}
+
+// Options configure a Handler.
+type Options struct {
+	Blobs      storage.BlobStore
+	Uploads    storage.Uploads
+	Metadata   storage.Metadata
+	Authorizer Authorizer
+	Limits     Limits
+	Logger     *slog.Logger
+	Observer   UploadObserver
+}
+
+// Handler serves the registry API.
+type Handler struct {
+	blobs    storage.BlobStore
+	uploads  storage.Uploads
+	meta     storage.Metadata
+	auth     Authorizer
+	limits   Limits
+	log      *slog.Logger
+	observer UploadObserver
+}
+
+type noObserver struct{}
+
+func (noObserver) UploadStarted() {}
+func (noObserver) UploadEnded()   {}
+
+// New returns a Handler. Blobs, Uploads and Metadata are required.
+func New(o Options) (*Handler, error) {
+	if o.Blobs == nil || o.Uploads == nil || o.Metadata == nil {
+		return nil, errors.New("registryapi: blob store, uploads and metadata are required")
+	}
+	h := &Handler{blobs: o.Blobs, uploads: o.Uploads, meta: o.Metadata, auth: o.Authorizer, limits: o.Limits, log: o.Logger, observer: o.Observer}
+	if h.auth == nil {
+		h.auth = AllowAll{}
+	}
+	if h.limits.ManifestMaxBytes <= 0 {
+		h.limits.ManifestMaxBytes = DefaultLimits.ManifestMaxBytes
+	}
+	if h.limits.PageSizeMax <= 0 {
+		h.limits.PageSizeMax = DefaultLimits.PageSizeMax
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.observer == nil {
+		h.observer = noObserver{}
+	}
+	return h, nil
+}
+
+// RouteLabel names the endpoint of a request path, for metrics.
+func RouteLabel(path string) string {
+	r, err := ParseRoute(path)
+	if err != nil {
+		return "invalid"
+	}
+	return r.Kind.String()
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	route, err := ParseRoute(r.URL.Path)
+	if errors.Is(err, errNotFound) {
+		err = &Error{Code: CodeNameUnknown, Message: "no such endpoint: " + r.URL.Path, Status: http.StatusNotFound}
+	}
+	if err == nil {
+		err = h.dispatch(w, r, route)
+	}
+	if err == nil {
+		return
+	}
+	apiErr := toAPIError(err)
+	if apiErr.HTTPStatus() >= 500 {
+		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else if apiErr.Err != nil {
+		h.log.DebugContext(r.Context(), "request refused", "method", r.Method, "path", r.URL.Path, "code", string(apiErr.Code), "err", apiErr.Err)
+	}
+	writeError(w, r, apiErr)
+}
+
+func (h *Handler) dispatch(w http.ResponseWriter, r *http.Request, rt Route) error {
+	m := r.Method
+	switch rt.Kind {
+	case KindBase:
+		if m == http.MethodGet || m == http.MethodHead {
+			return h.base(w, r)
+		}
+	case KindCatalog:
+		if m == http.MethodGet {
+			return h.catalog(w, r)
+		}
+	case KindTags:
+		if m == http.MethodGet {
+			return h.tags(w, r, rt)
+		}
+	case KindManifest:
+		switch m {
+		case http.MethodGet, http.MethodHead:
+			return h.getManifest(w, r, rt)
+		case http.MethodPut:
+			return h.putManifest(w, r, rt)
+		case http.MethodDelete:
+			return h.deleteManifest(w, r, rt)
+		}
+	case KindBlob:
+		switch m {
+		case http.MethodGet, http.MethodHead:
+			return h.getBlob(w, r, rt)
+		case http.MethodDelete:
+			return h.deleteBlob(w, r, rt)
+		}
+	case KindUploadStart:
+		if m == http.MethodPost {
+			return h.startUpload(w, r, rt)
+		}
+	case KindUpload:
+		switch m {
+		case http.MethodGet:
+			return h.uploadStatus(w, r, rt)
+		case http.MethodPatch:
+			return h.patchUpload(w, r, rt)
+		case http.MethodPut:
+			return h.finishUpload(w, r, rt)
+		case http.MethodDelete:
+			return h.cancelUpload(w, r, rt)
+		}
+	case KindReferrers:
+		if m == http.MethodGet {
+			return h.referrers(w, r, rt)
+		}
+	}
+	return &Error{Code: CodeUnsupported, Message: "method " + m + " is not allowed on the " + rt.Kind.String() + " endpoint"}
+}
+
+// authorize asks the Authorizer for one action on the route's repository.
+func (h *Handler) authorize(r *http.Request, rt Route, a Action) error {
+	return h.auth.Authorize(r, []Access{{Repository: rt.Name, Action: a}})
+}
+
+func (h *Handler) base(w http.ResponseWriter, r *http.Request) error {
+	if err := h.auth.Authorize(r, nil); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "2")
+	if r.Method == http.MethodGet {
+		_, _ = w.Write([]byte("{}"))
+	}
+	return nil
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// ctxDone reports whether the request was abandoned by the client.
+func ctxDone(ctx context.Context) bool { return ctx.Err() != nil }

@@ -1,0 +1,238 @@
+package registryapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/outpost-registry/outpost/internal/oci"
+	"github.com/outpost-registry/outpost/internal/storage"
+)
+
+func uploadLocation(rt Route, id string) string {
+	return "/v2/" + rt.Name + "/blobs/uploads/" + id
+}
+
+// setUploadHeaders describes an open session (spec § "Pushing a blob in
+// chunks"): its URL and the inclusive range of bytes received.
+func setUploadHeaders(w http.ResponseWriter, rt Route, id string, size int64) {
+	hd := w.Header()
+	hd.Set("Location", uploadLocation(rt, id))
+	hd.Set("Docker-Upload-UUID", id)
+	end := size - 1
+	if end < 0 {
+		end = 0
+	}
+	hd.Set("Range", "0-"+itoa(end))
+	hd.Set("Content-Length", "0")
+}
+
+func blobCreated(w http.ResponseWriter, name string, d digest.Digest) {
+	hd := w.Header()
+	hd.Set("Location", "/v2/"+name+"/blobs/"+string(d))
+	hd.Set("Docker-Content-Digest", string(d))
+	hd.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+}
+
+// startUpload serves POST /v2/<name>/blobs/uploads/: a cross-repository
+// mount (mount+from), a monolithic upload (digest), or a new session
+// (spec § "Pushing blobs", "Mounting a blob from another repository").
+func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt Route) error {
+	q := r.URL.Query()
+	if mount, from := q.Get("mount"), q.Get("from"); mount != "" && from != "" {
+		mounted, err := h.mount(r, rt, mount, from)
+		if err != nil || mounted {
+			if mounted {
+				blobCreated(w, rt.Name, digest.Digest(mount))
+			}
+			return err
+		}
+	}
+	if err := h.authorize(r, rt, ActionPush); err != nil {
+		return err
+	}
+	if ds := q.Get("digest"); ds != "" {
+		d, err := oci.ParseDigest(ds)
+		if err != nil {
+			return err
+		}
+		id, err := h.uploads.StartUpload(r.Context(), rt.Name)
+		if err != nil {
+			return err
+		}
+		if err := h.complete(r, rt, id, d); err != nil {
+			_ = h.uploads.CancelUpload(r.Context(), rt.Name, id)
+			return err
+		}
+		blobCreated(w, rt.Name, d)
+		return nil
+	}
+	id, err := h.uploads.StartUpload(r.Context(), rt.Name)
+	if err != nil {
+		return err
+	}
+	h.observer.UploadStarted()
+	setUploadHeaders(w, rt, id, 0)
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// mount links a blob of repository from into rt's repository when the
+// caller may read it there. It reports false, with no error, when the
+// client should fall back to a normal upload.
+func (h *Handler) mount(r *http.Request, rt Route, mount, from string) (bool, error) {
+	d, err := oci.ParseDigest(mount)
+	if err != nil {
+		return false, err
+	}
+	if oci.ValidateName(from) != nil {
+		return false, nil
+	}
+	access := []Access{{Repository: rt.Name, Action: ActionPush}, {Repository: from, Action: ActionPull}}
+	if h.auth.Authorize(r, access) != nil {
+		return false, nil
+	}
+	size, err := h.meta.BlobSize(r.Context(), from, d)
+	if errors.Is(err, storage.ErrBlobUnknown) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := h.meta.LinkBlob(r.Context(), rt.Name, d, size); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// parseContentRange reads a "<start>-<end>" Content-Range header and
+// returns start, or -1 when the header is absent.
+func parseContentRange(r *http.Request) (int64, error) {
+	v := r.Header.Get("Content-Range")
+	if v == "" {
+		return -1, nil
+	}
+	v = strings.TrimPrefix(strings.TrimPrefix(v, "bytes "), "bytes=")
+	startS, endS, ok := strings.Cut(v, "-")
+	start, err1 := strconv.ParseInt(startS, 10, 64)
+	end, err2 := strconv.ParseInt(endS, 10, 64)
+	if !ok || err1 != nil || err2 != nil || start < 0 || end < start {
+		return 0, newError(CodeRangeInvalid, fmt.Sprintf("malformed Content-Range %q, want <start>-<end>", r.Header.Get("Content-Range")), nil)
+	}
+	if r.ContentLength >= 0 && end-start+1 != r.ContentLength {
+		return 0, newError(CodeRangeInvalid, fmt.Sprintf("Content-Range %q does not match Content-Length %d", r.Header.Get("Content-Range"), r.ContentLength), nil)
+	}
+	return start, nil
+}
+
+// appendBody appends the request body to the session, checking
+// Content-Range. On an offset mismatch the reply carries the session's
+// current range so that the client can resume.
+func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt Route) (int64, error) {
+	offset, err := parseContentRange(r)
+	if err != nil {
+		return 0, err
+	}
+	size, err := h.uploads.AppendUpload(r.Context(), rt.Name, rt.Reference, offset, r.Body)
+	if errors.Is(err, storage.ErrOffsetMismatch) {
+		setUploadHeaders(w, rt, rt.Reference, size)
+	}
+	return size, err
+}
+
+// patchUpload serves PATCH /v2/<name>/blobs/uploads/<id>: one chunk, in
+// order, or the whole blob streamed.
+func (h *Handler) patchUpload(w http.ResponseWriter, r *http.Request, rt Route) error {
+	if err := h.authorize(r, rt, ActionPush); err != nil {
+		return err
+	}
+	size, err := h.appendBody(w, r, rt)
+	if err != nil {
+		return err
+	}
+	setUploadHeaders(w, rt, rt.Reference, size)
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// complete verifies the session against d, stores the blob and links it
+// into the repository.
+func (h *Handler) complete(r *http.Request, rt Route, id string, d digest.Digest) error {
+	if r.ContentLength != 0 {
+		if _, err := h.uploads.AppendUpload(r.Context(), rt.Name, id, -1, r.Body); err != nil {
+			return err
+		}
+	}
+	size, err := h.uploads.CommitUpload(r.Context(), rt.Name, id, d)
+	if err != nil {
+		return err
+	}
+	return h.meta.LinkBlob(r.Context(), rt.Name, d, size)
+}
+
+// finishUpload serves PUT /v2/<name>/blobs/uploads/<id>?digest=<digest>,
+// with an optional last chunk.
+func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt Route) error {
+	if err := h.authorize(r, rt, ActionPush); err != nil {
+		return err
+	}
+	ds := r.URL.Query().Get("digest")
+	if ds == "" {
+		return newError(CodeDigestInvalid, "the digest query parameter is required to close an upload", nil)
+	}
+	d, err := oci.ParseDigest(ds)
+	if err != nil {
+		return err
+	}
+	if r.ContentLength != 0 {
+		if _, err := h.appendBody(w, r, rt); err != nil {
+			return err
+		}
+	}
+	size, err := h.uploads.CommitUpload(r.Context(), rt.Name, rt.Reference, d)
+	if err != nil {
+		if errors.Is(err, storage.ErrDigestMismatch) {
+			h.observer.UploadEnded()
+		}
+		return err
+	}
+	h.observer.UploadEnded()
+	if err := h.meta.LinkBlob(r.Context(), rt.Name, d, size); err != nil {
+		return err
+	}
+	blobCreated(w, rt.Name, d)
+	return nil
+}
+
+// uploadStatus serves GET /v2/<name>/blobs/uploads/<id>.
+func (h *Handler) uploadStatus(w http.ResponseWriter, r *http.Request, rt Route) error {
+	if err := h.authorize(r, rt, ActionPush); err != nil {
+		return err
+	}
+	size, err := h.uploads.UploadSize(r.Context(), rt.Name, rt.Reference)
+	if err != nil {
+		return err
+	}
+	setUploadHeaders(w, rt, rt.Reference, size)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// cancelUpload serves DELETE /v2/<name>/blobs/uploads/<id>.
+func (h *Handler) cancelUpload(w http.ResponseWriter, r *http.Request, rt Route) error {
+	if err := h.authorize(r, rt, ActionPush); err != nil {
+		return err
+	}
+	if err := h.uploads.CancelUpload(r.Context(), rt.Name, rt.Reference); err != nil {
+		return err
+	}
+	h.observer.UploadEnded()
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

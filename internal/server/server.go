@@ -1,0 +1,141 @@
+// Package server assembles Outpost's HTTP server: storage, the registry
+// API, health probes and metrics behind shared middleware, and its
+// lifecycle from listen to graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/outpost-registry/outpost/internal/config"
+	"github.com/outpost-registry/outpost/internal/registryapi"
+	"github.com/outpost-registry/outpost/internal/storage/bolt"
+	"github.com/outpost-registry/outpost/internal/storage/fs"
+)
+
+// Server is a running Outpost registry.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	meta    *bolt.Store
+	metrics *Metrics
+	handler http.Handler
+}
+
+// New opens the data directory and builds the handler tree.
+func New(cfg config.Config, log *slog.Logger, version string) (*Server, error) {
+	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	blobs, err := fs.New(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := bolt.Open(filepath.Join(cfg.Data, "metadata.db"))
+	if err != nil {
+		return nil, err
+	}
+	metrics := NewMetrics(version)
+	api, err := registryapi.New(registryapi.Options{
+		Blobs:    blobs,
+		Uploads:  blobs,
+		Metadata: meta,
+		Limits: registryapi.Limits{
+			ManifestMaxBytes: int64(cfg.Limits.ManifestMaxBytes),
+			PageSizeMax:      cfg.Limits.PageSizeMax,
+		},
+		Logger:   log,
+		Observer: metrics,
+	})
+	if err != nil {
+		_ = meta.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, meta: meta, metrics: metrics}
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", api)
+	mux.Handle("/v2", api)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry(), promhttp.HandlerOpts{}))
+	s.handler = instrument(mux, metrics, log, routeLabel)
+	return s, nil
+}
+
+// routeLabel names a request's route for metrics without unbounded
+// cardinality: API routes by endpoint kind, the rest by fixed names.
+func routeLabel(r *http.Request) string {
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, "/v2"):
+		return registryapi.RouteLabel(p)
+	case p == "/healthz" || p == "/readyz":
+		return "probe"
+	case p == "/metrics":
+		return "metrics"
+	default:
+		return "other"
+	}
+}
+
+// Handler returns the server's root handler, for tests.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close releases the stores.
+func (s *Server) Close() error { return s.meta.Close() }
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if _, _, err := s.meta.Repositories(r.Context(), "", 1); err != nil {
+		http.Error(w, "metadata store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Serve accepts connections on ln until ctx is cancelled, then shuts down
+// gracefully: new connections are refused and in-flight requests get
+// ShutdownTimeout to finish. Upload sessions stay on disk and resume after
+// a restart.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("outpost serving", "addr", ln.Addr().String(), "data", s.cfg.Data)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout))
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}

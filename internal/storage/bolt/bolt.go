@@ -1,0 +1,356 @@
+// Package bolt keeps Outpost's metadata in an embedded bbolt database: one
+// file, ACID transactions, no server, and reads served from a memory map,
+// which makes a manifest lookup by tag a couple of B+tree descents.
+//
+// Layout: a top-level bucket "repos" holds one bucket per repository, each
+// with the sub-buckets
+//
+//	blobs      digest  -> size (8 bytes, big endian)
+//	manifests  digest  -> record (4-byte JSON length, JSON, body)
+//	tags       tag     -> digest
+//	referrers  subject "\x00" referrer -> empty
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-registry/outpost/internal/oci"
+	"github.com/outpost-registry/outpost/internal/storage"
+)
+
+var (
+	bucketRepos     = []byte("repos")
+	bucketBlobs     = []byte("blobs")
+	bucketManifests = []byte("manifests")
+	bucketTags      = []byte("tags")
+	bucketReferrers = []byte("referrers")
+)
+
+// Store is a bbolt-backed storage.Metadata.
+type Store struct {
+	db *bolt.DB
+}
+
+var _ storage.Metadata = (*Store)(nil)
+
+// Open opens or creates the database file at path.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open metadata %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketRepos)
+		return err
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("init metadata: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close implements storage.Metadata.
+func (s *Store) Close() error { return s.db.Close() }
+
+// repoBucket returns the bucket of repo, or nil.
+func repoBucket(tx *bolt.Tx, repo string) *bolt.Bucket {
+	return tx.Bucket(bucketRepos).Bucket([]byte(repo))
+}
+
+// ensureRepo returns the bucket of repo, creating it and its sub-buckets.
+func ensureRepo(tx *bolt.Tx, repo string) (*bolt.Bucket, error) {
+	rb, err := tx.Bucket(bucketRepos).CreateBucketIfNotExists([]byte(repo))
+	if err != nil {
+		return nil, fmt.Errorf("create repository %s: %w", repo, err)
+	}
+	for _, name := range [][]byte{bucketBlobs, bucketManifests, bucketTags, bucketReferrers} {
+		if _, err := rb.CreateBucketIfNotExists(name); err != nil {
+			return nil, fmt.Errorf("create repository %s: %w", repo, err)
+		}
+	}
+	return rb, nil
+}
+
+// LinkBlob implements storage.Metadata.
+func (s *Store) LinkBlob(_ context.Context, repo string, d digest.Digest, size int64) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		rb, err := ensureRepo(tx, repo)
+		if err != nil {
+			return err
+		}
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(size))
+		return rb.Bucket(bucketBlobs).Put([]byte(d), v[:])
+	})
+}
+
+// BlobSize implements storage.Metadata.
+func (s *Store) BlobSize(_ context.Context, repo string, d digest.Digest) (int64, error) {
+	var size int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		rb := repoBucket(tx, repo)
+		if rb == nil {
+			return fmt.Errorf("%w: %s in %s", storage.ErrBlobUnknown, d, repo)
+		}
+		v := rb.Bucket(bucketBlobs).Get([]byte(d))
+		if len(v) != 8 {
+			return fmt.Errorf("%w: %s in %s", storage.ErrBlobUnknown, d, repo)
+		}
+		size = int64(binary.BigEndian.Uint64(v))
+		return nil
+	})
+	return size, err
+}
+
+// UnlinkBlob implements storage.Metadata.
+func (s *Store) UnlinkBlob(_ context.Context, repo string, d digest.Digest) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		rb := repoBucket(tx, repo)
+		if rb == nil || rb.Bucket(bucketBlobs).Get([]byte(d)) == nil {
+			return fmt.Errorf("%w: %s in %s", storage.ErrBlobUnknown, d, repo)
+		}
+		return rb.Bucket(bucketBlobs).Delete([]byte(d))
+	})
+}
+
+func encodeRecord(m *storage.ManifestRecord) ([]byte, error) {
+	meta, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode manifest %s: %w", m.Digest, err)
+	}
+	buf := make([]byte, 4, 4+len(meta)+len(m.Body))
+	binary.BigEndian.PutUint32(buf, uint32(len(meta)))
+	buf = append(buf, meta...)
+	return append(buf, m.Body...), nil
+}
+
+// decodeRecord copies v (which bbolt owns) into a new record.
+func decodeRecord(v []byte) (*storage.ManifestRecord, error) {
+	if len(v) < 4 {
+		return nil, errors.New("decode manifest: short record")
+	}
+	n := int(binary.BigEndian.Uint32(v))
+	if len(v) < 4+n {
+		return nil, errors.New("decode manifest: short record")
+	}
+	m := &storage.ManifestRecord{}
+	if err := json.Unmarshal(v[4:4+n], m); err != nil {
+		return nil, fmt.Errorf("decode manifest: %w", err)
+	}
+	m.Body = bytes.Clone(v[4+n:])
+	return m, nil
+}
+
+func referrerKey(subject, referrer digest.Digest) []byte {
+	k := make([]byte, 0, len(subject)+1+len(referrer))
+	k = append(k, subject...)
+	k = append(k, 0)
+	return append(k, referrer...)
+}
+
+// PutManifest implements storage.Metadata.
+func (s *Store) PutManifest(_ context.Context, repo string, m *storage.ManifestRecord, tags []string, optional map[digest.Digest]bool) error {
+	rec, err := encodeRecord(m)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		rb, err := ensureRepo(tx, repo)
+		if err != nil {
+			return err
+		}
+		blobs, manifests := rb.Bucket(bucketBlobs), rb.Bucket(bucketManifests)
+		for _, d := range m.Blobs {
+			if !optional[d] && blobs.Get([]byte(d)) == nil {
+				return fmt.Errorf("%w: blob %s", storage.ErrManifestBlobUnknown, d)
+			}
+		}
+		for _, d := range m.Manifests {
+			if manifests.Get([]byte(d)) == nil {
+				return fmt.Errorf("%w: manifest %s", storage.ErrManifestBlobUnknown, d)
+			}
+		}
+		if err := manifests.Put([]byte(m.Digest), rec); err != nil {
+			return fmt.Errorf("store manifest %s: %w", m.Digest, err)
+		}
+		for _, t := range tags {
+			if err := rb.Bucket(bucketTags).Put([]byte(t), []byte(m.Digest)); err != nil {
+				return fmt.Errorf("store tag %s: %w", t, err)
+			}
+		}
+		if m.Subject != "" {
+			if err := rb.Bucket(bucketReferrers).Put(referrerKey(m.Subject, m.Digest), nil); err != nil {
+				return fmt.Errorf("index referrer %s: %w", m.Digest, err)
+			}
+		}
+		return nil
+	})
+}
+
+// GetManifest implements storage.Metadata.
+func (s *Store) GetManifest(_ context.Context, repo, ref string) (*storage.ManifestRecord, error) {
+	var m *storage.ManifestRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		rb := repoBucket(tx, repo)
+		if rb == nil {
+			return fmt.Errorf("%w: %s:%s", storage.ErrManifestUnknown, repo, ref)
+		}
+		key := []byte(ref)
+		if !oci.IsDigest(ref) {
+			key = rb.Bucket(bucketTags).Get(key)
+			if key == nil {
+				return fmt.Errorf("%w: %s:%s", storage.ErrManifestUnknown, repo, ref)
+			}
+		}
+		v := rb.Bucket(bucketManifests).Get(key)
+		if v == nil {
+			return fmt.Errorf("%w: %s@%s", storage.ErrManifestUnknown, repo, ref)
+		}
+		var err error
+		m, err = decodeRecord(v)
+		return err
+	})
+	return m, err
+}
+
+// DeleteManifest implements storage.Metadata.
+func (s *Store) DeleteManifest(_ context.Context, repo string, d digest.Digest) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		rb := repoBucket(tx, repo)
+		if rb == nil {
+			return fmt.Errorf("%w: %s@%s", storage.ErrManifestUnknown, repo, d)
+		}
+		manifests := rb.Bucket(bucketManifests)
+		v := manifests.Get([]byte(d))
+		if v == nil {
+			return fmt.Errorf("%w: %s@%s", storage.ErrManifestUnknown, repo, d)
+		}
+		m, err := decodeRecord(v)
+		if err != nil {
+			return err
+		}
+		if m.Subject != "" {
+			if err := rb.Bucket(bucketReferrers).Delete(referrerKey(m.Subject, d)); err != nil {
+				return fmt.Errorf("unindex referrer %s: %w", d, err)
+			}
+		}
+		tags := rb.Bucket(bucketTags)
+		var stale [][]byte
+		err = tags.ForEach(func(k, v []byte) error {
+			if string(v) == string(d) {
+				stale = append(stale, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := tags.Delete(k); err != nil {
+				return fmt.Errorf("delete tag %s: %w", k, err)
+			}
+		}
+		return manifests.Delete([]byte(d))
+	})
+}
+
+// DeleteTag implements storage.Metadata.
+func (s *Store) DeleteTag(_ context.Context, repo, tag string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		rb := repoBucket(tx, repo)
+		if rb == nil || rb.Bucket(bucketTags).Get([]byte(tag)) == nil {
+			return fmt.Errorf("%w: %s:%s", storage.ErrManifestUnknown, repo, tag)
+		}
+		return rb.Bucket(bucketTags).Delete([]byte(tag))
+	})
+}
+
+// page walks the keys of b after last and returns up to n of them.
+func page(b *bolt.Bucket, last string, n int) ([]string, bool) {
+	out := []string{}
+	c := b.Cursor()
+	var k []byte
+	if last == "" {
+		k, _ = c.First()
+	} else {
+		k, _ = c.Seek([]byte(last))
+		if k != nil && string(k) == last {
+			k, _ = c.Next()
+		}
+	}
+	for ; k != nil; k, _ = c.Next() {
+		if len(out) == n {
+			return out, true
+		}
+		out = append(out, string(k))
+	}
+	return out, false
+}
+
+// Tags implements storage.Metadata.
+func (s *Store) Tags(_ context.Context, repo, last string, n int) ([]string, bool, error) {
+	var (
+		out  []string
+		more bool
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		rb := repoBucket(tx, repo)
+		if rb == nil {
+			return fmt.Errorf("%w: %s", storage.ErrRepositoryUnknown, repo)
+		}
+		out, more = page(rb.Bucket(bucketTags), last, n)
+		return nil
+	})
+	return out, more, err
+}
+
+// Repositories implements storage.Metadata.
+func (s *Store) Repositories(_ context.Context, last string, n int) ([]string, bool, error) {
+	var (
+		out  []string
+		more bool
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		out, more = page(tx.Bucket(bucketRepos), last, n)
+		return nil
+	})
+	return out, more, err
+}
+
+// Referrers implements storage.Metadata.
+func (s *Store) Referrers(_ context.Context, repo string, d digest.Digest) ([]v1.Descriptor, error) {
+	out := []v1.Descriptor{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		rb := repoBucket(tx, repo)
+		if rb == nil {
+			return nil
+		}
+		manifests := rb.Bucket(bucketManifests)
+		prefix := append([]byte(d), 0)
+		c := rb.Bucket(bucketReferrers).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			v := manifests.Get(k[len(prefix):])
+			if v == nil {
+				continue
+			}
+			m, err := decodeRecord(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, m.Descriptor())
+		}
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,333 @@
+// Package fs stores blobs and upload sessions on the local filesystem.
+//
+// Layout under the root directory:
+//
+//	blobs/<algorithm>/<first two hex digits>/<hex>   complete, verified blobs
+//	uploads/<id>                                     session content
+//	uploads/<id>.repo                                the session's repository
+//
+// A blob appears under blobs/ only by rename(2) after its content has been
+// verified and fsynced, so a reader never sees a partial blob.
+package fs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/outpost-registry/outpost/internal/storage"
+)
+
+// Store is a filesystem blob store with resumable uploads.
+type Store struct {
+	root string
+
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+// session tracks the running hash of an upload so that committing does not
+// read the content again. It is lost on restart; the content is then
+// hashed once more at commit time.
+type session struct {
+	mu   sync.Mutex
+	hash hash.Hash // sha256 of the first size bytes, or nil when unknown
+	size int64
+}
+
+var (
+	_ storage.BlobStore = (*Store)(nil)
+	_ storage.Uploads   = (*Store)(nil)
+)
+
+// New opens (creating if needed) a store rooted at dir.
+func New(dir string) (*Store, error) {
+	for _, sub := range []string{"blobs", "uploads"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o750); err != nil {
+			return nil, fmt.Errorf("create storage directory: %w", err)
+		}
+	}
+	return &Store{root: dir, sessions: map[string]*session{}}, nil
+}
+
+func (s *Store) blobPath(d digest.Digest) (string, error) {
+	if err := d.Validate(); err != nil {
+		return "", fmt.Errorf("%w: %s: %w", storage.ErrBlobUnknown, d, err)
+	}
+	hex := d.Encoded()
+	return filepath.Join(s.root, "blobs", string(d.Algorithm()), hex[:2], hex), nil
+}
+
+// Stat implements storage.BlobStore.
+func (s *Store) Stat(_ context.Context, d digest.Digest) (int64, error) {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("%w: %s", storage.ErrBlobUnknown, d)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stat blob %s: %w", d, err)
+	}
+	return fi.Size(), nil
+}
+
+// Open implements storage.BlobStore. The reader is an *os.File.
+func (s *Store) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return nil, 0, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, fmt.Errorf("%w: %s", storage.ErrBlobUnknown, d)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("open blob %s: %w", d, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, 0, fmt.Errorf("stat blob %s: %w", d, err)
+	}
+	return f, fi.Size(), nil
+}
+
+// Delete implements storage.BlobStore.
+func (s *Store) Delete(_ context.Context, d digest.Digest) error {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete blob %s: %w", d, err)
+	}
+	return nil
+}
+
+// uploadPath validates id (a canonical UUID, so it can never name a path
+// outside uploads/) and returns its content path.
+func (s *Store) uploadPath(id string) (string, error) {
+	u, err := uuid.Parse(id)
+	if err != nil || u.String() != id {
+		return "", fmt.Errorf("%w: %q", storage.ErrUploadUnknown, id)
+	}
+	return filepath.Join(s.root, "uploads", id), nil
+}
+
+// checkSession verifies that upload id exists and belongs to repo.
+func (s *Store) checkSession(repo, id string) (string, error) {
+	p, err := s.uploadPath(id)
+	if err != nil {
+		return "", err
+	}
+	owner, err := os.ReadFile(p + ".repo")
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("%w: %s", storage.ErrUploadUnknown, id)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read upload %s: %w", id, err)
+	}
+	if string(owner) != repo {
+		return "", fmt.Errorf("%w: %s belongs to another repository", storage.ErrUploadUnknown, id)
+	}
+	return p, nil
+}
+
+func (s *Store) session(id string) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.sessions[id]
+	if !ok {
+		st = &session{size: -1}
+		s.sessions[id] = st
+	}
+	return st
+}
+
+func (s *Store) forget(id string) {
+	s.mu.Lock()
+	delete(s.sessions, id)
+	s.mu.Unlock()
+}
+
+// StartUpload implements storage.Uploads.
+func (s *Store) StartUpload(_ context.Context, repo string) (string, error) {
+	id := uuid.NewString()
+	p := filepath.Join(s.root, "uploads", id)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		return "", fmt.Errorf("create upload: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("create upload: %w", err)
+	}
+	if err := os.WriteFile(p+".repo", []byte(repo), 0o640); err != nil {
+		_ = os.Remove(p)
+		return "", fmt.Errorf("create upload: %w", err)
+	}
+	s.mu.Lock()
+	s.sessions[id] = &session{hash: sha256.New()}
+	s.mu.Unlock()
+	return id, nil
+}
+
+// UploadSize implements storage.Uploads.
+func (s *Store) UploadSize(_ context.Context, repo, id string) (int64, error) {
+	p, err := s.checkSession(repo, id)
+	if err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s", storage.ErrUploadUnknown, id)
+	}
+	return fi.Size(), nil
+}
+
+// AppendUpload implements storage.Uploads.
+func (s *Store) AppendUpload(_ context.Context, repo, id string, offset int64, r io.Reader) (int64, error) {
+	p, err := s.checkSession(repo, id)
+	if err != nil {
+		return 0, err
+	}
+	st := s.session(id)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s", storage.ErrUploadUnknown, id)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat upload %s: %w", id, err)
+	}
+	size := fi.Size()
+	if offset >= 0 && offset != size {
+		return size, fmt.Errorf("%w: got offset %d, upload holds %d bytes", storage.ErrOffsetMismatch, offset, size)
+	}
+	if st.hash == nil || st.size != size {
+		// The running hash is lost (restart) or out of step: hash at commit.
+		st.hash = nil
+	}
+	var w io.Writer = f
+	if st.hash != nil {
+		w = io.MultiWriter(f, st.hash)
+	}
+	n, copyErr := io.Copy(w, r)
+	size += n
+	st.size = size
+	if copyErr != nil {
+		// A short write may have left the file and the hash out of step.
+		st.hash = nil
+		if fi, err := f.Stat(); err == nil {
+			size = fi.Size()
+		}
+		return size, fmt.Errorf("append to upload %s: %w", id, copyErr)
+	}
+	return size, nil
+}
+
+// CommitUpload implements storage.Uploads.
+func (s *Store) CommitUpload(ctx context.Context, repo, id string, want digest.Digest) (int64, error) {
+	p, err := s.checkSession(repo, id)
+	if err != nil {
+		return 0, err
+	}
+	dst, err := s.blobPath(want)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", storage.ErrDigestMismatch, err)
+	}
+	st := s.session(id)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s", storage.ErrUploadUnknown, id)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return 0, fmt.Errorf("stat upload %s: %w", id, err)
+	}
+	got, err := s.sum(f, st, fi.Size(), want.Algorithm())
+	if err != nil {
+		_ = f.Close()
+		return 0, err
+	}
+	if got != want {
+		_ = f.Close()
+		_ = s.CancelUpload(ctx, repo, id)
+		return 0, fmt.Errorf("%w: content is %s, expected %s", storage.ErrDigestMismatch, got, want)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return 0, fmt.Errorf("sync upload %s: %w", id, err)
+	}
+	if err := f.Close(); err != nil {
+		return 0, fmt.Errorf("close upload %s: %w", id, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return 0, fmt.Errorf("create blob directory: %w", err)
+	}
+	if err := os.Rename(p, dst); err != nil {
+		return 0, fmt.Errorf("commit blob %s: %w", want, err)
+	}
+	_ = os.Remove(p + ".repo")
+	s.forget(id)
+	return fi.Size(), nil
+}
+
+// sum returns the digest of the upload's content, from the running hash
+// when it is valid, by reading the file otherwise.
+func (s *Store) sum(f *os.File, st *session, size int64, alg digest.Algorithm) (digest.Digest, error) {
+	if alg == digest.SHA256 && st.hash != nil && st.size == size {
+		// Sum on a copy so that a failed commit keeps the running state.
+		if m, ok := st.hash.(encoding.BinaryMarshaler); ok {
+			state, err := m.MarshalBinary()
+			if err == nil {
+				h := sha256.New()
+				if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err == nil {
+					return digest.NewDigest(alg, h), nil
+				}
+			}
+		}
+	}
+	if !alg.Available() {
+		return "", fmt.Errorf("%w: algorithm %s unavailable", storage.ErrDigestMismatch, alg)
+	}
+	h := alg.Hash()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+		return "", fmt.Errorf("hash upload: %w", err)
+	}
+	return digest.NewDigest(alg, h), nil
+}
+
+// CancelUpload implements storage.Uploads.
+func (s *Store) CancelUpload(_ context.Context, repo, id string) error {
+	p, err := s.checkSession(repo, id)
+	if err != nil {
+		return err
+	}
+	s.forget(id)
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cancel upload %s: %w", id, err)
+	}
+	if err := os.Remove(p + ".repo"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cancel upload %s: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+// Package storage declares the roles Outpost's persistence plays: a
+// content-addressed blob store shared by all repositories, resumable upload
+// sessions, and a transactional metadata store for repositories, tags,
+// manifests and the referrers index. Implementations live in sub-packages
+// (fs for blobs on local disk, bolt for embedded metadata) and must pass the
+// conformance suites in storagetest.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Sentinel errors. Implementations wrap them with the digest or reference
+// concerned; callers compare with errors.Is.
+var (
+	ErrBlobUnknown         = errors.New("blob unknown")
+	ErrManifestUnknown     = errors.New("manifest unknown")
+	ErrRepositoryUnknown   = errors.New("repository unknown")
+	ErrUploadUnknown       = errors.New("upload unknown")
+	ErrDigestMismatch      = errors.New("digest mismatch")
+	ErrOffsetMismatch      = errors.New("upload offset mismatch")
+	ErrManifestBlobUnknown = errors.New("manifest references unknown content")
+)
+
+// BlobStore holds immutable blobs addressed by digest.
+type BlobStore interface {
+	// Stat returns the size of a blob, or ErrBlobUnknown.
+	Stat(ctx context.Context, d digest.Digest) (int64, error)
+	// Open returns the blob's content and size. The local filesystem
+	// implementation returns an *os.File so that the HTTP server can hand
+	// it to sendfile.
+	Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error)
+	// Delete removes a blob; deleting an absent blob is not an error.
+	Delete(ctx context.Context, d digest.Digest) error
+}
+
+// Uploads manages resumable upload sessions whose content becomes a blob
+// only when it is complete and its digest verified.
+type Uploads interface {
+	// StartUpload opens a session for repo and returns its ID.
+	StartUpload(ctx context.Context, repo string) (string, error)
+	// UploadSize returns how many bytes the session holds.
+	UploadSize(ctx context.Context, repo, id string) (int64, error)
+	// AppendUpload appends r to the session. When offset is not negative it
+	// must equal the session's current size, or ErrOffsetMismatch is
+	// returned. It returns the new size, also on error.
+	AppendUpload(ctx context.Context, repo, id string, offset int64, r io.Reader) (int64, error)
+	// CommitUpload verifies that the session's content has digest want and
+	// moves it into the blob store atomically. It returns the blob size.
+	// A mismatch returns ErrDigestMismatch and discards the session.
+	CommitUpload(ctx context.Context, repo, id string, want digest.Digest) (int64, error)
+	// CancelUpload discards a session.
+	CancelUpload(ctx context.Context, repo, id string) error
+}
+
+// ManifestRecord is a stored manifest: its body byte-for-byte and what the
+// registry API needs to answer without parsing it again.
+type ManifestRecord struct {
+	Digest       digest.Digest     `json:"digest"`
+	MediaType    string            `json:"mediaType"`
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Subject      digest.Digest     `json:"subject,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	// Blobs and Manifests are the digests the manifest references.
+	Blobs     []digest.Digest `json:"blobs,omitempty"`
+	Manifests []digest.Digest `json:"manifests,omitempty"`
+	Body      []byte          `json:"-"`
+}
+
+// Size is the length of the manifest body.
+func (m *ManifestRecord) Size() int64 { return int64(len(m.Body)) }
+
+// Descriptor describes the manifest for an index or the referrers API.
+func (m *ManifestRecord) Descriptor() v1.Descriptor {
+	return v1.Descriptor{
+		MediaType:    m.MediaType,
+		Digest:       m.Digest,
+		Size:         m.Size(),
+		ArtifactType: m.ArtifactType,
+		Annotations:  m.Annotations,
+	}
+}
+
+// Metadata is the transactional store of repositories, blob membership,
+// manifests, tags and the referrers index.
+type Metadata interface {
+	// LinkBlob makes blob d, already in the blob store, part of repo.
+	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
+	// BlobSize returns the size of blob d if it is part of repo, or
+	// ErrBlobUnknown.
+	BlobSize(ctx context.Context, repo string, d digest.Digest) (int64, error)
+	// UnlinkBlob removes blob d from repo, or returns ErrBlobUnknown.
+	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
+	// PutManifest stores m in repo and points tags at it, in one
+	// transaction. Every blob in m.Blobs (except those listed in optional)
+	// and every manifest in m.Manifests must already be part of repo, or
+	// ErrManifestBlobUnknown is returned and nothing changes.
+	PutManifest(ctx context.Context, repo string, m *ManifestRecord, tags []string, optional map[digest.Digest]bool) error
+	// GetManifest resolves a tag or digest in repo.
+	GetManifest(ctx context.Context, repo, ref string) (*ManifestRecord, error)
+	// DeleteManifest removes manifest d from repo with every tag pointing
+	// at it and its referrers index entry.
+	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
+	// DeleteTag removes one tag; the manifest stays.
+	DeleteTag(ctx context.Context, repo, tag string) error
+	// Tags lists up to n tags of repo in lexical order after last, and
+	// reports whether more follow. A repository that does not exist returns
+	// ErrRepositoryUnknown.
+	Tags(ctx context.Context, repo, last string, n int) ([]string, bool, error)
+	// Repositories lists up to n repository names after last in lexical
+	// order, and reports whether more follow.
+	Repositories(ctx context.Context, last string, n int) ([]string, bool, error)
+	// Referrers lists the manifests in repo whose subject is d.
+	Referrers(ctx context.Context, repo string, d digest.Digest) ([]v1.Descriptor, error)
+	// Close releases the store.
+	Close() error
+}
