@@ -12,15 +12,15 @@ type Kind int
 
 // The endpoints of the OCI Distribution Spec (§ "Endpoints").
 const (
-	KindUnknown      Kind = iota
-	KindBase              // /v2/
-	KindCatalog           // /v2/_catalog
-	KindTags              // /v2/<name>/tags/list
-	KindManifest          // /v2/<name>/manifests/<reference>
-	KindBlob              // /v2/<name>/blobs/<digest>
-	KindUploadStart       // /v2/<name>/blobs/uploads/
-	KindUpload            // /v2/<name>/blobs/uploads/<id>
-	KindReferrers         // /v2/<name>/referrers/<digest>
+	KindUnknown     Kind = iota
+	KindBase             // /v2/
+	KindCatalog          // /v2/_catalog
+	KindTags             // /v2/<name>/tags/list
+	KindManifest         // /v2/<name>/manifests/<reference>
+	KindBlob             // /v2/<name>/blobs/<digest>
+	KindUploadStart      // /v2/<name>/blobs/uploads/
+	KindUpload           // /v2/<name>/blobs/uploads/<id>
+	KindReferrers        // /v2/<name>/referrers/<digest>
 	numKinds
 )
 

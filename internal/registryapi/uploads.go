@@ -44,7 +44,7 @@ func blobCreated(w http.ResponseWriter, name string, d digest.Digest) {
 // (spec § "Pushing blobs", "Mounting a blob from another repository").
 func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt Route) error {
 	q := r.URL.Query()
-	if mount, from := q.Get("mount"), q.Get("from"); mount != "" && from != "" {
+	if mount, from := q.Get("mount"), q.Get("from"); mount != "" {
 		mounted, err := h.mount(r, rt, mount, from)
 		if err != nil || mounted {
 			if mounted {
@@ -83,31 +83,42 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt Route) 
 }
 
 // mount links a blob of repository from into rt's repository when the
-// caller may read it there. It reports false, with no error, when the
-// client should fall back to a normal upload.
+// caller may read it there. Without from (an anonymous mount, spec v1.1),
+// any repository holding the blob that the caller may read is a source.
+// It reports false, with no error, when the client should fall back to a
+// normal upload.
 func (h *Handler) mount(r *http.Request, rt Route, mount, from string) (bool, error) {
 	d, err := oci.ParseDigest(mount)
 	if err != nil {
 		return false, err
 	}
-	if oci.ValidateName(from) != nil {
-		return false, nil
+	sources := []string{from}
+	if from == "" {
+		if sources, err = h.meta.BlobRepositories(r.Context(), d); err != nil {
+			return false, err
+		}
 	}
-	access := []Access{{Repository: rt.Name, Action: ActionPush}, {Repository: from, Action: ActionPull}}
-	if h.auth.Authorize(r, access) != nil {
-		return false, nil
+	for _, src := range sources {
+		if oci.ValidateName(src) != nil {
+			continue
+		}
+		access := []Access{{Repository: rt.Name, Action: ActionPush}, {Repository: src, Action: ActionPull}}
+		if h.auth.Authorize(r, access) != nil {
+			continue
+		}
+		size, err := h.meta.BlobSize(r.Context(), src, d)
+		if errors.Is(err, storage.ErrBlobUnknown) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if err := h.meta.LinkBlob(r.Context(), rt.Name, d, size); err != nil {
+			return false, err
+		}
+		return true, nil
 	}
-	size, err := h.meta.BlobSize(r.Context(), from, d)
-	if errors.Is(err, storage.ErrBlobUnknown) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if err := h.meta.LinkBlob(r.Context(), rt.Name, d, size); err != nil {
-		return false, err
-	}
-	return true, nil
+	return false, nil
 }
 
 // parseContentRange reads a "<start>-<end>" Content-Range header and

@@ -94,6 +94,8 @@ type Metadata interface {
 	// BlobSize returns the size of blob d if it is part of repo, or
 	// ErrBlobUnknown.
 	BlobSize(ctx context.Context, repo string, d digest.Digest) (int64, error)
+	// BlobRepositories lists the repositories that hold blob d.
+	BlobRepositories(ctx context.Context, d digest.Digest) ([]string, error)
 	// UnlinkBlob removes blob d from repo, or returns ErrBlobUnknown.
 	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
 	// PutManifest stores m in repo and points tags at it, in one

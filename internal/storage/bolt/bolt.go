@@ -34,6 +34,10 @@ var (
 	bucketManifests = []byte("manifests")
 	bucketTags      = []byte("tags")
 	bucketReferrers = []byte("referrers")
+	// bucketBlobRepos indexes blob links the other way round:
+	// digest "\x00" repository -> empty. It answers anonymous mounts and
+	// tells garbage collection whether any repository holds a blob.
+	bucketBlobRepos = []byte("blobrepos")
 )
 
 // Store is a bbolt-backed storage.Metadata.
@@ -50,8 +54,12 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open metadata %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketRepos)
-		return err
+		for _, b := range [][]byte{bucketRepos, bucketBlobRepos} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		_ = db.Close()
@@ -91,6 +99,9 @@ func (s *Store) LinkBlob(_ context.Context, repo string, d digest.Digest, size i
 		}
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], uint64(size))
+		if err := tx.Bucket(bucketBlobRepos).Put(referrerKey(d, digest.Digest(repo)), nil); err != nil {
+			return fmt.Errorf("index blob %s: %w", d, err)
+		}
 		return rb.Bucket(bucketBlobs).Put([]byte(d), v[:])
 	})
 }
@@ -113,12 +124,29 @@ func (s *Store) BlobSize(_ context.Context, repo string, d digest.Digest) (int64
 	return size, err
 }
 
+// BlobRepositories implements storage.Metadata.
+func (s *Store) BlobRepositories(_ context.Context, d digest.Digest) ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		prefix := append([]byte(d), 0)
+		c := tx.Bucket(bucketBlobRepos).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			out = append(out, string(k[len(prefix):]))
+		}
+		return nil
+	})
+	return out, err
+}
+
 // UnlinkBlob implements storage.Metadata.
 func (s *Store) UnlinkBlob(_ context.Context, repo string, d digest.Digest) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil || rb.Bucket(bucketBlobs).Get([]byte(d)) == nil {
 			return fmt.Errorf("%w: %s in %s", storage.ErrBlobUnknown, d, repo)
+		}
+		if err := tx.Bucket(bucketBlobRepos).Delete(referrerKey(d, digest.Digest(repo))); err != nil {
+			return fmt.Errorf("unindex blob %s: %w", d, err)
 		}
 		return rb.Bucket(bucketBlobs).Delete([]byte(d))
 	})
@@ -152,6 +180,8 @@ func decodeRecord(v []byte) (*storage.ManifestRecord, error) {
 	return m, nil
 }
 
+// referrerKey joins two keys with a NUL byte, which neither digests nor
+// repository names contain, so a prefix scan on the first finds all pairs.
 func referrerKey(subject, referrer digest.Digest) []byte {
 	k := make([]byte, 0, len(subject)+1+len(referrer))
 	k = append(k, subject...)
