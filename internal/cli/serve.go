@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"os/signal"
 	"syscall"
 
@@ -21,6 +23,8 @@ type serveOptions struct {
 	data       string
 	logLevel   string
 	logFormat  string
+	anonPull   bool
+	adminFile  string
 }
 
 func (o *serveOptions) bind(fs *pflag.FlagSet) {
@@ -29,6 +33,8 @@ func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.data, "data", "./outpost-data", "data directory: blobs, uploads and the metadata database")
 	fs.StringVar(&o.logLevel, "log-level", "Information", "log level: Debug, Information, Warning, Error or None")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	fs.BoolVar(&o.anonPull, "anonymous-pull", false, "let clients without credentials pull and list")
+	fs.StringVar(&o.adminFile, "admin-password-file", "", "file holding the admin password (or set OUTPOST_ADMIN_PASSWORD); generated into <data>/admin-password when neither is given")
 }
 
 // load builds the effective configuration: file, then flags, then defaults.
@@ -56,6 +62,12 @@ func (o *serveOptions) load(fs *pflag.FlagSet) (config.Config, error) {
 			return cfg, fmt.Errorf("--log-format: %w", err)
 		}
 	}
+	if fs.Changed("anonymous-pull") {
+		cfg.Auth.AnonymousPull = o.anonPull
+	}
+	if fs.Changed("admin-password-file") {
+		cfg.Auth.AdminPasswordFile = o.adminFile
+	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("invalid configuration:\n%w", err)
@@ -81,7 +93,11 @@ gracefully: in-flight requests finish, upload sessions resume after restart.`,
 			}
 			log := newLogger(stderrWriter, cfg.Log.Level, cfg.Log.Format)
 			v, _ := Version()
-			srv, err := server.New(cfg, log, v)
+			adminPassword, err := adminPassword(cfg)
+			if err != nil {
+				return err
+			}
+			srv, err := server.New(cfg, log, v, adminPassword)
 			if err != nil {
 				return err
 			}
@@ -97,4 +113,20 @@ gracefully: in-flight requests finish, upload sessions resume after restart.`,
 	}
 	o.bind(cmd.Flags())
 	return cmd
+}
+
+// adminPassword reads the admin password from OUTPOST_ADMIN_PASSWORD or
+// the configured file; empty means "generate one on first start".
+func adminPassword(cfg config.Config) (string, error) {
+	if v := os.Getenv("OUTPOST_ADMIN_PASSWORD"); v != "" {
+		return v, nil
+	}
+	if cfg.Auth.AdminPasswordFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(cfg.Auth.AdminPasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("admin password file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }

@@ -34,6 +34,21 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// ShutdownTimeout is how long in-flight requests may run after SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
+	// Auth configures registry authentication.
+	Auth Auth `yaml:"auth"`
+}
+
+// Auth configures authentication. It is always on; AnonymousPull opens
+// pulls to everyone.
+type Auth struct {
+	// AnonymousPull lets clients without credentials pull and list.
+	AnonymousPull bool `yaml:"anonymousPull"`
+	// AdminPasswordFile holds the admin password. Without it (and without
+	// OUTPOST_ADMIN_PASSWORD) a password is generated on first start and
+	// written to <data>/admin-password.
+	AdminPasswordFile string `yaml:"adminPasswordFile,omitempty"`
+	// TokenTTL is the lifetime of registry tokens issued by /oauth2/token.
+	TokenTTL Duration `yaml:"tokenTTL"`
 }
 
 // Log configures the server's structured log.
@@ -81,6 +96,9 @@ func (c *Config) ApplyDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(30 * time.Second)
 	}
+	if c.Auth.TokenTTL == 0 {
+		c.Auth.TokenTTL = Duration(5 * time.Minute)
+	}
 }
 
 // Validate reports every problem of c, joined, each naming its key.
@@ -100,6 +118,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.PageSizeMax < 1 || c.Limits.PageSizeMax > 100000 {
 		errs = append(errs, fmt.Errorf("limits.pageSizeMax: %d is outside 1..100000", c.Limits.PageSizeMax))
+	}
+	if c.Auth.TokenTTL < Duration(time.Minute) || c.Auth.TokenTTL > Duration(24*time.Hour) {
+		errs = append(errs, fmt.Errorf("auth.tokenTTL: %s is outside 1m..24h", c.Auth.TokenTTL))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdownTimeout: %s is negative", c.ShutdownTimeout))

@@ -22,6 +22,11 @@ const (
 	ActionPush   Action = "push"   // upload blobs, put manifests and tags
 	ActionDelete Action = "delete" // delete blobs, manifests and tags
 	ActionList   Action = "list"   // list tags and referrers
+	// ActionMountFrom reads a blob of the source repository of a
+	// cross-repository mount. Clients rarely ask a registry token for the
+	// source's scope, so it is checked against the caller's permissions
+	// rather than the token's scopes.
+	ActionMountFrom Action = "mount-from"
 )
 
 // Access is one permission a request needs: an action on a repository.
@@ -37,10 +42,11 @@ type Authorizer interface {
 	Authorize(r *http.Request, access []Access) error
 }
 
-// CatalogFilter is an optional ability of an Authorizer: it tells whether
-// the caller may see a repository in the catalog.
+// CatalogFilter is an optional ability of an Authorizer: it authorizes a
+// catalog request and returns a predicate telling which repositories the
+// caller may see.
 type CatalogFilter interface {
-	CanList(r *http.Request, repository string) bool
+	CatalogFilter(r *http.Request) (func(repository string) bool, error)
 }
 
 // AllowAll authorizes every request.

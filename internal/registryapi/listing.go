@@ -85,14 +85,19 @@ func (h *Handler) tags(w http.ResponseWriter, r *http.Request, rt Route) error {
 // catalog serves GET /v2/_catalog, listing only the repositories the
 // caller may list.
 func (h *Handler) catalog(w http.ResponseWriter, r *http.Request) error {
-	if err := h.auth.Authorize(r, nil); err != nil {
+	var visible func(string) bool
+	if f, ok := h.auth.(CatalogFilter); ok {
+		var err error
+		if visible, err = f.CatalogFilter(r); err != nil {
+			return err
+		}
+	} else if err := h.auth.Authorize(r, nil); err != nil {
 		return err
 	}
 	n, last, err := h.pageParams(r)
 	if err != nil {
 		return err
 	}
-	filter, _ := h.auth.(CatalogFilter)
 	repos := []string{}
 	more := false
 	for len(repos) < n {
@@ -101,7 +106,7 @@ func (h *Handler) catalog(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		for _, name := range page {
-			if filter == nil || filter.CanList(r, name) {
+			if visible == nil || visible(name) {
 				repos = append(repos, name)
 			}
 			last = name

@@ -102,7 +102,7 @@ func (h *Handler) mount(r *http.Request, rt Route, mount, from string) (bool, er
 		if oci.ValidateName(src) != nil {
 			continue
 		}
-		access := []Access{{Repository: rt.Name, Action: ActionPush}, {Repository: src, Action: ActionPull}}
+		access := []Access{{Repository: rt.Name, Action: ActionPush}, {Repository: src, Action: ActionMountFrom}}
 		if h.auth.Authorize(r, access) != nil {
 			continue
 		}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/outpost-registry/outpost/internal/adminapi"
+	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/registryapi"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
@@ -25,15 +27,18 @@ import (
 
 // Server is a running Outpost registry.
 type Server struct {
-	cfg     config.Config
-	log     *slog.Logger
-	meta    *bolt.Store
+	cfg      config.Config
+	log      *slog.Logger
+	meta     *bolt.Store
+	identity *auth.Store
 	metrics *Metrics
 	handler http.Handler
 }
 
-// New opens the data directory and builds the handler tree.
-func New(cfg config.Config, log *slog.Logger, version string) (*Server, error) {
+// New opens the data directory and builds the handler tree. adminPassword,
+// when not empty, sets the admin password (from OUTPOST_ADMIN_PASSWORD or
+// the admin password file).
+func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*Server, error) {
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -45,7 +50,32 @@ func New(cfg config.Config, log *slog.Logger, version string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	identity, err := auth.OpenStore(filepath.Join(cfg.Data, "identity.db"))
+	if err != nil {
+		_ = meta.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, meta: meta, identity: identity}
+	written, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	if written != "" {
+		log.Info("generated the admin password", "file", written, "user", auth.AdminUser)
+	}
+	authSvc, err := auth.NewService(identity, auth.Options{
+		DataDir:       cfg.Data,
+		AnonymousPull: cfg.Auth.AnonymousPull,
+		TokenTTL:      time.Duration(cfg.Auth.TokenTTL),
+		Logger:        log,
+	})
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	metrics := NewMetrics(version)
+	s.metrics = metrics
 	api, err := registryapi.New(registryapi.Options{
 		Blobs:    blobs,
 		Uploads:  blobs,
@@ -54,15 +84,17 @@ func New(cfg config.Config, log *slog.Logger, version string) (*Server, error) {
 			ManifestMaxBytes: int64(cfg.Limits.ManifestMaxBytes),
 			PageSizeMax:      cfg.Limits.PageSizeMax,
 		},
-		Logger:   log,
-		Observer: metrics,
+		Logger:     log,
+		Observer:   metrics,
+		Authorizer: authorizer{svc: authSvc},
 	})
 	if err != nil {
-		_ = meta.Close()
+		_ = s.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, meta: meta, metrics: metrics}
 	mux := http.NewServeMux()
+	mux.Handle("/oauth2/token", authSvc.TokenHandler())
+	mux.Handle("/api/v1/", adminapi.New(authSvc, log))
 	mux.Handle("/v2/", api)
 	mux.Handle("/v2", api)
 	mux.HandleFunc("GET /healthz", s.healthz)
@@ -83,6 +115,10 @@ func routeLabel(r *http.Request) string {
 		return "probe"
 	case p == "/metrics":
 		return "metrics"
+	case p == "/oauth2/token":
+		return "token"
+	case strings.HasPrefix(p, "/api/"):
+		return "management"
 	default:
 		return "other"
 	}
@@ -92,7 +128,9 @@ func routeLabel(r *http.Request) string {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Close releases the stores.
-func (s *Server) Close() error { return s.meta.Close() }
+func (s *Server) Close() error {
+	return errors.Join(s.meta.Close(), s.identity.Close())
+}
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")

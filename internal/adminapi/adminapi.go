@@ -1,0 +1,145 @@
+// Package adminapi serves Outpost's management REST API under /api/v1/:
+// scope maps and tokens (and, as they land, connected registries). Every
+// route is for the admin only; bodies are JSON in and out. docs/api.md
+// documents it.
+package adminapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/outpost-registry/outpost/internal/auth"
+)
+
+// API is the management API handler.
+type API struct {
+	svc *auth.Service
+	mux *http.ServeMux
+	log *slog.Logger
+}
+
+// New builds the API on an auth service.
+func New(svc *auth.Service, log *slog.Logger) *API {
+	a := &API{svc: svc, mux: http.NewServeMux(), log: log}
+	a.route("GET /api/v1/scope-maps", a.listScopeMaps)
+	a.route("POST /api/v1/scope-maps", a.createScopeMap)
+	a.route("GET /api/v1/scope-maps/{name}", a.showScopeMap)
+	a.route("PATCH /api/v1/scope-maps/{name}", a.updateScopeMap)
+	a.route("DELETE /api/v1/scope-maps/{name}", a.deleteScopeMap)
+	a.route("GET /api/v1/tokens", a.listTokens)
+	a.route("POST /api/v1/tokens", a.createToken)
+	a.route("GET /api/v1/tokens/{name}", a.showToken)
+	a.route("PATCH /api/v1/tokens/{name}", a.updateToken)
+	a.route("DELETE /api/v1/tokens/{name}", a.deleteToken)
+	a.route("POST /api/v1/tokens/{name}/credentials", a.generateCredential)
+	return a
+}
+
+// handlerFunc is an endpoint returning the value to encode or an error.
+type handlerFunc func(r *http.Request) (int, any, error)
+
+func (a *API) route(pattern string, h handlerFunc) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := a.admin(r); err != nil {
+			writeError(w, err)
+			return
+		}
+		status, v, err := h(r)
+		if err != nil {
+			if s, _, _ := classify(err); s >= 500 {
+				a.log.Error("management request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			}
+			writeError(w, err)
+			return
+		}
+		if v == nil {
+			w.WriteHeader(status)
+			return
+		}
+		writeJSON(w, status, v)
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mux.ServeHTTP(w, r)
+}
+
+// admin lets only the administrator through.
+func (a *API) admin(r *http.Request) error {
+	p, err := a.svc.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		return &auth.Denial{Status: http.StatusUnauthorized, Message: "authentication required", Challenge: `Basic realm="outpost"`}
+	}
+	if !p.Admin {
+		return &auth.Denial{Status: http.StatusForbidden, Message: "the management API is for the admin only"}
+	}
+	return nil
+}
+
+// Error is the JSON error body of the management API.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// classify maps a domain error to a status and code.
+func classify(err error) (int, string, http.Header) {
+	var d *auth.Denial
+	switch {
+	case errors.As(err, &d):
+		code := map[int]string{401: "Unauthorized", 403: "Forbidden", 429: "TooManyRequests"}[d.Status]
+		return d.Status, code, d.Header()
+	case errors.Is(err, auth.ErrNotFound):
+		return http.StatusNotFound, "NotFound", nil
+	case errors.Is(err, auth.ErrExists):
+		return http.StatusConflict, "AlreadyExists", nil
+	case errors.Is(err, auth.ErrInUse):
+		return http.StatusConflict, "InUse", nil
+	case errors.Is(err, auth.ErrReadOnly):
+		return http.StatusConflict, "ReadOnly", nil
+	case errors.Is(err, auth.ErrInvalid), errors.Is(err, errBadRequest):
+		return http.StatusBadRequest, "InvalidArgument", nil
+	}
+	return http.StatusInternalServerError, "InternalError", nil
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status, code, hdr := classify(err)
+	for k, v := range hdr {
+		w.Header()[k] = v
+	}
+	msg := err.Error()
+	if status >= 500 {
+		msg = "internal error"
+	}
+	writeJSON(w, status, struct {
+		Error Error `json:"error"`
+	}{Error{Code: code, Message: msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+var errBadRequest = errors.New("bad request")
+
+// decode reads a JSON body, rejecting unknown fields.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errors.Join(errBadRequest, errors.New("request body: "+err.Error()))
+	}
+	return nil
+}

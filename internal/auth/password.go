@@ -1,0 +1,168 @@
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// bcryptCost is the work factor of stored password hashes.
+const bcryptCost = 10
+
+// GeneratePassword returns 32 bytes from the system's cryptographic source,
+// base64url-encoded (43 characters).
+func GeneratePassword() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate password: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// HashPassword returns the bcrypt hash of a password.
+func HashPassword(pw string) (string, error) {
+	if len(pw) > 72 {
+		return "", fmt.Errorf("%w: password longer than 72 bytes", ErrInvalid)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcryptCost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(h), nil
+}
+
+// dummyHash is compared against when a name is unknown, so that a failed
+// login costs the same whether or not the name exists.
+var dummyHash = func() string {
+	h, _ := bcrypt.GenerateFromPassword([]byte("outpost-dummy-password"), bcryptCost)
+	return string(h)
+}()
+
+// verifier checks passwords against bcrypt hashes. A slow hash on every
+// registry request (containerd and pull secrets send Basic credentials on
+// each one) would cap throughput at a few dozen requests per second, so
+// successful verifications are remembered for a short time, keyed by a
+// SHA-256 of hash and password. A changed hash never matches a remembered
+// entry, so rotation takes effect at once.
+type verifier struct {
+	mu    sync.Mutex
+	ok    map[[32]byte]time.Time
+	ttl   time.Duration
+	limit int
+}
+
+func newVerifier() *verifier {
+	return &verifier{ok: map[[32]byte]time.Time{}, ttl: 5 * time.Minute, limit: 10000}
+}
+
+func verifierKey(hash, pw string) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(hash))
+	h.Write([]byte{0})
+	h.Write([]byte(pw))
+	var k [32]byte
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// verify reports whether pw matches hash.
+func (v *verifier) verify(hash, pw string, now time.Time) bool {
+	if hash == "" {
+		_ = bcrypt.CompareHashAndPassword([]byte(dummyHash), []byte(pw))
+		return false
+	}
+	k := verifierKey(hash, pw)
+	v.mu.Lock()
+	exp, hit := v.ok[k]
+	v.mu.Unlock()
+	if hit && now.Before(exp) {
+		return true
+	}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) != nil {
+		return false
+	}
+	v.mu.Lock()
+	if len(v.ok) >= v.limit {
+		for key, e := range v.ok {
+			if !now.Before(e) || len(v.ok) >= v.limit {
+				delete(v.ok, key)
+			}
+		}
+	}
+	v.ok[k] = now.Add(v.ttl)
+	v.mu.Unlock()
+	return true
+}
+
+// constantTimeEqual compares two strings without leaking where they differ.
+func constantTimeEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// AdminUser is the name of the built-in administrator.
+const AdminUser = "admin"
+
+// AdminPasswordFile is the file, in the data directory, where a generated
+// admin password is written.
+const AdminPasswordFile = "admin-password"
+
+// BootstrapAdmin sets the admin password on start. The password comes from
+// explicit (the OUTPOST_ADMIN_PASSWORD variable or --admin-password-file);
+// without one, a password is generated on first start and written to
+// <dataDir>/admin-password with mode 0600. It returns the file written, or
+// "" when none was.
+func BootstrapAdmin(s *Store, dataDir, explicit string) (string, error) {
+	explicit = strings.TrimRight(explicit, "\r\n")
+	if explicit != "" {
+		if err := checkPasswordStrength(explicit); err != nil {
+			return "", err
+		}
+		if h := s.AdminHash(); h != "" && bcrypt.CompareHashAndPassword([]byte(h), []byte(explicit)) == nil {
+			return "", nil
+		}
+		h, err := HashPassword(explicit)
+		if err != nil {
+			return "", err
+		}
+		return "", s.Update(func(tx *Tx) error { tx.SetAdminHash(h); return nil })
+	}
+	if s.AdminHash() != "" {
+		return "", nil
+	}
+	pw, err := GeneratePassword()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dataDir, AdminPasswordFile)
+	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write admin password: %w", err)
+	}
+	h, err := HashPassword(pw)
+	if err != nil {
+		return "", err
+	}
+	if err := s.Update(func(tx *Tx) error { tx.SetAdminHash(h); return nil }); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+func checkPasswordStrength(pw string) error {
+	if len(pw) < 12 {
+		return errors.New("admin password: at least 12 characters are required")
+	}
+	if len(pw) > 72 {
+		return errors.New("admin password: at most 72 bytes are allowed")
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/outpost-registry/outpost/internal/auth"
+	"github.com/outpost-registry/outpost/internal/registryapi"
+)
+
+// authorizer adapts the auth service to the registry API: it maps each
+// registry action to the scope-map action and Docker token scope that
+// grant it, and each denial to an OCI error.
+type authorizer struct {
+	svc *auth.Service
+}
+
+var (
+	_ registryapi.Authorizer    = authorizer{}
+	_ registryapi.CatalogFilter = authorizer{}
+)
+
+// needFor maps a registry action: pull and HEAD need content/read; push,
+// upload and mount need content/write; DELETE needs content/delete; tag
+// and referrer listings need metadata/read.
+func needFor(a registryapi.Access) auth.Need {
+	switch a.Action {
+	case registryapi.ActionPush:
+		return auth.Need{Repository: a.Repository, Action: auth.ContentWrite, Scope: "push"}
+	case registryapi.ActionDelete:
+		return auth.Need{Repository: a.Repository, Action: auth.ContentDelete, Scope: "delete"}
+	case registryapi.ActionMountFrom:
+		return auth.Need{Repository: a.Repository, Action: auth.ContentRead}
+	case registryapi.ActionList:
+		return auth.Need{Repository: a.Repository, Action: auth.MetadataRead, Scope: "pull"}
+	default:
+		return auth.Need{Repository: a.Repository, Action: auth.ContentRead, Scope: "pull"}
+	}
+}
+
+func (z authorizer) Authorize(r *http.Request, access []registryapi.Access) error {
+	needs := make([]auth.Need, len(access))
+	for i, a := range access {
+		needs[i] = needFor(a)
+	}
+	_, err := z.svc.Check(r, needs)
+	return denial(err)
+}
+
+func (z authorizer) CatalogFilter(r *http.Request) (func(string) bool, error) {
+	p, err := z.svc.CheckCatalog(r)
+	if err != nil {
+		return nil, denial(err)
+	}
+	return func(repo string) bool { return z.svc.Allowed(p, repo, auth.MetadataRead) }, nil
+}
+
+// denial turns an auth error into an OCI error: 401 UNAUTHORIZED, 403
+// DENIED or 429 TOOMANYREQUESTS, with the challenge header.
+func denial(err error) error {
+	if err == nil {
+		return nil
+	}
+	var d *auth.Denial
+	if !errors.As(err, &d) {
+		return err
+	}
+	code := registryapi.CodeUnauthorized
+	switch d.Status {
+	case http.StatusForbidden:
+		code = registryapi.CodeDenied
+	case http.StatusTooManyRequests:
+		code = registryapi.CodeTooManyRequests
+	}
+	return &registryapi.Error{Code: code, Message: d.Message, Status: d.Status, Header: d.Header()}
+}
