@@ -35,10 +35,10 @@ func (s *state) clone() *state {
 // bbolt database, with an in-memory snapshot that serves every read
 // without I/O. Writes go through Update, one transaction at a time.
 type Store struct {
-	db   *bolt.DB
-	cur  atomic.Pointer[state]
-	wmu  sync.Mutex
-	now  func() time.Time
+	db  *bolt.DB
+	cur atomic.Pointer[state]
+	wmu sync.Mutex
+	now func() time.Time
 }
 
 // OpenStore opens or creates the identity database at path.

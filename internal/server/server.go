@@ -31,8 +31,8 @@ type Server struct {
 	log      *slog.Logger
 	meta     *bolt.Store
 	identity *auth.Store
-	metrics *Metrics
-	handler http.Handler
+	metrics  *Metrics
+	handler  http.Handler
 }
 
 // New opens the data directory and builds the handler tree. adminPassword,
