@@ -53,14 +53,15 @@ Start a registry with the embedded defaults (local disk):
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newVersionCommand(), newConfigCommand())
+	root.AddCommand(newServeCommand(), newVersionCommand(), newConfigCommand(),
+		newLoginCommand(), newScopeMapCommand(), newTokenCommand())
 	return root
 }
 
 // Run executes the command tree with args and returns the error to report.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root := NewRoot()
-	root.SetArgs(args)
+	root.SetArgs(groupMultiValues(args))
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	return root.ExecuteContext(ctx)

@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/outpost-registry/outpost/internal/client"
+)
+
+// clientOptions select the server and credentials of a client command:
+// flags, then OUTPOST_SERVER / OUTPOST_USERNAME / OUTPOST_PASSWORD, then
+// the login saved by `outpost login`.
+type clientOptions struct {
+	server string
+	caFile string
+}
+
+func (o *clientOptions) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&o.server, "server", "", "server URL or host:port (default: $OUTPOST_SERVER, else the last `outpost login`)")
+	fs.StringVar(&o.caFile, "ca-file", "", "CA certificate to trust for the server, in addition to the system roots")
+}
+
+// client builds an API client from the options.
+func (o *clientOptions) client() (*client.Client, error) {
+	cfg, err := client.LoadConfig()
+	if err != nil {
+		return nil, err
+	}
+	server := o.server
+	if server == "" {
+		server = os.Getenv("OUTPOST_SERVER")
+	}
+	if server == "" {
+		server = cfg.Current
+	}
+	server, err = client.NormalizeServer(server)
+	if err != nil {
+		return nil, err
+	}
+	cred := cfg.Servers[server]
+	if u := os.Getenv("OUTPOST_USERNAME"); u != "" {
+		cred.Username = u
+	}
+	if p := os.Getenv("OUTPOST_PASSWORD"); p != "" {
+		cred.Password = p
+	}
+	ca := o.caFile
+	if ca == "" {
+		ca = cred.CAFile
+	}
+	return client.New(server, cred.Username, cred.Password, ca)
+}
+
+// multiValueFlags take several values after the flag, az style:
+// `--repository repo content/read metadata/read`.
+var multiValueFlags = map[string]bool{
+	"--repository": true, "--add-repository": true, "--remove-repository": true,
+	"--client-tokens": true, "--add-client-tokens": true, "--remove-client-tokens": true,
+	"--notifications": true, "--add-notifications": true, "--remove-notifications": true,
+	"--add": true, "--remove": true,
+}
+
+// groupMultiValues joins the values following a multi-value flag, up to the
+// next flag, into one argument separated by spaces, so pflag sees one value.
+func groupMultiValues(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if !multiValueFlags[a] {
+			out = append(out, a)
+			continue
+		}
+		var vals []string
+		for i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+			i++
+			vals = append(vals, args[i])
+		}
+		out = append(out, a, strings.Join(vals, " "))
+	}
+	return out
+}

@@ -1,0 +1,205 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	jmespath "github.com/jmespath-community/go-jmespath"
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+)
+
+// outputOptions are the -o and --query flags of every read command, in the
+// manner of the az CLI.
+type outputOptions struct {
+	format string
+	query  string
+}
+
+func (o *outputOptions) bind(fs *pflag.FlagSet) {
+	fs.StringVarP(&o.format, "output", "o", "json", "output format: json, table, tsv or yaml")
+	fs.StringVar(&o.query, "query", "", "JMESPath query applied to the JSON output (see https://jmespath.org)")
+}
+
+// table describes how a value is shown as a table: column headers and a
+// function extracting the rows from the value's generic JSON form.
+type table struct {
+	headers []string
+	rows    func(v any) [][]string
+}
+
+// render writes v in the chosen format, after applying --query.
+func (o *outputOptions) render(w io.Writer, v any, t table) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	var generic any
+	if err := json.Unmarshal(b, &generic); err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	queried := o.query != ""
+	if queried {
+		if generic, err = jmespath.Search(o.query, generic); err != nil {
+			return fmt.Errorf("--query %q: %w", o.query, err)
+		}
+	}
+	switch o.format {
+	case "json", "jsonc", "":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(generic)
+	case "yaml":
+		out, err := yaml.Marshal(generic)
+		if err != nil {
+			return fmt.Errorf("encode yaml: %w", err)
+		}
+		_, err = w.Write(out)
+		return err
+	case "table", "tsv":
+		headers, rows := t.headers, [][]string(nil)
+		if queried || t.rows == nil {
+			headers, rows = genericTable(generic)
+		} else {
+			rows = t.rows(generic)
+		}
+		if o.format == "tsv" {
+			for _, r := range rows {
+				if _, err := fmt.Fprintln(w, strings.Join(r, "\t")); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		return writeTable(w, headers, rows)
+	default:
+		return fmt.Errorf("--output %q: want json, table, tsv or yaml", o.format)
+	}
+}
+
+func writeTable(w io.Writer, headers []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(headers) > 0 {
+		fmt.Fprintln(tw, strings.Join(headers, "\t"))
+		dashes := make([]string, len(headers))
+		for i, h := range headers {
+			dashes[i] = strings.Repeat("-", max(len(h), 4))
+		}
+		fmt.Fprintln(tw, strings.Join(dashes, "\t"))
+	}
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// genericTable lays out any JSON value: a list of objects by their keys, a
+// single object as one row, scalars as one column.
+func genericTable(v any) ([]string, [][]string) {
+	list, ok := v.([]any)
+	if !ok {
+		list = []any{v}
+	}
+	var keys []string
+	for _, item := range list {
+		if m, ok := item.(map[string]any); ok {
+			for k, val := range m {
+				if _, nested := val.(map[string]any); nested {
+					continue
+				}
+				if _, nested := val.([]any); nested {
+					continue
+				}
+				if !slices.Contains(keys, k) {
+					keys = append(keys, k)
+				}
+			}
+		}
+	}
+	slices.Sort(keys)
+	if len(keys) == 0 {
+		rows := make([][]string, 0, len(list))
+		for _, item := range list {
+			rows = append(rows, []string{cell(item)})
+		}
+		return []string{"Result"}, rows
+	}
+	headers := make([]string, len(keys))
+	for i, k := range keys {
+		headers[i] = titleCase(k)
+	}
+	rows := make([][]string, 0, len(list))
+	for _, item := range list {
+		m, _ := item.(map[string]any)
+		row := make([]string, len(keys))
+		for i, k := range keys {
+			row[i] = cell(m[k])
+		}
+		rows = append(rows, row)
+	}
+	return headers, rows
+}
+
+// titleCase turns "scopeMapName" into "ScopeMapName", as az's table output.
+func titleCase(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// cell formats a JSON scalar for a table cell.
+func cell(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case float64:
+		if x == float64(int64(x)) {
+			return fmt.Sprintf("%d", int64(x))
+		}
+		return fmt.Sprintf("%g", x)
+	case bool:
+		return fmt.Sprintf("%t", x)
+	default:
+		b, _ := json.Marshal(x)
+		return string(b)
+	}
+}
+
+// field reads a dotted path from a generic JSON object.
+func field(v any, path string) any {
+	for _, p := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[p]
+	}
+	return v
+}
+
+// listRows maps each element of a JSON list (or a single object) through
+// the dotted paths.
+func listRows(paths ...string) func(v any) [][]string {
+	return func(v any) [][]string {
+		list, ok := v.([]any)
+		if !ok {
+			list = []any{v}
+		}
+		rows := make([][]string, 0, len(list))
+		for _, item := range list {
+			row := make([]string, len(paths))
+			for i, p := range paths {
+				row[i] = cell(field(item, p))
+			}
+			rows = append(rows, row)
+		}
+		return rows
+	}
+}
