@@ -38,10 +38,14 @@ func New(svc *auth.Service, log *slog.Logger) *API {
 	return a
 }
 
-// handlerFunc is an endpoint returning the value to encode or an error.
-type handlerFunc func(r *http.Request) (int, any, error)
+// HandlerFunc is an endpoint returning the status and value to encode, or
+// an error, which becomes a JSON error body with the matching status.
+type HandlerFunc func(r *http.Request) (int, any, error)
 
-func (a *API) route(pattern string, h handlerFunc) {
+// Handle registers an admin-only endpoint.
+func (a *API) Handle(pattern string, h HandlerFunc) { a.route(pattern, h) }
+
+func (a *API) route(pattern string, h HandlerFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := a.admin(r); err != nil {
 			writeError(w, err)
@@ -133,6 +137,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 var errBadRequest = errors.New("bad request")
+
+// Decode reads a JSON request body into v, rejecting unknown fields.
+func Decode(r *http.Request, v any) error { return decode(r, v) }
 
 // decode reads a JSON body, rejecting unknown fields.
 func decode(r *http.Request, v any) error {

@@ -63,6 +63,9 @@ func viewToken(t *auth.Token, values map[auth.PasswordName]string) TokenView {
 	return v
 }
 
+// ViewToken shows a token without any password value.
+func ViewToken(t *auth.Token) TokenView { return viewToken(t, nil) }
+
 func (a *API) listTokens(*http.Request) (int, any, error) {
 	out := []TokenView{}
 	for _, t := range a.svc.Store().Tokens() {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -25,11 +26,23 @@ type state struct {
 	scopeMaps map[string]*ScopeMap
 	tokens    map[string]*Token
 	adminHash string
+	// records holds other packages' resources (such as connected
+	// registries) as JSON, by bucket and key, so that they change in the
+	// same transactions as the tokens and scope maps they own.
+	records map[string]map[string][]byte
 }
 
 func (s *state) clone() *state {
-	return &state{scopeMaps: maps.Clone(s.scopeMaps), tokens: maps.Clone(s.tokens), adminHash: s.adminHash}
+	recs := make(map[string]map[string][]byte, len(s.records))
+	for b, m := range s.records {
+		recs[b] = maps.Clone(m)
+	}
+	return &state{scopeMaps: maps.Clone(s.scopeMaps), tokens: maps.Clone(s.tokens), adminHash: s.adminHash, records: recs}
 }
+
+// RecordBuckets are the buckets other packages keep records in; each must
+// be registered before OpenStore.
+var recordBuckets = []string{"connected-registries", "gateway"}
 
 // Store keeps scope maps, tokens and the admin credential in an embedded
 // bbolt database, with an in-memory snapshot that serves every read
@@ -47,13 +60,22 @@ func OpenStore(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open identity store %s: %w", path, err)
 	}
-	st := &state{scopeMaps: map[string]*ScopeMap{}, tokens: map[string]*Token{}}
+	st := &state{scopeMaps: map[string]*ScopeMap{}, tokens: map[string]*Token{}, records: map[string]map[string][]byte{}}
 	for _, m := range BuiltInScopeMaps() {
 		st.scopeMaps[m.Name] = m
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range []string{bucketScopeMaps, bucketTokens, bucketSettings} {
+		for _, b := range append([]string{bucketScopeMaps, bucketTokens, bucketSettings}, recordBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+				return err
+			}
+		}
+		for _, b := range recordBuckets {
+			st.records[b] = map[string][]byte{}
+			if err := tx.Bucket([]byte(b)).ForEach(func(k, v []byte) error {
+				st.records[b][string(k)] = bytes.Clone(v)
+				return nil
+			}); err != nil {
 				return err
 			}
 		}
@@ -126,6 +148,38 @@ func (s *Store) Tokens() []*Token {
 	out := slices.Collect(maps.Values(st.tokens))
 	slices.SortFunc(out, func(a, b *Token) int { return compareStrings(a.Name, b.Name) })
 	return out
+}
+
+// Record decodes the record key of bucket into out.
+func (s *Store) Record(bucket, key string, out any) error {
+	return getRecord(s.snap(), bucket, key, out)
+}
+
+// Records decodes every record of bucket, by key, calling fn for each in
+// key order.
+func (s *Store) Records(bucket string, fn func(key string, raw []byte) error) error {
+	return eachRecord(s.snap(), bucket, fn)
+}
+
+func getRecord(st *state, bucket, key string, out any) error {
+	raw, ok := st.records[bucket][key]
+	if !ok {
+		return fmt.Errorf("%w: %s %q", ErrNotFound, bucket, key)
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("decode %s %q: %w", bucket, key, err)
+	}
+	return nil
+}
+
+func eachRecord(st *state, bucket string, fn func(key string, raw []byte) error) error {
+	keys := slices.Sorted(maps.Keys(st.records[bucket]))
+	for _, k := range keys {
+		if err := fn(k, st.records[bucket][k]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AdminHash returns the admin password hash, empty before bootstrap.
@@ -240,6 +294,43 @@ func (tx *Tx) DeleteToken(name string) error {
 	return nil
 }
 
+// Record decodes a record into out, or returns ErrNotFound.
+func (tx *Tx) Record(bucket, key string, out any) error { return getRecord(tx.st, bucket, key, out) }
+
+// Records calls fn for each record of bucket in key order.
+func (tx *Tx) Records(bucket string, fn func(key string, raw []byte) error) error {
+	return eachRecord(tx.st, bucket, fn)
+}
+
+// PutRecord stores v as JSON under bucket and key.
+func (tx *Tx) PutRecord(bucket, key string, v any) error {
+	m, ok := tx.st.records[bucket]
+	if !ok {
+		return fmt.Errorf("unknown record bucket %q", bucket)
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s %q: %w", bucket, key, err)
+	}
+	m[key] = raw
+	tx.dirty[[2]string{bucket, key}] = true
+	return nil
+}
+
+// DeleteRecord removes a record.
+func (tx *Tx) DeleteRecord(bucket, key string) error {
+	m, ok := tx.st.records[bucket]
+	if !ok {
+		return fmt.Errorf("unknown record bucket %q", bucket)
+	}
+	if _, ok := m[key]; !ok {
+		return fmt.Errorf("%w: %s %q", ErrNotFound, bucket, key)
+	}
+	delete(m, key)
+	tx.dirty[[2]string{bucket, key}] = true
+	return nil
+}
+
 // SetAdminHash replaces the admin password hash.
 func (tx *Tx) SetAdminHash(h string) {
 	tx.st.adminHash = h
@@ -271,6 +362,16 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 				}
 			case bucketSettings:
 				if err := b.Put([]byte(k[1]), []byte(tx.st.adminHash)); err != nil {
+					return err
+				}
+				continue
+			default:
+				raw, ok := tx.st.records[k[0]][k[1]]
+				if !ok {
+					if err := b.Delete([]byte(k[1])); err != nil {
+						return err
+					}
+				} else if err := b.Put([]byte(k[1]), raw); err != nil {
 					return err
 				}
 				continue

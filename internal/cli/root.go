@@ -54,7 +54,7 @@ Start a registry with the embedded defaults (local disk):
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCommand(), newVersionCommand(), newConfigCommand(),
-		newLoginCommand(), newScopeMapCommand(), newTokenCommand())
+		newLoginCommand(), newScopeMapCommand(), newTokenCommand(), newConnectedRegistryCommand())
 	return root
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/config"
+	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/registryapi"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 	"github.com/outpost-registry/outpost/internal/storage/fs"
@@ -94,7 +95,9 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/oauth2/token", authSvc.TokenHandler())
-	mux.Handle("/api/v1/", adminapi.New(authSvc, log))
+	mgmt := adminapi.New(authSvc, log)
+	controlplane.Register(mgmt, controlplane.NewService(identity))
+	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
 	mux.Handle("/v2", api)
 	mux.HandleFunc("GET /healthz", s.healthz)

@@ -1,0 +1,391 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outpost-registry/outpost/internal/adminapi"
+	"github.com/outpost-registry/outpost/internal/controlplane"
+)
+
+var crListTable = table{
+	headers: []string{"NAME", "MODE", "CONNECTION STATE", "PARENT", "LOGIN SERVER", "LAST SYNC(UTC)"},
+	rows:    listRows("name", "mode", "connectionState", "parent", "loginServer", "lastSyncTime"),
+}
+
+var crShowTable = table{
+	headers: []string{"NAME", "MODE", "CONNECTION STATE", "PARENT", "LOGIN SERVER", "LAST SYNC(UTC)", "SYNC SCHEDULE", "SYNC WINDOW"},
+	rows:    listRows("name", "mode", "connectionState", "parent", "loginServer", "lastSyncTime", "syncSchedule", "syncWindow"),
+}
+
+func crPath(name string) string { return "/api/v1/connected-registries/" + url.PathEscape(name) }
+
+// splitValues flattens grouped multi-value flags ("a b", "c") into a list.
+func splitValues(groups []string) []string {
+	var out []string
+	for _, g := range groups {
+		out = append(out, strings.Fields(g)...)
+	}
+	return out
+}
+
+type crOptions struct {
+	clientOptions
+	outputOptions
+	name, mode, parent, schedule, window, ttl, logLevel string
+	protocol                                            string
+	repos, clientTokens, notifications                  []string
+	addTokens, removeTokens, addNotif, removeNotif      []string
+	add, remove                                         []string
+	generate                                            int
+	cleanup, yes                                        bool
+}
+
+func newConnectedRegistryCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "connected-registry",
+		Aliases: []string{"cr"},
+		Short:   "Manage connected registries: the edge registries that sync from this one",
+	}
+	perms := &cobra.Command{Use: "permissions", Short: "Show or change the repositories a connected registry syncs"}
+	perms.AddCommand(newCRPermissionsShow(), newCRPermissionsUpdate())
+	cmd.AddCommand(newCRCreate(), newCRList(), newCRShow(), newCRUpdate(), newCRDelete(), newCRDeactivate(),
+		newCRGetSettings(), newCRListClientTokens(), perms)
+	return cmd
+}
+
+func (o *crOptions) bindName(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&o.name, "name", "n", "", "connected registry name")
+	_ = cmd.MarkFlagRequired("name")
+}
+
+func newCRCreate() *cobra.Command {
+	o := &crOptions{}
+	cmd := &cobra.Command{
+		Use:   "create --name NAME --repository REPO [REPO...] [flags]",
+		Short: "Create a connected registry with its sync token and sync scope map",
+		Long: `Create a connected registry. Its sync scope map (<name>-sync-scope-map) and
+sync token (<name>-sync-token) are created with it; every ancestor's sync
+scope map gains its repositories. Use get-settings to obtain the connection
+string to deploy it with.`,
+		Example: `  outpost connected-registry create --name factory --mode ReadWrite --repository apps/web apps/api --yes
+  outpost connected-registry create --name line1 --parent factory --repository apps/web --sync-schedule "0 * * * *" --sync-window PT3H --yes`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			req := controlplane.CreateRequest{
+				Name: o.name, Mode: o.mode, Parent: o.parent, Repositories: splitValues(o.repos),
+				ClientTokens: splitValues(o.clientTokens), SyncSchedule: o.schedule, SyncWindow: o.window,
+				SyncMessageTTL: o.ttl, LogLevel: o.logLevel, Notifications: splitValues(o.notifications),
+			}
+			var out controlplane.ConnectedRegistry
+			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/connected-registries", req, &out); err != nil {
+				return err
+			}
+			return o.render(cmd.OutOrStdout(), out, crShowTable)
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.outputOptions.bind(cmd.Flags())
+	o.bindName(cmd)
+	f := cmd.Flags()
+	f.StringArrayVar(&o.repos, "repository", nil, "repositories to sync (several after one flag, or repeat it)")
+	f.StringVar(&o.mode, "mode", "ReadOnly", "ReadOnly or ReadWrite")
+	f.StringVar(&o.parent, "parent", "", "parent connected registry (default: this registry)")
+	f.StringVar(&o.schedule, "sync-schedule", controlplane.DefaultSchedule, "cron schedule (5 fields) of sync runs")
+	f.StringVar(&o.window, "sync-window", "", "ISO 8601 duration a run may last, PT1H to P7D (default: continuous)")
+	f.StringVar(&o.ttl, "sync-message-ttl", controlplane.DefaultTTL, "ISO 8601 duration undelivered messages are kept, P1D to P90D")
+	f.StringVar(&o.logLevel, "log-level", "Information", "Debug, Information, Warning, Error or None")
+	f.StringArrayVar(&o.clientTokens, "client-tokens", nil, "tokens that local clients use at the connected registry (at most 20)")
+	f.StringArrayVar(&o.notifications, "notifications", nil, "events to report, repository:tag:action with action push, delete or *")
+	f.BoolVarP(&o.yes, "yes", "y", false, "do not prompt for confirmation")
+	_ = cmd.MarkFlagRequired("repository")
+	return cmd
+}
+
+func newCRList() *cobra.Command {
+	o := &crOptions{}
+	cmd := &cobra.Command{
+		Use:   "list [--parent NAME]",
+		Short: "List connected registries",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			path := "/api/v1/connected-registries"
+			if o.parent != "" {
+				path += "?parent=" + url.QueryEscape(o.parent)
+			}
+			var out []controlplane.ConnectedRegistry
+			if err := c.Do(cmd.Context(), http.MethodGet, path, nil, &out); err != nil {
+				return err
+			}
+			return o.render(cmd.OutOrStdout(), out, crListTable)
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.outputOptions.bind(cmd.Flags())
+	cmd.Flags().StringVar(&o.parent, "parent", "", "only the children of this connected registry")
+	return cmd
+}
+
+func newCRShow() *cobra.Command {
+	o := &crOptions{}
+	cmd := &cobra.Command{
+		Use:   "show --name NAME",
+		Short: "Show a connected registry with its settings and status",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out controlplane.ConnectedRegistry
+			if err := c.Do(cmd.Context(), http.MethodGet, crPath(o.name), nil, &out); err != nil {
+				return err
+			}
+			return o.render(cmd.OutOrStdout(), out, crShowTable)
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.outputOptions.bind(cmd.Flags())
+	o.bindName(cmd)
+	return cmd
+}
+
+func newCRUpdate() *cobra.Command {
+	o := &crOptions{}
+	cmd := &cobra.Command{
+		Use:   "update --name NAME [flags]",
+		Short: "Change the settings of a connected registry",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			u := controlplane.Update{
+				SyncSchedule: o.schedule, SyncMessageTTL: o.ttl, LogLevel: o.logLevel,
+				AddClientTokens: splitValues(o.addTokens), RemoveClientTokens: splitValues(o.removeTokens),
+				AddNotifications: splitValues(o.addNotif), RemoveNotif: splitValues(o.removeNotif),
+			}
+			if cmd.Flags().Changed("sync-window") {
+				u.SyncWindow = &o.window
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out controlplane.ConnectedRegistry
+			if err := c.Do(cmd.Context(), http.MethodPatch, crPath(o.name), u, &out); err != nil {
+				return err
+			}
+			return o.render(cmd.OutOrStdout(), out, crShowTable)
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.outputOptions.bind(cmd.Flags())
+	o.bindName(cmd)
+	f := cmd.Flags()
+	f.StringVar(&o.schedule, "sync-schedule", "", "cron schedule (5 fields)")
+	f.StringVar(&o.window, "sync-window", "", "ISO 8601 duration, PT1H to P7D; empty for continuous sync")
+	f.StringVar(&o.ttl, "sync-message-ttl", "", "ISO 8601 duration, P1D to P90D")
+	f.StringVar(&o.logLevel, "log-level", "", "Debug, Information, Warning, Error or None")
+	f.StringArrayVar(&o.addTokens, "add-client-tokens", nil, "client tokens to add")
+	f.StringArrayVar(&o.removeTokens, "remove-client-tokens", nil, "client tokens to remove")
+	f.StringArrayVar(&o.addNotif, "add-notifications", nil, "notification patterns to add")
+	f.StringArrayVar(&o.removeNotif, "remove-notifications", nil, "notification patterns to remove")
+	return cmd
+}
+
+func newCRDelete() *cobra.Command {
+	o := &crOptions{}
+	cmd := &cobra.Command{
+		Use:   "delete --name NAME [--cleanup] --yes",
+		Short: "Delete a connected registry (one without children)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !o.yes {
+				return fmt.Errorf("deleting connected registry %q needs --yes", o.name)
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			path := crPath(o.name)
+			if o.cleanup {
+				path += "?cleanup=true"
+			}
+			return c.Do(cmd.Context(), http.MethodDelete, path, nil, nil)
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.bindName(cmd)
+	cmd.Flags().BoolVar(&o.cleanup, "cleanup", false, "also delete the sync token and sync scope map")
+	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "do not prompt for confirmation")
+	return cmd
+}
+
+func newCRDeactivate() *cobra.Command {
+	o := &crOptions{}
+	cmd := &cobra.Command{
+		Use:   "deactivate --name NAME --yes",
+		Short: "Mark a connected registry Inactive so that a new deployment can activate it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !o.yes {
+				return fmt.Errorf("deactivating connected registry %q needs --yes", o.name)
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out controlplane.ConnectedRegistry
+			if err := c.Do(cmd.Context(), http.MethodPost, crPath(o.name)+"/deactivate", nil, &out); err != nil {
+				return err
+			}
+			return o.render(cmd.OutOrStdout(), out, crShowTable)
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.outputOptions.bind(cmd.Flags())
+	o.bindName(cmd)
+	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "do not prompt for confirmation")
+	return cmd
+}
+
+func newCRGetSettings() *cobra.Command {
+	o := &crOptions{}
+	cmd := &cobra.Command{
+		Use:   "get-settings --name NAME --parent-protocol https|http [--generate-password 1|2 --yes]",
+		Short: "Print the connection string of a connected registry",
+		Long: `Print the settings a connected registry is deployed with, as JSON whose
+connectionString field holds the connection string. --generate-password 1
+or 2 regenerates that password of the sync token (the old value stops
+working at once) and puts it in the connection string; without it the
+password is omitted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.generate != 0 && !o.yes {
+				return fmt.Errorf("--generate-password %d replaces password%d of the sync token; confirm with --yes", o.generate, o.generate)
+			}
+			if o.protocol == "" {
+				return errors.New("--parent-protocol is required: https or http")
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out controlplane.Settings
+			req := controlplane.SettingsRequest{ParentProtocol: o.protocol, GeneratePassword: o.generate}
+			if err := c.Do(cmd.Context(), http.MethodPost, crPath(o.name)+"/settings", req, &out); err != nil {
+				return err
+			}
+			if o.generate == 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "The sync token password is not included: use --generate-password 1 or 2 to generate one.")
+			}
+			return o.render(cmd.OutOrStdout(), out, table{})
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.outputOptions.bind(cmd.Flags())
+	o.bindName(cmd)
+	cmd.Flags().StringVar(&o.protocol, "parent-protocol", "", "protocol the connected registry uses to reach its parent: https or http")
+	cmd.Flags().IntVar(&o.generate, "generate-password", 0, "regenerate password 1 or 2 of the sync token")
+	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "do not prompt for confirmation")
+	return cmd
+}
+
+func newCRListClientTokens() *cobra.Command {
+	o := &crOptions{}
+	cmd := &cobra.Command{
+		Use:   "list-client-tokens --name NAME",
+		Short: "List the client tokens of a connected registry",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out []adminapi.TokenView
+			if err := c.Do(cmd.Context(), http.MethodGet, crPath(o.name)+"/client-tokens", nil, &out); err != nil {
+				return err
+			}
+			return o.render(cmd.OutOrStdout(), out, tokenTable)
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.outputOptions.bind(cmd.Flags())
+	o.bindName(cmd)
+	return cmd
+}
+
+var repoTable = table{headers: []string{"REPOSITORY"}, rows: func(v any) [][]string {
+	rows := [][]string{}
+	if list, ok := field(v, "repositories").([]any); ok {
+		for _, r := range list {
+			rows = append(rows, []string{cell(r)})
+		}
+	}
+	return rows
+}}
+
+func newCRPermissionsShow() *cobra.Command {
+	o := &crOptions{}
+	cmd := &cobra.Command{
+		Use:   "show --name NAME",
+		Short: "Show the repositories a connected registry syncs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out controlplane.ConnectedRegistry
+			if err := c.Do(cmd.Context(), http.MethodGet, crPath(o.name), nil, &out); err != nil {
+				return err
+			}
+			return o.render(cmd.OutOrStdout(), map[string]any{"name": out.Name, "mode": out.Mode, "repositories": out.Repositories}, repoTable)
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.outputOptions.bind(cmd.Flags())
+	o.bindName(cmd)
+	return cmd
+}
+
+func newCRPermissionsUpdate() *cobra.Command {
+	o := &crOptions{}
+	cmd := &cobra.Command{
+		Use:   "update --name NAME [--add REPO...] [--remove REPO...]",
+		Short: "Add or remove repositories; the sync scope maps are rewritten",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			u := controlplane.Update{AddRepositories: splitValues(o.add), RemoveRepositories: splitValues(o.remove)}
+			if len(u.AddRepositories)+len(u.RemoveRepositories) == 0 {
+				return errors.New("nothing to change: give --add or --remove")
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out controlplane.ConnectedRegistry
+			if err := c.Do(cmd.Context(), http.MethodPatch, crPath(o.name), u, &out); err != nil {
+				return err
+			}
+			return o.render(cmd.OutOrStdout(), map[string]any{"name": out.Name, "mode": out.Mode, "repositories": out.Repositories}, repoTable)
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.outputOptions.bind(cmd.Flags())
+	o.bindName(cmd)
+	cmd.Flags().StringArrayVar(&o.add, "add", nil, "repositories to add")
+	cmd.Flags().StringArrayVar(&o.remove, "remove", nil, "repositories to remove")
+	return cmd
+}

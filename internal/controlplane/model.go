@@ -1,0 +1,270 @@
+// Package controlplane manages the fleet of connected registries that a
+// root (or gateway) Outpost declares: the connected-registry resources,
+// their sync scope maps and tokens, connection strings, and the status that
+// edges report.
+package controlplane
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/outpost-registry/outpost/internal/auth"
+	"github.com/outpost-registry/outpost/internal/oci"
+)
+
+// Mode is ReadOnly or ReadWrite.
+type Mode string
+
+// The modes of a connected registry.
+const (
+	ReadOnly  Mode = "ReadOnly"
+	ReadWrite Mode = "ReadWrite"
+)
+
+// ParseMode accepts ReadOnly or ReadWrite, case-insensitively.
+func ParseMode(s string) (Mode, error) {
+	for _, m := range []Mode{ReadOnly, ReadWrite} {
+		if strings.EqualFold(s, string(m)) {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("%w: mode %q: want ReadOnly or ReadWrite", auth.ErrInvalid, s)
+}
+
+// Connection states reported by edges.
+const (
+	StateOnline    = "Online"
+	StateOffline   = "Offline"
+	StateSyncing   = "Syncing"
+	StateUnhealthy = "Unhealthy"
+)
+
+// Activation statuses.
+const (
+	ActivationActive   = "Active"
+	ActivationInactive = "Inactive"
+)
+
+// Log levels of a connected registry.
+var logLevels = []string{"Debug", "Information", "Warning", "Error", "None"}
+
+// Limits of the resource.
+const (
+	maxClientTokens = 20
+	DefaultSchedule = "* * * * *"
+	DefaultTTL      = "P2D"
+)
+
+// SyncResult describes one sync run, as reported by the edge.
+type SyncResult struct {
+	Trigger string    `json:"trigger,omitempty"`
+	State   string    `json:"state,omitempty"`
+	Start   time.Time `json:"startTime,omitzero"`
+	End     time.Time `json:"endTime,omitzero"`
+	Bytes   int64     `json:"bytes,omitempty"`
+	Items   int64     `json:"items,omitempty"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// ConnectedRegistry is the resource.
+type ConnectedRegistry struct {
+	Name           string    `json:"name"`
+	Mode           Mode      `json:"mode"`
+	Parent         string    `json:"parent,omitempty"`
+	Repositories   []string  `json:"repositories"`
+	ClientTokens   []string  `json:"clientTokens"`
+	SyncSchedule   string    `json:"syncSchedule"`
+	SyncWindow     string    `json:"syncWindow,omitempty"`
+	SyncMessageTTL string    `json:"syncMessageTtl"`
+	LogLevel       string    `json:"logLevel"`
+	Notifications  []string  `json:"notifications"`
+	SyncToken      string    `json:"syncTokenName"`
+	SyncScopeMap   string    `json:"syncScopeMapName"`
+	Created        time.Time `json:"creationDate"`
+
+	// Status, written by the edge through activation and heartbeats.
+	ActivationStatus string      `json:"activationStatus"`
+	ConnectionState  string      `json:"connectionState"`
+	LastActivity     *time.Time  `json:"lastActivityTime,omitempty"`
+	LastSync         *time.Time  `json:"lastSyncTime,omitempty"`
+	LoginServer      string      `json:"loginServer,omitempty"`
+	Version          string      `json:"version,omitempty"`
+	StatusDetails    []string    `json:"statusDetails,omitempty"`
+	LastSyncResult   *SyncResult `json:"lastSyncResult,omitempty"`
+	// ActivationID identifies the live activation (the deployment); it is
+	// stored but never shown.
+	ActivationID string `json:"activationId,omitempty"`
+}
+
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9-]{5,50}$`)
+
+// ValidateName checks a connected-registry name.
+func ValidateName(n string) error {
+	if !nameRe.MatchString(n) {
+		return fmt.Errorf("%w: name %q: 5 to 50 letters, digits and '-'", auth.ErrInvalid, n)
+	}
+	return nil
+}
+
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
+
+// ParseSchedule parses a 5-field cron expression.
+func ParseSchedule(s string) (cron.Schedule, error) {
+	if len(strings.Fields(s)) != 5 {
+		return nil, fmt.Errorf("%w: syncSchedule %q: want 5 cron fields (minute hour day-of-month month day-of-week)", auth.ErrInvalid, s)
+	}
+	sch, err := cronParser.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: syncSchedule %q: %w", auth.ErrInvalid, s, err)
+	}
+	return sch, nil
+}
+
+var isoRe = regexp.MustCompile(`^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$`)
+
+// ErrDuration reports a malformed ISO 8601 duration.
+var ErrDuration = errors.New("invalid ISO 8601 duration")
+
+// ParseISODuration parses the day-time subset of ISO 8601 durations:
+// PnW, PnDTnHnMnS (years and months, whose length varies, are refused).
+func ParseISODuration(s string) (time.Duration, error) {
+	m := isoRe.FindStringSubmatch(s)
+	if m == nil || s == "P" || strings.HasSuffix(s, "T") {
+		return 0, fmt.Errorf("%w: %q (want e.g. PT3H, P1D, P2DT12H)", ErrDuration, s)
+	}
+	units := []time.Duration{7 * 24 * time.Hour, 24 * time.Hour, time.Hour, time.Minute, time.Second}
+	var d time.Duration
+	for i, u := range units {
+		if m[i+1] == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(m[i+1], 10, 64)
+		if err != nil || n > 100000 {
+			return 0, fmt.Errorf("%w: %q: number out of range", ErrDuration, s)
+		}
+		d += time.Duration(n) * u
+	}
+	return d, nil
+}
+
+func checkDuration(field, s string, lo, hi time.Duration, loS, hiS string) error {
+	d, err := ParseISODuration(s)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", auth.ErrInvalid, field, err)
+	}
+	if d < lo || d > hi {
+		return fmt.Errorf("%w: %s %q: must be from %s to %s", auth.ErrInvalid, field, s, loS, hiS)
+	}
+	return nil
+}
+
+// ValidateNotification checks a repo:tag:action pattern.
+func ValidateNotification(p string) error {
+	parts := strings.Split(p, ":")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+		return fmt.Errorf("%w: notification %q: want repository:tag:action", auth.ErrInvalid, p)
+	}
+	if !slices.Contains([]string{"push", "delete", "*"}, parts[2]) {
+		return fmt.Errorf("%w: notification %q: action must be push, delete or *", auth.ErrInvalid, p)
+	}
+	if parts[0] != "*" {
+		if err := oci.ValidateName(strings.TrimSuffix(parts[0], "/*")); err != nil {
+			return fmt.Errorf("%w: notification %q: %w", auth.ErrInvalid, p, err)
+		}
+	}
+	if parts[1] != "*" {
+		if err := oci.ValidateTag(parts[1]); err != nil {
+			return fmt.Errorf("%w: notification %q: %w", auth.ErrInvalid, p, err)
+		}
+	}
+	return nil
+}
+
+// validateRepository checks a repository name or trailing-wildcard pattern.
+func validateRepository(r string) error {
+	if err := oci.ValidateName(strings.TrimSuffix(r, "/*")); err != nil {
+		return fmt.Errorf("%w: repositories: %w", auth.ErrInvalid, err)
+	}
+	return nil
+}
+
+// ApplyDefaults fills unset settings.
+func (c *ConnectedRegistry) ApplyDefaults() {
+	if c.Mode == "" {
+		c.Mode = ReadOnly
+	}
+	if c.SyncSchedule == "" {
+		c.SyncSchedule = DefaultSchedule
+	}
+	if c.SyncMessageTTL == "" {
+		c.SyncMessageTTL = DefaultTTL
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "Information"
+	}
+	if c.ActivationStatus == "" {
+		c.ActivationStatus = ActivationInactive
+	}
+	if c.ConnectionState == "" {
+		c.ConnectionState = StateOffline
+	}
+	if c.Repositories == nil {
+		c.Repositories = []string{}
+	}
+	if c.ClientTokens == nil {
+		c.ClientTokens = []string{}
+	}
+	if c.Notifications == nil {
+		c.Notifications = []string{}
+	}
+}
+
+// Validate checks the settings that do not depend on other resources,
+// returning every problem, each naming its field.
+func (c *ConnectedRegistry) Validate() error {
+	var errs []error
+	if err := ValidateName(c.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Mode != ReadOnly && c.Mode != ReadWrite {
+		errs = append(errs, fmt.Errorf("%w: mode %q: want ReadOnly or ReadWrite", auth.ErrInvalid, c.Mode))
+	}
+	if len(c.Repositories) == 0 {
+		errs = append(errs, fmt.Errorf("%w: repositories: at least one repository is required", auth.ErrInvalid))
+	}
+	for _, r := range c.Repositories {
+		if err := validateRepository(r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(c.ClientTokens) > maxClientTokens {
+		errs = append(errs, fmt.Errorf("%w: clientTokens: %d tokens, at most %d", auth.ErrInvalid, len(c.ClientTokens), maxClientTokens))
+	}
+	if _, err := ParseSchedule(c.SyncSchedule); err != nil {
+		errs = append(errs, err)
+	}
+	if c.SyncWindow != "" {
+		if err := checkDuration("syncWindow", c.SyncWindow, time.Hour, 7*24*time.Hour, "PT1H", "P7D"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := checkDuration("syncMessageTtl", c.SyncMessageTTL, 24*time.Hour, 90*24*time.Hour, "P1D", "P90D"); err != nil {
+		errs = append(errs, err)
+	}
+	if !slices.Contains(logLevels, c.LogLevel) {
+		errs = append(errs, fmt.Errorf("%w: logLevel %q: want one of %s", auth.ErrInvalid, c.LogLevel, strings.Join(logLevels, ", ")))
+	}
+	for _, n := range c.Notifications {
+		if err := ValidateNotification(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

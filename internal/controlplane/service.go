@@ -1,0 +1,429 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/outpost-registry/outpost/internal/adminapi"
+	"github.com/outpost-registry/outpost/internal/auth"
+)
+
+// bucket is where connected registries are kept in the identity store,
+// so that each change commits together with its tokens and scope maps.
+const bucket = "connected-registries"
+
+// Service manages connected registries.
+type Service struct {
+	store *auth.Store
+	now   func() time.Time
+}
+
+// NewService returns a Service on the identity store.
+func NewService(store *auth.Store) *Service {
+	return &Service{store: store, now: time.Now}
+}
+
+func decodeCR(raw []byte) (*ConnectedRegistry, error) {
+	c := &ConnectedRegistry{}
+	if err := json.Unmarshal(raw, c); err != nil {
+		return nil, fmt.Errorf("decode connected registry: %w", err)
+	}
+	return c, nil
+}
+
+func getCR(tx *auth.Tx, name string) (*ConnectedRegistry, error) {
+	c := &ConnectedRegistry{}
+	if err := tx.Record(bucket, name, c); err != nil {
+		return nil, fmt.Errorf("connected registry %q: %w", name, auth.ErrNotFound)
+	}
+	return c, nil
+}
+
+func allCRs(tx *auth.Tx) ([]*ConnectedRegistry, error) {
+	var out []*ConnectedRegistry
+	err := tx.Records(bucket, func(_ string, raw []byte) error {
+		c, err := decodeCR(raw)
+		if err == nil {
+			out = append(out, c)
+		}
+		return err
+	})
+	return out, err
+}
+
+// List returns the connected registries, those under parent only when
+// parent is set.
+func (s *Service) List(parent string) ([]*ConnectedRegistry, error) {
+	var out []*ConnectedRegistry
+	err := s.store.Records(bucket, func(_ string, raw []byte) error {
+		c, err := decodeCR(raw)
+		if err != nil {
+			return err
+		}
+		if parent == "" || c.Parent == parent {
+			out = append(out, c)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Get returns one connected registry.
+func (s *Service) Get(name string) (*ConnectedRegistry, error) {
+	c := &ConnectedRegistry{}
+	if err := s.store.Record(bucket, name, c); err != nil {
+		return nil, fmt.Errorf("connected registry %q: %w", name, auth.ErrNotFound)
+	}
+	return c, nil
+}
+
+// checkRelations validates what depends on other resources: the parent
+// (exists, no cycle, a ReadOnly parent only has ReadOnly children, a
+// ReadOnly registry cannot keep ReadWrite children) and the client tokens.
+func checkRelations(tx *auth.Tx, c *ConnectedRegistry, all []*ConnectedRegistry) error {
+	byName := map[string]*ConnectedRegistry{}
+	for _, o := range all {
+		byName[o.Name] = o
+	}
+	byName[c.Name] = c
+	if c.Parent != "" {
+		p, ok := byName[c.Parent]
+		if !ok || c.Parent == c.Name {
+			return fmt.Errorf("%w: parent %q: no such connected registry", auth.ErrInvalid, c.Parent)
+		}
+		if p.Mode == ReadOnly && c.Mode == ReadWrite {
+			return fmt.Errorf("%w: mode: a ReadOnly parent (%s) accepts only ReadOnly children", auth.ErrInvalid, p.Name)
+		}
+		seen := map[string]bool{c.Name: true}
+		for cur := p; cur != nil && cur.Parent != ""; cur = byName[cur.Parent] {
+			if seen[cur.Parent] {
+				return fmt.Errorf("%w: parent %q: the parents would form a cycle", auth.ErrInvalid, c.Parent)
+			}
+			seen[cur.Name] = true
+		}
+	}
+	if c.Mode == ReadOnly {
+		for _, o := range all {
+			if o.Parent == c.Name && o.Mode == ReadWrite {
+				return fmt.Errorf("%w: mode: %s has the ReadWrite child %s", auth.ErrInvalid, c.Name, o.Name)
+			}
+		}
+	}
+	for _, t := range c.ClientTokens {
+		if _, err := tx.Token(t); err != nil {
+			return fmt.Errorf("%w: clientTokens: token %q does not exist", auth.ErrInvalid, t)
+		}
+	}
+	return nil
+}
+
+// actionsFor returns the repository actions a sync token needs in a mode.
+func actionsFor(m Mode) []auth.Action {
+	if m == ReadWrite {
+		return slices.Clone(auth.RepositoryActions)
+	}
+	return []auth.Action{auth.ContentRead, auth.MetadataRead}
+}
+
+// gatewayActions are the control actions of a connected registry.
+func gatewayActions(name string) []auth.Action {
+	var out []auth.Action
+	for _, k := range []string{"config", "message"} {
+		for _, op := range []string{"read", "write"} {
+			out = append(out, auth.Action("gateway/"+name+"/"+k+"/"+op))
+		}
+	}
+	return out
+}
+
+// rebuildSyncScopeMaps rewrites every sync scope map from the hierarchy:
+// each grants its registry's repositories and gateway actions, plus those
+// of every descendant.
+func rebuildSyncScopeMaps(tx *auth.Tx) error {
+	all, err := allCRs(tx)
+	if err != nil {
+		return err
+	}
+	children := map[string][]*ConnectedRegistry{}
+	for _, c := range all {
+		children[c.Parent] = append(children[c.Parent], c)
+	}
+	for _, c := range all {
+		m := &auth.ScopeMap{Name: c.SyncScopeMap, Description: "Sync scope map of connected registry " + c.Name}
+		if old, err := tx.ScopeMap(c.SyncScopeMap); err == nil {
+			m.Created = old.Created
+		}
+		var add []auth.RepositoryGrant
+		queue := []*ConnectedRegistry{c}
+		for len(queue) > 0 {
+			cur := queue[0]
+			queue = queue[1:]
+			for _, r := range cur.Repositories {
+				add = append(add, auth.RepositoryGrant{Repository: r, Actions: actionsFor(cur.Mode)})
+			}
+			m.Gateway = append(m.Gateway, gatewayActions(cur.Name)...)
+			queue = append(queue, children[cur.Name]...)
+		}
+		m.Repositories = adminapi.MergeGrants(nil, add, nil)
+		if err := tx.PutScopeMap(m); err != nil {
+			return fmt.Errorf("sync scope map of %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+// Create adds a connected registry with its sync scope map and sync token
+// (without passwords: get-settings generates them), in one transaction.
+func (s *Service) Create(c *ConnectedRegistry) (*ConnectedRegistry, error) {
+	c.ApplyDefaults()
+	c.ActivationStatus, c.ConnectionState = ActivationInactive, StateOffline
+	c.LastActivity, c.LastSync, c.LoginServer, c.Version, c.StatusDetails, c.LastSyncResult, c.ActivationID = nil, nil, "", "", nil, nil, ""
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	c.SyncToken = c.Name + "-sync-token"
+	c.SyncScopeMap = c.Name + "-sync-scope-map"
+	err := s.store.Update(func(tx *auth.Tx) error {
+		if _, err := getCR(tx, c.Name); err == nil {
+			return fmt.Errorf("%w: connected registry %q", auth.ErrExists, c.Name)
+		}
+		all, err := allCRs(tx)
+		if err != nil {
+			return err
+		}
+		if err := checkRelations(tx, c, all); err != nil {
+			return err
+		}
+		c.Created = tx.Now()
+		if err := tx.PutRecord(bucket, c.Name, c); err != nil {
+			return err
+		}
+		if _, err := tx.ScopeMap(c.SyncScopeMap); err != nil {
+			if err := tx.PutScopeMap(&auth.ScopeMap{Name: c.SyncScopeMap}); err != nil {
+				return err
+			}
+		}
+		if err := rebuildSyncScopeMaps(tx); err != nil {
+			return err
+		}
+		if t, err := tx.Token(c.SyncToken); err == nil {
+			if t.ScopeMap != c.SyncScopeMap {
+				return fmt.Errorf("%w: token %q exists and is bound to another scope map", auth.ErrExists, c.SyncToken)
+			}
+			return nil
+		}
+		return tx.PutToken(&auth.Token{Name: c.SyncToken, ScopeMap: c.SyncScopeMap, Status: auth.StatusEnabled})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Update describes a change of settings; nil or empty fields are kept.
+type Update struct {
+	Mode               string   `json:"mode,omitempty"`
+	SyncSchedule       string   `json:"syncSchedule,omitempty"`
+	SyncWindow         *string  `json:"syncWindow,omitempty"`
+	SyncMessageTTL     string   `json:"syncMessageTtl,omitempty"`
+	LogLevel           string   `json:"logLevel,omitempty"`
+	AddClientTokens    []string `json:"addClientTokens,omitempty"`
+	RemoveClientTokens []string `json:"removeClientTokens,omitempty"`
+	AddNotifications   []string `json:"addNotifications,omitempty"`
+	RemoveNotif        []string `json:"removeNotifications,omitempty"`
+	AddRepositories    []string `json:"addRepositories,omitempty"`
+	RemoveRepositories []string `json:"removeRepositories,omitempty"`
+}
+
+func addRemove(list, add, remove []string) []string {
+	out := slices.Clone(list)
+	for _, a := range add {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return slices.DeleteFunc(out, func(v string) bool { return slices.Contains(remove, v) })
+}
+
+// UpdateSettings applies u to a connected registry in one transaction,
+// rewriting the sync scope maps when repositories or mode change.
+func (s *Service) UpdateSettings(name string, u Update) (*ConnectedRegistry, error) {
+	var out *ConnectedRegistry
+	err := s.store.Update(func(tx *auth.Tx) error {
+		c, err := getCR(tx, name)
+		if err != nil {
+			return err
+		}
+		if u.Mode != "" {
+			if c.Mode, err = ParseMode(u.Mode); err != nil {
+				return err
+			}
+		}
+		if u.SyncSchedule != "" {
+			c.SyncSchedule = u.SyncSchedule
+		}
+		if u.SyncWindow != nil {
+			c.SyncWindow = *u.SyncWindow
+		}
+		if u.SyncMessageTTL != "" {
+			c.SyncMessageTTL = u.SyncMessageTTL
+		}
+		if u.LogLevel != "" {
+			c.LogLevel = u.LogLevel
+		}
+		c.ClientTokens = addRemove(c.ClientTokens, u.AddClientTokens, u.RemoveClientTokens)
+		c.Notifications = addRemove(c.Notifications, u.AddNotifications, u.RemoveNotif)
+		c.Repositories = addRemove(c.Repositories, u.AddRepositories, u.RemoveRepositories)
+		if err := c.Validate(); err != nil {
+			return err
+		}
+		all, err := allCRs(tx)
+		if err != nil {
+			return err
+		}
+		others := slices.DeleteFunc(all, func(o *ConnectedRegistry) bool { return o.Name == c.Name })
+		if err := checkRelations(tx, c, others); err != nil {
+			return err
+		}
+		if err := tx.PutRecord(bucket, c.Name, c); err != nil {
+			return err
+		}
+		out = c
+		return rebuildSyncScopeMaps(tx)
+	})
+	return out, err
+}
+
+// Delete removes a connected registry that has no children; with cleanup
+// its sync token and sync scope map go too.
+func (s *Service) Delete(name string, cleanup bool) error {
+	return s.store.Update(func(tx *auth.Tx) error {
+		c, err := getCR(tx, name)
+		if err != nil {
+			return err
+		}
+		all, err := allCRs(tx)
+		if err != nil {
+			return err
+		}
+		for _, o := range all {
+			if o.Parent == name {
+				return fmt.Errorf("%w: connected registry %q has the child %q; delete the children first", auth.ErrInUse, name, o.Name)
+			}
+		}
+		if err := tx.DeleteRecord(bucket, name); err != nil {
+			return err
+		}
+		if cleanup {
+			if _, err := tx.Token(c.SyncToken); err == nil {
+				if err := tx.DeleteToken(c.SyncToken); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ScopeMap(c.SyncScopeMap); err == nil {
+				if err := tx.DeleteScopeMap(c.SyncScopeMap); err != nil {
+					return err
+				}
+			}
+		}
+		return rebuildSyncScopeMaps(tx)
+	})
+}
+
+// Deactivate returns a connected registry to Inactive so that a new
+// deployment can activate it.
+func (s *Service) Deactivate(name string) (*ConnectedRegistry, error) {
+	var out *ConnectedRegistry
+	err := s.store.Update(func(tx *auth.Tx) error {
+		c, err := getCR(tx, name)
+		if err != nil {
+			return err
+		}
+		c.ActivationStatus, c.ActivationID, c.ConnectionState = ActivationInactive, "", StateOffline
+		out = c
+		return tx.PutRecord(bucket, name, c)
+	})
+	return out, err
+}
+
+// Settings is the answer of get-settings.
+type Settings struct {
+	ConnectionString string `json:"connectionString"`
+	SyncTokenName    string `json:"syncTokenName"`
+	// Password is set only when one was generated.
+	Password string `json:"syncTokenPassword,omitempty"`
+	Note     string `json:"note,omitempty"`
+}
+
+// GetSettings builds the connection string of a connected registry. Its
+// parent endpoint is rootEndpoint for a child of the root, else the
+// parent's login server. With generate 1 or 2 that password of the sync
+// token is regenerated (the old value stops working) and included.
+func (s *Service) GetSettings(name, protocol string, generate int, rootEndpoint string) (*Settings, error) {
+	if protocol != "https" && protocol != "http" {
+		return nil, fmt.Errorf("%w: parentProtocol %q: want https or http", auth.ErrInvalid, protocol)
+	}
+	if generate < 0 || generate > 2 {
+		return nil, fmt.Errorf("%w: generatePassword %d: want 1 or 2", auth.ErrInvalid, generate)
+	}
+	var out *Settings
+	err := s.store.Update(func(tx *auth.Tx) error {
+		c, err := getCR(tx, name)
+		if err != nil {
+			return err
+		}
+		endpoint := rootEndpoint
+		if c.Parent != "" {
+			p, err := getCR(tx, c.Parent)
+			if err != nil {
+				return err
+			}
+			if p.LoginServer == "" {
+				return fmt.Errorf("%w: parent %q has not been activated yet, so its endpoint is unknown", auth.ErrInvalid, c.Parent)
+			}
+			endpoint = p.LoginServer
+		}
+		cs := ConnectionString{
+			ConnectedRegistryName: c.Name, SyncTokenName: c.SyncToken, SyncTokenPassword: "<password>",
+			ParentGatewayEndpoint: endpoint, ParentEndpointProtocol: protocol,
+		}
+		out = &Settings{SyncTokenName: c.SyncToken}
+		if generate == 0 {
+			out.Note = "No password was generated: the connection string holds the placeholder <password>. Use --generate-password 1 or 2 to get a usable connection string (this rotates that password)."
+			out.ConnectionString = cs.String()
+			return nil
+		}
+		slot := auth.Password1
+		if generate == 2 {
+			slot = auth.Password2
+		}
+		view, err := adminapi.GenerateCredential(tx, c.SyncToken, slot, 0)
+		if err != nil {
+			return err
+		}
+		cs.SyncTokenPassword = view.Credentials.Passwords[0].Value
+		out.Password = cs.SyncTokenPassword
+		out.ConnectionString = cs.String()
+		return nil
+	})
+	return out, err
+}
+
+// ClientTokens returns the client tokens of a connected registry.
+func (s *Service) ClientTokens(name string) ([]*auth.Token, error) {
+	c, err := s.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	var out []*auth.Token
+	for _, n := range c.ClientTokens {
+		t, err := s.store.Token(n)
+		if err != nil {
+			continue
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
