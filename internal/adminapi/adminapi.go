@@ -45,9 +45,30 @@ type HandlerFunc func(r *http.Request) (int, any, error)
 // Handle registers an admin-only endpoint.
 func (a *API) Handle(pattern string, h HandlerFunc) { a.route(pattern, h) }
 
-func (a *API) route(pattern string, h HandlerFunc) {
+// Authz decides whether an authenticated caller (nil when anonymous) may
+// use an endpoint; it returns an *auth.Denial to refuse.
+type Authz func(r *http.Request, p *auth.Principal) error
+
+// HandleWith registers an endpoint with its own authorization, for routes
+// that tokens other than the admin use (connected-registry sync).
+func (a *API) HandleWith(pattern string, authz Authz, h HandlerFunc) {
+	a.handle(pattern, func(r *http.Request) error {
+		p, err := a.svc.Authenticate(r)
+		if err != nil {
+			return err
+		}
+		if p != nil && p.Admin {
+			return nil
+		}
+		return authz(r, p)
+	}, h)
+}
+
+func (a *API) route(pattern string, h HandlerFunc) { a.handle(pattern, a.admin, h) }
+
+func (a *API) handle(pattern string, check func(*http.Request) error, h HandlerFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if err := a.admin(r); err != nil {
+		if err := check(r); err != nil {
 			writeError(w, err)
 			return
 		}

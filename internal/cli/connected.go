@@ -55,7 +55,7 @@ func newConnectedRegistryCommand() *cobra.Command {
 	perms := &cobra.Command{Use: "permissions", Short: "Show or change the repositories a connected registry syncs"}
 	perms.AddCommand(newCRPermissionsShow(), newCRPermissionsUpdate())
 	cmd.AddCommand(newCRCreate(), newCRList(), newCRShow(), newCRUpdate(), newCRDelete(), newCRDeactivate(),
-		newCRGetSettings(), newCRListClientTokens(), perms)
+		newCRGetSettings(), newCRListClientTokens(), newCRResync(), perms)
 	return cmd
 }
 
@@ -387,5 +387,29 @@ func newCRPermissionsUpdate() *cobra.Command {
 	o.bindName(cmd)
 	cmd.Flags().StringArrayVar(&o.add, "add", nil, "repositories to add")
 	cmd.Flags().StringArrayVar(&o.remove, "remove", nil, "repositories to remove")
+	return cmd
+}
+
+func newCRResync() *cobra.Command {
+	o := &crOptions{}
+	cmd := &cobra.Command{
+		Use:   "resync --name NAME",
+		Short: "Ask a connected registry to start a sync run at its next heartbeat",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out map[string]string
+			if err := c.Do(cmd.Context(), http.MethodPost, crPath(o.name)+"/resync", nil, &out); err != nil {
+				return err
+			}
+			return o.render(cmd.OutOrStdout(), out, table{})
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.outputOptions.bind(cmd.Flags())
+	o.bindName(cmd)
 	return cmd
 }

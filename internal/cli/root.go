@@ -54,7 +54,8 @@ Start a registry with the embedded defaults (local disk):
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCommand(), newVersionCommand(), newConfigCommand(),
-		newLoginCommand(), newScopeMapCommand(), newTokenCommand(), newConnectedRegistryCommand())
+		newLoginCommand(), newScopeMapCommand(), newTokenCommand(), newConnectedRegistryCommand(),
+		newStatusCommand())
 	return root
 }
 

@@ -25,6 +25,21 @@ type serveOptions struct {
 	logFormat  string
 	anonPull   bool
 	adminFile  string
+
+	connString     string
+	connStringFile string
+	parentURL      string
+	parentUser     string
+	parentPassFile string
+	parentCAFile   string
+	repos          []string
+	mode           string
+	syncSchedule   string
+	syncWindow     string
+	syncConc       int
+	syncBandwidth  string
+	heartbeat      string
+	loginServer    string
 }
 
 func (o *serveOptions) bind(fs *pflag.FlagSet) {
@@ -35,6 +50,20 @@ func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.BoolVar(&o.anonPull, "anonymous-pull", false, "let clients without credentials pull and list")
 	fs.StringVar(&o.adminFile, "admin-password-file", "", "file holding the admin password (or set OUTPOST_ADMIN_PASSWORD); generated into <data>/admin-password when neither is given")
+	fs.StringVar(&o.connString, "connection-string", "", "run as a connected registry of the parent this connection string names (or OUTPOST_CONNECTION_STRING)")
+	fs.StringVar(&o.connStringFile, "connection-string-file", "", "file holding the connection string")
+	fs.StringVar(&o.parentURL, "parent", "", "URL of a generic (non-Outpost) parent registry to sync from, e.g. https://registry.example.com")
+	fs.StringVar(&o.parentUser, "parent-username", "", "user name for the generic parent")
+	fs.StringVar(&o.parentPassFile, "parent-password-file", "", "file holding the generic parent's password")
+	fs.StringVar(&o.parentCAFile, "parent-ca-file", "", "CA certificate to trust for an HTTPS parent, in addition to the system roots")
+	fs.StringArrayVar(&o.repos, "repository", nil, "repositories to sync from a generic parent (several after one flag, or repeat it)")
+	fs.StringVar(&o.mode, "mode", "", "mode with a generic parent: ReadOnly or ReadWrite (default ReadOnly)")
+	fs.StringVar(&o.syncSchedule, "sync-schedule", "", "cron schedule of sync runs with a generic parent (default * * * * *)")
+	fs.StringVar(&o.syncWindow, "sync-window", "", "ISO 8601 duration a run may last with a generic parent (default: continuous)")
+	fs.IntVar(&o.syncConc, "sync-concurrency", 4, "blobs downloaded at once")
+	fs.StringVar(&o.syncBandwidth, "sync-bandwidth-limit", "0", "download bytes per second, e.g. 10MiB (0: unlimited)")
+	fs.StringVar(&o.heartbeat, "heartbeat-interval", "30s", "how often a connected registry reports its status")
+	fs.StringVar(&o.loginServer, "login-server", "", "host:port local clients use, reported to the parent (default: from --addr)")
 }
 
 // load builds the effective configuration: file, then flags, then defaults.
@@ -61,6 +90,9 @@ func (o *serveOptions) load(fs *pflag.FlagSet) (config.Config, error) {
 		if err := cfg.Log.Format.UnmarshalText([]byte(o.logFormat)); err != nil {
 			return cfg, fmt.Errorf("--log-format: %w", err)
 		}
+	}
+	if err := o.applyEdgeFlags(fs, &cfg); err != nil {
+		return cfg, err
 	}
 	if fs.Changed("anonymous-pull") {
 		cfg.Auth.AnonymousPull = o.anonPull
@@ -129,4 +161,55 @@ func adminPassword(cfg config.Config) (string, error) {
 		return "", fmt.Errorf("admin password file: %w", err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// applyEdgeFlags sets the connected-registry settings from flags and the
+// environment.
+func (o *serveOptions) applyEdgeFlags(fs *pflag.FlagSet, cfg *config.Config) error {
+	if v := os.Getenv("OUTPOST_CONNECTION_STRING"); v != "" && cfg.ConnectionString == "" {
+		cfg.ConnectionString = v
+	}
+	if fs.Changed("connection-string") {
+		cfg.ConnectionString = o.connString
+	}
+	if fs.Changed("connection-string-file") {
+		b, err := os.ReadFile(o.connStringFile)
+		if err != nil {
+			return fmt.Errorf("--connection-string-file: %w", err)
+		}
+		cfg.ConnectionString = strings.TrimSpace(string(b))
+	}
+	set := func(name string, dst *string, v string) {
+		if fs.Changed(name) {
+			*dst = v
+		}
+	}
+	set("parent", &cfg.Parent.URL, o.parentURL)
+	set("parent-username", &cfg.Parent.Username, o.parentUser)
+	set("parent-password-file", &cfg.Parent.PasswordFile, o.parentPassFile)
+	set("parent-ca-file", &cfg.Parent.CAFile, o.parentCAFile)
+	set("mode", &cfg.Parent.Mode, o.mode)
+	set("sync-schedule", &cfg.Parent.SyncSchedule, o.syncSchedule)
+	set("sync-window", &cfg.Parent.SyncWindow, o.syncWindow)
+	set("login-server", &cfg.LoginServer, o.loginServer)
+	if fs.Changed("repository") {
+		cfg.Parent.Repositories = nil
+		for _, g := range o.repos {
+			cfg.Parent.Repositories = append(cfg.Parent.Repositories, strings.Fields(g)...)
+		}
+	}
+	if fs.Changed("sync-concurrency") {
+		cfg.Sync.Concurrency = o.syncConc
+	}
+	if fs.Changed("sync-bandwidth-limit") {
+		if err := cfg.Sync.BandwidthLimit.UnmarshalText([]byte(o.syncBandwidth)); err != nil {
+			return fmt.Errorf("--sync-bandwidth-limit: %w", err)
+		}
+	}
+	if fs.Changed("heartbeat-interval") {
+		if err := cfg.Sync.HeartbeatInterval.UnmarshalText([]byte(o.heartbeat)); err != nil {
+			return fmt.Errorf("--heartbeat-interval: %w", err)
+		}
+	}
+	return nil
 }

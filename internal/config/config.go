@@ -36,6 +36,40 @@ type Config struct {
 	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
 	// Auth configures registry authentication.
 	Auth Auth `yaml:"auth"`
+	// ConnectionString makes this Outpost a connected registry of the
+	// parent it names (see docs/configuration.md).
+	ConnectionString string `yaml:"connectionString,omitempty"`
+	// Parent configures a generic (non-Outpost) parent registry, or the CA
+	// of the parent named by the connection string.
+	Parent Parent `yaml:"parent"`
+	// Sync tunes synchronization from the parent.
+	Sync Sync `yaml:"sync"`
+	// LoginServer is the host:port local clients use, reported to the
+	// parent; default: the listening address.
+	LoginServer string `yaml:"loginServer,omitempty"`
+}
+
+// Parent configures the parent registry.
+type Parent struct {
+	// URL of a generic parent, such as https://registry.example.com.
+	URL          string   `yaml:"url,omitempty"`
+	Username     string   `yaml:"username,omitempty"`
+	PasswordFile string   `yaml:"passwordFile,omitempty"`
+	CAFile       string   `yaml:"caFile,omitempty"`
+	Repositories []string `yaml:"repositories,omitempty"`
+	Mode         string   `yaml:"mode,omitempty"`
+	SyncSchedule string   `yaml:"syncSchedule,omitempty"`
+	SyncWindow   string   `yaml:"syncWindow,omitempty"`
+}
+
+// Sync tunes synchronization.
+type Sync struct {
+	// Concurrency is the number of blobs downloaded at once.
+	Concurrency int `yaml:"concurrency"`
+	// BandwidthLimit caps download bytes per second (0: unlimited).
+	BandwidthLimit ByteSize `yaml:"bandwidthLimit"`
+	// HeartbeatInterval is how often status goes to the parent.
+	HeartbeatInterval Duration `yaml:"heartbeatInterval"`
 }
 
 // Auth configures authentication. It is always on; AnonymousPull opens
@@ -96,6 +130,20 @@ func (c *Config) ApplyDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(30 * time.Second)
 	}
+	if c.Sync.Concurrency == 0 {
+		c.Sync.Concurrency = 4
+	}
+	if c.Sync.HeartbeatInterval == 0 {
+		c.Sync.HeartbeatInterval = Duration(30 * time.Second)
+	}
+	if c.Parent.URL != "" {
+		if c.Parent.Mode == "" {
+			c.Parent.Mode = "ReadOnly"
+		}
+		if c.Parent.SyncSchedule == "" {
+			c.Parent.SyncSchedule = "* * * * *"
+		}
+	}
 	if c.Auth.TokenTTL == 0 {
 		c.Auth.TokenTTL = Duration(5 * time.Minute)
 	}
@@ -121,6 +169,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.TokenTTL < Duration(time.Minute) || c.Auth.TokenTTL > Duration(24*time.Hour) {
 		errs = append(errs, fmt.Errorf("auth.tokenTTL: %s is outside 1m..24h", c.Auth.TokenTTL))
+	}
+	if c.ConnectionString != "" && c.Parent.URL != "" {
+		errs = append(errs, errors.New("connectionString and parent.url: give one or the other"))
+	}
+	if c.Parent.URL != "" && len(c.Parent.Repositories) == 0 {
+		errs = append(errs, errors.New("parent.repositories: a generic parent needs at least one repository to sync"))
+	}
+	if c.Parent.Mode != "" && c.Parent.Mode != "ReadOnly" && c.Parent.Mode != "ReadWrite" {
+		errs = append(errs, fmt.Errorf("parent.mode: %q is not ReadOnly or ReadWrite", c.Parent.Mode))
+	}
+	if c.Sync.Concurrency < 1 || c.Sync.Concurrency > 64 {
+		errs = append(errs, fmt.Errorf("sync.concurrency: %d is outside 1..64", c.Sync.Concurrency))
+	}
+	if c.Sync.HeartbeatInterval < Duration(time.Second) {
+		errs = append(errs, fmt.Errorf("sync.heartbeatInterval: %s is shorter than 1s", c.Sync.HeartbeatInterval))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdownTimeout: %s is negative", c.ShutdownTimeout))

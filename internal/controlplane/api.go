@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/outpost-registry/outpost/internal/adminapi"
 )
@@ -26,10 +27,16 @@ type SettingsRequest struct {
 	GeneratePassword int    `json:"generatePassword,omitempty"`
 }
 
-// view hides what the API never shows.
+// view hides what the API never shows and marks registries that missed
+// two heartbeats Offline.
 func view(c *ConnectedRegistry) *ConnectedRegistry {
 	v := *c
 	v.ActivationID = ""
+	interval := 30 * time.Second
+	if v.HeartbeatSeconds > 0 {
+		interval = time.Duration(v.HeartbeatSeconds) * time.Second
+	}
+	liveness(&v, interval, time.Now())
 	return &v
 }
 

@@ -101,6 +101,10 @@ type ConnectedRegistry struct {
 	// ActivationID identifies the live activation (the deployment); it is
 	// stored but never shown.
 	ActivationID string `json:"activationId,omitempty"`
+	// HeartbeatSeconds is the edge's heartbeat interval.
+	HeartbeatSeconds int `json:"heartbeatIntervalSeconds,omitempty"`
+	// ResyncRequested asks for a run at the next heartbeat.
+	ResyncRequested bool `json:"resyncRequested,omitempty"`
 }
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9-]{5,50}$`)

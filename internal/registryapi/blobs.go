@@ -19,7 +19,13 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) erro
 		return err
 	}
 	d := digest.Digest(rt.Reference)
-	if _, err := h.meta.BlobSize(r.Context(), rt.Name, d); err != nil {
+	_, err := h.meta.BlobSize(r.Context(), rt.Name, d)
+	if errors.Is(err, storage.ErrBlobUnknown) && h.fallback != nil {
+		if h.fallback.FetchBlob(r.Context(), rt.Name, d) == nil {
+			_, err = h.meta.BlobSize(r.Context(), rt.Name, d)
+		}
+	}
+	if err != nil {
 		return err
 	}
 	f, _, err := h.blobs.Open(r.Context(), d)

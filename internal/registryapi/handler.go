@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/outpost-registry/outpost/internal/storage"
 )
 
@@ -72,8 +74,17 @@ type UploadObserver interface {
 	UploadEnded()
 }
 
+// Fallback fetches content missing locally from elsewhere (a connected
+// registry's parent) before a pull answers "unknown". It returns an error
+// when it could not bring the content.
+type Fallback interface {
+	FetchManifest(ctx context.Context, repo, ref string) error
+	FetchBlob(ctx context.Context, repo string, d digest.Digest) error
+}
+
 // Options configure a Handler.
 type Options struct {
+	Fallback   Fallback
 	Blobs      storage.BlobStore
 	Uploads    storage.Uploads
 	Metadata   storage.Metadata
@@ -92,6 +103,7 @@ type Handler struct {
 	limits   Limits
 	log      *slog.Logger
 	observer UploadObserver
+	fallback Fallback
 }
 
 type noObserver struct{}
@@ -104,7 +116,7 @@ func New(o Options) (*Handler, error) {
 	if o.Blobs == nil || o.Uploads == nil || o.Metadata == nil {
 		return nil, errors.New("registryapi: blob store, uploads and metadata are required")
 	}
-	h := &Handler{blobs: o.Blobs, uploads: o.Uploads, meta: o.Metadata, auth: o.Authorizer, limits: o.Limits, log: o.Logger, observer: o.Observer}
+	h := &Handler{blobs: o.Blobs, uploads: o.Uploads, meta: o.Metadata, auth: o.Authorizer, limits: o.Limits, log: o.Logger, observer: o.Observer, fallback: o.Fallback}
 	if h.auth == nil {
 		h.auth = AllowAll{}
 	}

@@ -19,6 +19,11 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 		return err
 	}
 	m, err := h.meta.GetManifest(r.Context(), rt.Name, rt.Reference)
+	if errors.Is(err, storage.ErrManifestUnknown) && h.fallback != nil {
+		if h.fallback.FetchManifest(r.Context(), rt.Name, rt.Reference) == nil {
+			m, err = h.meta.GetManifest(r.Context(), rt.Name, rt.Reference)
+		}
+	}
 	if err != nil {
 		return err
 	}

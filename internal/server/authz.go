@@ -13,6 +13,9 @@ import (
 // grant it, and each denial to an OCI error.
 type authorizer struct {
 	svc *auth.Service
+	// readOnly, when set and true, refuses pushes and deletes (a ReadOnly
+	// connected registry).
+	readOnly func() bool
 }
 
 var (
@@ -44,6 +47,13 @@ func (z authorizer) Authorize(r *http.Request, access []registryapi.Access) erro
 		needs[i] = needFor(a)
 	}
 	_, err := z.svc.Check(r, needs)
+	if err == nil && z.readOnly != nil && z.readOnly() {
+		for _, a := range access {
+			if a.Action == registryapi.ActionPush || a.Action == registryapi.ActionDelete {
+				return denial(readOnlyDenial())
+			}
+		}
+	}
 	return denial(err)
 }
 

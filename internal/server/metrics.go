@@ -15,6 +15,8 @@ type Metrics struct {
 	uploads   prometheus.Gauge
 	inFlight  prometheus.Gauge
 	buildInfo *prometheus.GaugeVec
+	syncBytes *prometheus.CounterVec
+	onDemand  *prometheus.CounterVec
 }
 
 // NewMetrics registers Outpost's metrics, plus Go runtime and process
@@ -52,6 +54,15 @@ func NewMetrics(version string) *Metrics {
 			Help: "Outpost version, always 1.",
 		}, []string{"version"}),
 	}
+	m.syncBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "outpost_sync_blobs_total",
+		Help: "Blobs downloaded from the parent (count in the blobs series, bytes in the bytes series).",
+	}, []string{"unit"})
+	m.onDemand = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "outpost_sync_on_demand_total",
+		Help: "Pull-through fetches from the parent for content missing locally, by result.",
+	}, []string{"result"})
+	m.registry.MustRegister(m.syncBytes, m.onDemand)
 	m.registry.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.uploads, m.inFlight, m.buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.buildInfo.WithLabelValues(version).Set(1)
@@ -66,3 +77,18 @@ func (m *Metrics) UploadStarted() { m.uploads.Inc() }
 
 // UploadEnded implements registryapi.UploadObserver.
 func (m *Metrics) UploadEnded() { m.uploads.Dec() }
+
+// BlobSynced implements syncer.Observer.
+func (m *Metrics) BlobSynced(n int64) {
+	m.syncBytes.WithLabelValues("blobs").Inc()
+	m.syncBytes.WithLabelValues("bytes").Add(float64(n))
+}
+
+// OnDemand implements syncer.Observer.
+func (m *Metrics) OnDemand(hit bool) {
+	if hit {
+		m.onDemand.WithLabelValues("hit").Inc()
+	} else {
+		m.onDemand.WithLabelValues("miss").Inc()
+	}
+}

@@ -32,6 +32,7 @@ type Server struct {
 	log      *slog.Logger
 	meta     *bolt.Store
 	identity *auth.Store
+	edge     *edgeParts
 	metrics  *Metrics
 	handler  http.Handler
 }
@@ -77,7 +78,20 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 	}
 	metrics := NewMetrics(version)
 	s.metrics = metrics
+	ep, err := newEdge(cfg, s, blobs, blobs, meta, version)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	s.edge = ep
+	var fallback registryapi.Fallback
+	z := authorizer{svc: authSvc}
+	if ep != nil {
+		fallback = ep.engine
+		z.readOnly = ep.edge.ReadOnly
+	}
 	api, err := registryapi.New(registryapi.Options{
+		Fallback: fallback,
 		Blobs:    blobs,
 		Uploads:  blobs,
 		Metadata: meta,
@@ -87,7 +101,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 		},
 		Logger:     log,
 		Observer:   metrics,
-		Authorizer: authorizer{svc: authSvc},
+		Authorizer: z,
 	})
 	if err != nil {
 		_ = s.Close()
@@ -96,7 +110,11 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 	mux := http.NewServeMux()
 	mux.Handle("/oauth2/token", authSvc.TokenHandler())
 	mgmt := adminapi.New(authSvc, log)
-	controlplane.Register(mgmt, controlplane.NewService(identity))
+	fleet := controlplane.NewService(identity)
+	controlplane.Register(mgmt, fleet)
+	controlplane.RegisterGateway(mgmt, authSvc, fleet)
+	controlplane.RegisterChanges(mgmt, authSvc, meta)
+	registerStatus(mgmt, ep)
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
 	mux.Handle("/v2", api)
@@ -163,6 +181,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	edgeDone := make(chan struct{})
+	if s.edge != nil {
+		go func() { defer close(edgeDone); _ = s.edge.edge.Run(ctx) }()
+	} else {
+		close(edgeDone)
+	}
 	s.log.Info("outpost serving", "addr", ln.Addr().String(), "data", s.cfg.Data)
 	select {
 	case err := <-errc:
@@ -175,6 +199,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	<-edgeDone
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}

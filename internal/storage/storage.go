@@ -119,6 +119,21 @@ type Metadata interface {
 	Repositories(ctx context.Context, last string, n int) ([]string, bool, error)
 	// Referrers lists the manifests in repo whose subject is d.
 	Referrers(ctx context.Context, repo string, d digest.Digest) ([]v1.Descriptor, error)
+	// Changes lists, in order, up to n tag changes of repo recorded after
+	// cursor since, and the repository's latest cursor. Every tag put or
+	// removed is recorded, so a mirror can follow a repository at a cost
+	// proportional to what changed.
+	Changes(ctx context.Context, repo string, since uint64, n int) ([]Change, uint64, error)
 	// Close releases the store.
 	Close() error
+}
+
+// Change is one entry of a repository's change feed.
+type Change struct {
+	Seq    uint64        `json:"seq"`
+	Tag    string        `json:"tag"`
+	Digest digest.Digest `json:"digest,omitempty"`
+	// Op is "put" (the tag now points at Digest), "delete" (the tag is
+	// gone) or "refer" (manifest Digest, which has a subject, was added).
+	Op string `json:"op"`
 }

@@ -34,6 +34,7 @@ var (
 	bucketManifests = []byte("manifests")
 	bucketTags      = []byte("tags")
 	bucketReferrers = []byte("referrers")
+	bucketChanges   = []byte("changes")
 	// bucketBlobRepos indexes blob links the other way round:
 	// digest "\x00" repository -> empty. It answers anonymous mounts and
 	// tells garbage collection whether any repository holds a blob.
@@ -82,7 +83,7 @@ func ensureRepo(tx *bolt.Tx, repo string) (*bolt.Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create repository %s: %w", repo, err)
 	}
-	for _, name := range [][]byte{bucketBlobs, bucketManifests, bucketTags, bucketReferrers} {
+	for _, name := range [][]byte{bucketBlobs, bucketManifests, bucketTags, bucketReferrers, bucketChanges} {
 		if _, err := rb.CreateBucketIfNotExists(name); err != nil {
 			return nil, fmt.Errorf("create repository %s: %w", repo, err)
 		}
@@ -215,13 +216,25 @@ func (s *Store) PutManifest(_ context.Context, repo string, m *storage.ManifestR
 			return fmt.Errorf("store manifest %s: %w", m.Digest, err)
 		}
 		for _, t := range tags {
+			if old := rb.Bucket(bucketTags).Get([]byte(t)); string(old) == string(m.Digest) {
+				continue
+			}
 			if err := rb.Bucket(bucketTags).Put([]byte(t), []byte(m.Digest)); err != nil {
 				return fmt.Errorf("store tag %s: %w", t, err)
 			}
+			if err := recordChange(rb, storage.Change{Tag: t, Digest: m.Digest, Op: "put"}); err != nil {
+				return err
+			}
 		}
 		if m.Subject != "" {
-			if err := rb.Bucket(bucketReferrers).Put(referrerKey(m.Subject, m.Digest), nil); err != nil {
-				return fmt.Errorf("index referrer %s: %w", m.Digest, err)
+			key := referrerKey(m.Subject, m.Digest)
+			if rb.Bucket(bucketReferrers).Get(key) == nil {
+				if err := rb.Bucket(bucketReferrers).Put(key, nil); err != nil {
+					return fmt.Errorf("index referrer %s: %w", m.Digest, err)
+				}
+				if err := recordChange(rb, storage.Change{Digest: m.Digest, Op: "refer"}); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -290,6 +303,9 @@ func (s *Store) DeleteManifest(_ context.Context, repo string, d digest.Digest) 
 			if err := tags.Delete(k); err != nil {
 				return fmt.Errorf("delete tag %s: %w", k, err)
 			}
+			if err := recordChange(rb, storage.Change{Tag: string(k), Op: "delete"}); err != nil {
+				return err
+			}
 		}
 		return manifests.Delete([]byte(d))
 	})
@@ -302,8 +318,60 @@ func (s *Store) DeleteTag(_ context.Context, repo, tag string) error {
 		if rb == nil || rb.Bucket(bucketTags).Get([]byte(tag)) == nil {
 			return fmt.Errorf("%w: %s:%s", storage.ErrManifestUnknown, repo, tag)
 		}
-		return rb.Bucket(bucketTags).Delete([]byte(tag))
+		if err := rb.Bucket(bucketTags).Delete([]byte(tag)); err != nil {
+			return err
+		}
+		return recordChange(rb, storage.Change{Tag: tag, Op: "delete"})
 	})
+}
+
+// recordChange appends c to the repository's change feed.
+func recordChange(rb *bolt.Bucket, c storage.Change) error {
+	b, err := rb.CreateBucketIfNotExists(bucketChanges)
+	if err != nil {
+		return fmt.Errorf("change feed: %w", err)
+	}
+	seq, err := b.NextSequence()
+	if err != nil {
+		return fmt.Errorf("change feed: %w", err)
+	}
+	c.Seq = seq
+	v, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("change feed: %w", err)
+	}
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return b.Put(k[:], v)
+}
+
+// Changes implements storage.Metadata.
+func (s *Store) Changes(_ context.Context, repo string, since uint64, n int) ([]storage.Change, uint64, error) {
+	out := []storage.Change{}
+	var head uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		rb := repoBucket(tx, repo)
+		if rb == nil {
+			return fmt.Errorf("%w: %s", storage.ErrRepositoryUnknown, repo)
+		}
+		b := rb.Bucket(bucketChanges)
+		if b == nil {
+			return nil
+		}
+		head = b.Sequence()
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], since+1)
+		c := b.Cursor()
+		for key, v := c.Seek(k[:]); key != nil && len(out) < n; key, v = c.Next() {
+			var ch storage.Change
+			if err := json.Unmarshal(v, &ch); err != nil {
+				return fmt.Errorf("decode change: %w", err)
+			}
+			out = append(out, ch)
+		}
+		return nil
+	})
+	return out, head, err
 }
 
 // page walks the keys of b after last and returns up to n of them.

@@ -1,0 +1,41 @@
+package cli
+
+import (
+	"net/http"
+
+	"github.com/spf13/cobra"
+)
+
+var statusTable = table{
+	headers: []string{"ROLE", "NAME", "MODE", "CONNECTION STATE", "PARENT", "LAST SYNC(UTC)", "RESULT", "REPOSITORIES DONE", "ITEMS", "BYTES"},
+	rows: listRows("role", "name", "mode", "connectionState", "parent", "lastSyncTime", "lastSyncResult.state",
+		"progress.repositoriesDone", "progress.items", "progress.bytes"),
+}
+
+func newStatusCommand() *cobra.Command {
+	o := &struct {
+		clientOptions
+		outputOptions
+	}{}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the sync status of a connected registry (this server, or --server)",
+		Long: `Show whether a connected registry is online, its last sync run and the
+progress of a running one (repositories, items and bytes done).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out map[string]any
+			if err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/status", nil, &out); err != nil {
+				return err
+			}
+			return o.render(cmd.OutOrStdout(), out, statusTable)
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.outputOptions.bind(cmd.Flags())
+	return cmd
+}

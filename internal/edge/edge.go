@@ -1,0 +1,344 @@
+// Package edge runs an Outpost as a connected registry: it activates with
+// its parent, refreshes its configuration (mode, repositories, schedule,
+// client tokens) with every heartbeat, reports its status, and starts sync
+// runs on the cron schedule within the sync window. When the parent is
+// unreachable it keeps serving from the local store with the last
+// configuration it received.
+package edge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/outpost-registry/outpost/internal/auth"
+	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/syncer"
+)
+
+// Options configure an Edge.
+type Options struct {
+	// Name is the connected registry's name (empty for a generic parent).
+	Name string
+	// SyncToken is the sync token's name; it never authenticates clients.
+	SyncToken string
+	Parent    *syncer.Parent
+	Engine    *syncer.Engine
+	Identity  *auth.Store
+	DataDir   string
+	Logger    *slog.Logger
+	Version   string
+	// LoginServer is the address local clients use, reported to the parent.
+	LoginServer string
+	// Heartbeat is the heartbeat interval (default 30 s).
+	Heartbeat time.Duration
+	// Static is the configuration used with a generic (non-Outpost)
+	// parent, which has no control plane.
+	Static *controlplane.EdgeConfig
+}
+
+// Status is what `outpost status` shows at the edge.
+type Status struct {
+	Role            string                   `json:"role"`
+	Name            string                   `json:"name,omitempty"`
+	Parent          string                   `json:"parent"`
+	Mode            controlplane.Mode        `json:"mode"`
+	Repositories    []string                 `json:"repositories"`
+	SyncSchedule    string                   `json:"syncSchedule"`
+	SyncWindow      string                   `json:"syncWindow,omitempty"`
+	ConnectionState string                   `json:"connectionState"`
+	Activation      string                   `json:"activationStatus"`
+	LastContact     *time.Time               `json:"lastContactTime,omitempty"`
+	LastSyncTime    *time.Time               `json:"lastSyncTime,omitempty"`
+	LastSyncResult  *controlplane.SyncResult `json:"lastSyncResult,omitempty"`
+	Progress        syncer.Progress          `json:"progress"`
+	LastError       string                   `json:"lastError,omitempty"`
+}
+
+// Edge is the connected-registry runtime.
+type Edge struct {
+	o    Options
+	log  *slog.Logger
+	wake chan string
+
+	mu           sync.Mutex
+	cfg          *controlplane.EdgeConfig
+	activationID string
+	active       bool
+	online       bool
+	lastContact  *time.Time
+	lastSync     *time.Time
+	lastResult   *controlplane.SyncResult
+	lastErr      string
+	running      bool
+}
+
+// New prepares an Edge, loading the last configuration received so that
+// the registry serves (and authenticates clients) before the parent
+// answers.
+func New(o Options) (*Edge, error) {
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	dir := filepath.Join(o.DataDir, "edge")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create edge state directory: %w", err)
+	}
+	e := &Edge{o: o, log: o.Logger, wake: make(chan string, 4)}
+	id, err := loadOrCreateID(filepath.Join(dir, "activation-id"))
+	if err != nil {
+		return nil, err
+	}
+	e.activationID = id
+	if o.Static != nil {
+		if err := e.apply(o.Static); err != nil {
+			return nil, err
+		}
+	} else if b, err := os.ReadFile(filepath.Join(dir, "config.json")); err == nil {
+		var cfg controlplane.EdgeConfig
+		if err := json.Unmarshal(b, &cfg); err == nil {
+			if err := e.apply(&cfg); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return e, nil
+}
+
+func loadOrCreateID(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 16 {
+		return string(b), nil
+	}
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("activation id: %w", err)
+	}
+	id := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(id), 0o600); err != nil {
+		return "", fmt.Errorf("write activation id: %w", err)
+	}
+	return id, nil
+}
+
+// ReadOnly reports whether local clients may only pull.
+func (e *Edge) ReadOnly() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg == nil || e.cfg.Mode != controlplane.ReadWrite
+}
+
+// Trigger asks for a sync run now.
+func (e *Edge) Trigger(reason string) {
+	select {
+	case e.wake <- reason:
+	default:
+	}
+}
+
+// apply installs a configuration: repositories for the sync engine, and
+// the client tokens (with their scope maps) as the only tokens that
+// authenticate locally.
+func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
+	e.o.Engine.SetScope(cfg.Repositories)
+	err := e.o.Identity.Update(func(tx *auth.Tx) error {
+		keep := map[string]bool{}
+		for _, m := range cfg.ScopeMaps {
+			if m.BuiltIn {
+				continue
+			}
+			m2 := *m
+			if err := tx.PutScopeMap(&m2); err != nil {
+				return fmt.Errorf("scope map %s: %w", m.Name, err)
+			}
+		}
+		for _, t := range cfg.ClientTokens {
+			if t.Name == e.o.SyncToken {
+				continue
+			}
+			t2 := *t
+			if err := tx.PutToken(&t2); err != nil {
+				return fmt.Errorf("client token %s: %w", t.Name, err)
+			}
+			keep[t.Name] = true
+		}
+		for _, t := range tx.Tokens() {
+			if !keep[t.Name] {
+				if err := tx.DeleteToken(t.Name); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("apply configuration: %w", err)
+	}
+	e.mu.Lock()
+	e.cfg = cfg
+	e.mu.Unlock()
+	if e.o.Static == nil {
+		if b, err := json.Marshal(cfg); err == nil {
+			_ = os.WriteFile(filepath.Join(e.o.DataDir, "edge", "config.json"), b, 0o600)
+		}
+	}
+	return nil
+}
+
+func (e *Edge) config() *controlplane.EdgeConfig {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg
+}
+
+// Run activates and then heartbeats and syncs until ctx ends.
+func (e *Edge) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); e.control(ctx) }()
+	go func() { defer wg.Done(); e.schedule(ctx) }()
+	e.Trigger("startup")
+	<-ctx.Done()
+	wg.Wait()
+	return nil
+}
+
+// control activates, then sends heartbeats; both refresh the config.
+func (e *Edge) control(ctx context.Context) {
+	if e.o.Static != nil {
+		e.setOnline(true, nil)
+		return
+	}
+	t := time.NewTicker(e.o.Heartbeat)
+	defer t.Stop()
+	for {
+		var err error
+		if !e.isActive() {
+			err = e.activate(ctx)
+		} else {
+			err = e.heartbeat(ctx)
+		}
+		e.setOnline(err == nil, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (e *Edge) isActive() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.active
+}
+
+func (e *Edge) setOnline(ok bool, err error) {
+	now := time.Now().UTC()
+	e.mu.Lock()
+	was := e.online
+	e.online = ok
+	if ok {
+		e.lastContact = &now
+		e.lastErr = ""
+	} else if err != nil {
+		e.lastErr = err.Error()
+	}
+	e.mu.Unlock()
+	e.o.Engine.SetOnline(ok)
+	if ok && !was {
+		e.log.Info("parent reachable", "parent", e.o.Parent.URL())
+		e.Trigger("reconnect")
+	} else if !ok && was {
+		e.log.Warn("parent unreachable; serving from the local store", "parent", e.o.Parent.URL(), "err", err)
+	}
+}
+
+func (e *Edge) activate(ctx context.Context) error {
+	var cfg controlplane.EdgeConfig
+	req := controlplane.ActivateRequest{ActivationID: e.activationID, LoginServer: e.o.LoginServer, Version: e.o.Version}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := e.o.Parent.JSON(cctx, "POST", "/api/v1/gateway/"+e.o.Name+"/activate", req, &cfg); err != nil {
+		var se *syncer.StatusError
+		if errors.As(err, &se) && se.Status == 409 {
+			e.log.Error("activation refused: this connected registry is active in another deployment; deactivate it on the parent first", "name", e.o.Name)
+		}
+		return fmt.Errorf("activate: %w", err)
+	}
+	if err := e.apply(&cfg); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.active = true
+	e.mu.Unlock()
+	e.log.Info("activated", "name", e.o.Name, "parent", e.o.Parent.URL(), "mode", string(cfg.Mode), "repositories", cfg.Repositories)
+	return nil
+}
+
+func (e *Edge) heartbeat(ctx context.Context) error {
+	st := e.Status()
+	hb := controlplane.Heartbeat{
+		ActivationID: e.activationID, ConnectionState: st.ConnectionState, LastSyncTime: st.LastSyncTime,
+		LastSyncResult: st.LastSyncResult, Version: e.o.Version, LoginServer: e.o.LoginServer,
+		IntervalSeconds: int(e.o.Heartbeat / time.Second),
+	}
+	if hb.ConnectionState == controlplane.StateOffline {
+		hb.ConnectionState = controlplane.StateOnline
+	}
+	var cfg controlplane.EdgeConfig
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := e.o.Parent.JSON(cctx, "POST", "/api/v1/gateway/"+e.o.Name+"/heartbeat", hb, &cfg); err != nil {
+		var se *syncer.StatusError
+		if errors.As(err, &se) && se.Status == 409 {
+			e.mu.Lock()
+			e.active = false
+			e.mu.Unlock()
+		}
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	if err := e.apply(&cfg); err != nil {
+		return err
+	}
+	if cfg.Resync {
+		e.Trigger("resync")
+	}
+	return nil
+}
+
+// Status reports the edge's state.
+func (e *Edge) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := Status{Role: "connected-registry", Name: e.o.Name, Parent: e.o.Parent.URL(), LastContact: e.lastContact,
+		LastSyncTime: e.lastSync, LastSyncResult: e.lastResult, Progress: e.o.Engine.Progress(), LastError: e.lastErr}
+	if e.cfg != nil {
+		st.Mode, st.Repositories, st.SyncSchedule, st.SyncWindow = e.cfg.Mode, e.cfg.Repositories, e.cfg.SyncSchedule, e.cfg.SyncWindow
+	}
+	st.Activation = controlplane.ActivationInactive
+	if e.active || e.o.Static != nil {
+		st.Activation = controlplane.ActivationActive
+	}
+	switch {
+	case !e.online:
+		st.ConnectionState = controlplane.StateOffline
+	case e.running:
+		st.ConnectionState = controlplane.StateSyncing
+	case e.lastResult != nil && e.lastResult.State == "Failed":
+		st.ConnectionState = controlplane.StateUnhealthy
+	default:
+		st.ConnectionState = controlplane.StateOnline
+	}
+	return st
+}

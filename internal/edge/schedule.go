@@ -1,0 +1,84 @@
+package edge
+
+import (
+	"context"
+	"time"
+
+	"github.com/outpost-registry/outpost/internal/controlplane"
+)
+
+// continuousPause separates runs in continuous mode (no sync window),
+// where a run starts whenever there may be something to do.
+const continuousPause = 5 * time.Second
+
+// schedule starts runs on the cron schedule, on demand (start-up,
+// reconnect, resync) and, without a sync window, continuously.
+func (e *Edge) schedule(ctx context.Context) {
+	for {
+		cfg := e.config()
+		wait := time.Minute
+		if cfg != nil {
+			if cfg.SyncWindow == "" {
+				wait = continuousPause
+			} else if sch, err := controlplane.ParseSchedule(cfg.SyncSchedule); err == nil {
+				now := time.Now()
+				wait = sch.Next(now).Sub(now)
+			}
+		}
+		t := time.NewTimer(wait)
+		trigger := "schedule"
+		if cfg != nil && cfg.SyncWindow == "" {
+			trigger = "continuous"
+		}
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case reason := <-e.wake:
+			t.Stop()
+			trigger = reason
+		case <-t.C:
+		}
+		if cfg = e.config(); cfg == nil {
+			continue
+		}
+		e.runOnce(ctx, trigger, cfg)
+	}
+}
+
+// runOnce runs the engine, bounded by the sync window.
+func (e *Edge) runOnce(ctx context.Context, trigger string, cfg *controlplane.EdgeConfig) {
+	e.mu.Lock()
+	online := e.online
+	e.running = true
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.running = false
+		e.mu.Unlock()
+	}()
+	if !online && trigger == "continuous" {
+		return
+	}
+	runCtx := ctx
+	if cfg.SyncWindow != "" {
+		if d, err := controlplane.ParseISODuration(cfg.SyncWindow); err == nil {
+			var cancel context.CancelFunc
+			runCtx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+	}
+	res := e.o.Engine.Run(runCtx, trigger)
+	if trigger != "continuous" || res.Items > 0 || res.State != "Succeeded" {
+		e.log.Info("sync run finished", "trigger", trigger, "state", res.State, "items", res.Items, "bytes", res.Bytes,
+			"duration", res.End.Sub(res.Start).String(), "err", res.Error)
+	}
+	r := controlplane.SyncResult{Trigger: res.Trigger, State: res.State, Start: res.Start, End: res.End, Bytes: res.Bytes, Items: res.Items, Error: res.Error}
+	e.mu.Lock()
+	e.lastResult = &r
+	if res.State == "Succeeded" {
+		end := res.End
+		e.lastSync = &end
+	}
+	e.mu.Unlock()
+}

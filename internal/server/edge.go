@@ -1,0 +1,121 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/outpost-registry/outpost/internal/adminapi"
+	"github.com/outpost-registry/outpost/internal/auth"
+	"github.com/outpost-registry/outpost/internal/config"
+	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/edge"
+	"github.com/outpost-registry/outpost/internal/storage"
+	"github.com/outpost-registry/outpost/internal/syncer"
+)
+
+// edgeParts are what a connected registry adds to the server.
+type edgeParts struct {
+	engine *syncer.Engine
+	edge   *edge.Edge
+}
+
+// newEdge builds the sync engine and edge runtime when cfg names a parent
+// (a connection string or a generic parent URL); it returns nil otherwise.
+func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads storage.Uploads, meta storage.Metadata, version string) (*edgeParts, error) {
+	if cfg.ConnectionString == "" && cfg.Parent.URL == "" {
+		return nil, nil
+	}
+	var (
+		popts      syncer.ParentOptions
+		name, sync string
+		static     *controlplane.EdgeConfig
+	)
+	popts.CAFile = cfg.Parent.CAFile
+	if cfg.ConnectionString != "" {
+		cs, err := controlplane.ParseConnectionString(cfg.ConnectionString)
+		if err != nil {
+			return nil, err
+		}
+		popts.URL, popts.Username, popts.Password = cs.ParentURL(), cs.SyncTokenName, cs.SyncTokenPassword
+		name, sync = cs.ConnectedRegistryName, cs.SyncTokenName
+	} else {
+		popts.URL, popts.Username = cfg.Parent.URL, cfg.Parent.Username
+		if cfg.Parent.PasswordFile != "" {
+			b, err := os.ReadFile(cfg.Parent.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("parent password file: %w", err)
+			}
+			popts.Password = strings.TrimSpace(string(b))
+		}
+		mode, err := controlplane.ParseMode(cfg.Parent.Mode)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := controlplane.ParseSchedule(cfg.Parent.SyncSchedule); err != nil {
+			return nil, err
+		}
+		static = &controlplane.EdgeConfig{Mode: mode, Repositories: cfg.Parent.Repositories, SyncSchedule: cfg.Parent.SyncSchedule,
+			SyncWindow: cfg.Parent.SyncWindow, SyncMessageTTL: controlplane.DefaultTTL, LogLevel: string(cfg.Log.Level)}
+	}
+	parent, err := syncer.NewParent(popts)
+	if err != nil {
+		return nil, err
+	}
+	cursors, err := syncer.OpenCursors(filepath.Join(cfg.Data, "sync-cursors.json"))
+	if err != nil {
+		return nil, err
+	}
+	engine := syncer.NewEngine(syncer.Options{
+		Parent: parent, Blobs: blobs, Uploads: uploads, Metadata: meta, Logger: s.log,
+		Concurrency: cfg.Sync.Concurrency, BandwidthLimit: int64(cfg.Sync.BandwidthLimit),
+		ChangeFeed: static == nil, Cursors: cursors, ManifestMaxBytes: int64(cfg.Limits.ManifestMaxBytes),
+		Metrics: s.metrics,
+	})
+	login := cfg.LoginServer
+	if login == "" {
+		login = loginServerFromAddr(cfg.Addr)
+	}
+	ed, err := edge.New(edge.Options{
+		Name: name, SyncToken: sync, Parent: parent, Engine: engine, Identity: s.identity, DataDir: cfg.Data,
+		Logger: s.log, Version: version, LoginServer: login, Heartbeat: time.Duration(cfg.Sync.HeartbeatInterval), Static: static,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &edgeParts{engine: engine, edge: ed}, nil
+}
+
+// loginServerFromAddr turns a listening address into one clients can use.
+func loginServerFromAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// registerStatus adds GET /api/v1/status: the edge's sync state, or the
+// root's role.
+func registerStatus(api *adminapi.API, ep *edgeParts) {
+	api.Handle("GET /api/v1/status", func(*http.Request) (int, any, error) {
+		if ep == nil {
+			return http.StatusOK, map[string]string{"role": "root"}, nil
+		}
+		return http.StatusOK, ep.edge.Status(), nil
+	})
+}
+
+// readOnlyDenial refuses local writes at a ReadOnly connected registry.
+func readOnlyDenial() error {
+	return &auth.Denial{Status: http.StatusForbidden, Message: "this connected registry is read-only: push to its parent instead"}
+}

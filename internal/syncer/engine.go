@@ -1,0 +1,704 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
+
+	"github.com/outpost-registry/outpost/internal/oci"
+	"github.com/outpost-registry/outpost/internal/storage"
+)
+
+// Options configure an Engine.
+type Options struct {
+	Parent   *Parent
+	Blobs    storage.BlobStore
+	Uploads  storage.Uploads
+	Metadata storage.Metadata
+	Logger   *slog.Logger
+	// Concurrency is the number of blobs downloaded at once (default 4).
+	Concurrency int
+	// BandwidthLimit caps download bytes per second; 0 is unlimited.
+	BandwidthLimit int64
+	// ChangeFeed follows the parent's change feed (an Outpost parent)
+	// instead of listing tags.
+	ChangeFeed bool
+	// Cursors persists change-feed positions; nil keeps them in memory.
+	Cursors *Cursors
+	// Attempts bounds retries of a transient failure (default 6).
+	Attempts int
+	// ManifestMaxBytes bounds manifests fetched (default 4 MiB).
+	ManifestMaxBytes int64
+	Metrics          Observer
+}
+
+// Observer receives sync events for metrics.
+type Observer interface {
+	BlobSynced(bytes int64)
+	OnDemand(hit bool)
+}
+
+type noObserver struct{}
+
+func (noObserver) BlobSynced(int64) {}
+func (noObserver) OnDemand(bool)    {}
+
+// Engine copies content from the parent.
+type Engine struct {
+	o       Options
+	log     *slog.Logger
+	limiter *rate.Limiter
+	flight  singleflight.Group
+	online  atomic.Bool
+
+	mu       sync.Mutex
+	scope    []string
+	progress Progress
+}
+
+// Progress describes the running (or last) sync run.
+type Progress struct {
+	Running          bool      `json:"running"`
+	Trigger          string    `json:"trigger,omitempty"`
+	Started          time.Time `json:"startTime,omitzero"`
+	Repositories     int       `json:"repositories"`
+	RepositoriesDone int       `json:"repositoriesDone"`
+	Items            int64     `json:"items"`
+	Bytes            int64     `json:"bytes"`
+	Current          string    `json:"currentRepository,omitempty"`
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	Trigger string    `json:"trigger"`
+	State   string    `json:"state"`
+	Start   time.Time `json:"startTime"`
+	End     time.Time `json:"endTime"`
+	Bytes   int64     `json:"bytes"`
+	Items   int64     `json:"items"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// NewEngine returns an Engine.
+func NewEngine(o Options) *Engine {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 6
+	}
+	if o.ManifestMaxBytes <= 0 {
+		o.ManifestMaxBytes = 4 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Cursors == nil {
+		o.Cursors = &Cursors{m: map[string]uint64{}}
+	}
+	if o.Metrics == nil {
+		o.Metrics = noObserver{}
+	}
+	e := &Engine{o: o, log: o.Logger}
+	if o.BandwidthLimit > 0 {
+		e.limiter = rate.NewLimiter(rate.Limit(o.BandwidthLimit), int(min(o.BandwidthLimit, 256<<10)))
+	}
+	e.online.Store(true)
+	return e
+}
+
+// SetScope sets the repositories (names or trailing-wildcard patterns)
+// that sync and pull-through cover.
+func (e *Engine) SetScope(repos []string) {
+	e.mu.Lock()
+	e.scope = append([]string(nil), repos...)
+	e.mu.Unlock()
+}
+
+// SetOnline tells whether the parent answered lately; pull-through skips
+// the parent while it is offline so that misses fail fast.
+func (e *Engine) SetOnline(v bool) { e.online.Store(v) }
+
+// InScope reports whether a repository is covered.
+func (e *Engine) InScope(repo string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range e.scope {
+		if p == "*" || p == repo || (strings.HasSuffix(p, "/*") && strings.HasPrefix(repo, p[:len(p)-1])) {
+			return true
+		}
+	}
+	return false
+}
+
+// Progress returns the current progress.
+func (e *Engine) Progress() Progress {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.progress
+}
+
+func (e *Engine) addProgress(items, bytes int64) {
+	e.mu.Lock()
+	e.progress.Items += items
+	e.progress.Bytes += bytes
+	e.mu.Unlock()
+}
+
+// retry runs fn until it succeeds, fails permanently, or the attempts run
+// out, with capped exponential backoff that honours Retry-After.
+func (e *Engine) retry(ctx context.Context, what string, fn func() error) error {
+	backoff := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || !Temporary(err) || attempt >= e.o.Attempts || ctx.Err() != nil {
+			return err
+		}
+		wait := backoff
+		var se *StatusError
+		if errors.As(err, &se) && se.RetryAfter > 0 {
+			wait = min(se.RetryAfter, 5*time.Minute)
+		}
+		e.log.Warn("retrying", "what", what, "attempt", attempt, "wait", wait.String(), "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// expand turns the scope's patterns into repository names, listing the
+// parent's catalog when a pattern has a wildcard.
+func (e *Engine) expand(ctx context.Context) ([]string, error) {
+	e.mu.Lock()
+	scope := append([]string(nil), e.scope...)
+	e.mu.Unlock()
+	var out []string
+	wild := false
+	for _, p := range scope {
+		if strings.Contains(p, "*") {
+			wild = true
+			continue
+		}
+		out = append(out, p)
+	}
+	if wild {
+		var catalog []string
+		err := e.retry(ctx, "catalog", func() error {
+			var err error
+			catalog, err = e.o.Parent.Catalog(ctx)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list the parent's repositories: %w", err)
+		}
+		for _, r := range catalog {
+			if e.InScope(r) && !contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Run syncs every repository in scope once. A deadline on ctx (the sync
+// window) stops it between items; what was published stays consistent.
+func (e *Engine) Run(ctx context.Context, trigger string) Result {
+	start := time.Now().UTC()
+	e.mu.Lock()
+	e.progress = Progress{Running: true, Trigger: trigger, Started: start}
+	e.mu.Unlock()
+	res := Result{Trigger: trigger, Start: start}
+	repos, err := e.expand(ctx)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	e.mu.Lock()
+	e.progress.Repositories = len(repos)
+	e.mu.Unlock()
+	for _, repo := range repos {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("sync window ended: %w", ctx.Err()))
+			break
+		}
+		e.mu.Lock()
+		e.progress.Current = repo
+		e.mu.Unlock()
+		if err := e.syncRepo(ctx, repo); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", repo, err))
+			e.log.Warn("repository sync failed", "repo", repo, "err", err)
+		}
+		e.mu.Lock()
+		e.progress.RepositoriesDone++
+		e.mu.Unlock()
+	}
+	p := e.Progress()
+	res.End, res.Bytes, res.Items = time.Now().UTC(), p.Bytes, p.Items
+	res.State = "Succeeded"
+	if err := errors.Join(errs...); err != nil {
+		res.State, res.Error = "Failed", err.Error()
+	}
+	e.mu.Lock()
+	e.progress.Running, e.progress.Current = false, ""
+	e.mu.Unlock()
+	return res
+}
+
+// syncRepo brings one repository up to date.
+func (e *Engine) syncRepo(ctx context.Context, repo string) error {
+	if !e.o.ChangeFeed {
+		return e.fullRepo(ctx, repo)
+	}
+	cursor := e.o.Cursors.Get(repo)
+	if cursor == 0 {
+		head, err := e.feedHead(ctx, repo)
+		if err != nil {
+			return err
+		}
+		if err := e.fullRepo(ctx, repo); err != nil {
+			return err
+		}
+		return e.o.Cursors.Set(repo, head)
+	}
+	for page := 0; page < 100000; page++ {
+		var resp changesResponse
+		err := e.retry(ctx, "changes "+repo, func() error {
+			return e.o.Parent.JSON(ctx, "GET", fmt.Sprintf("/api/v1/changes?repository=%s&since=%d&n=1000", repo, cursor), nil, &resp)
+		})
+		if err != nil {
+			return fmt.Errorf("read the change feed: %w", err)
+		}
+		if resp.Head < cursor {
+			// The parent's feed restarted (a new store): start over.
+			return e.o.Cursors.Set(repo, 0)
+		}
+		for _, c := range resp.Changes {
+			if err := e.apply(ctx, repo, c); err != nil {
+				return err
+			}
+			cursor = c.Seq
+			if err := e.o.Cursors.Set(repo, cursor); err != nil {
+				return err
+			}
+		}
+		if len(resp.Changes) < 1000 {
+			return nil
+		}
+	}
+	return nil
+}
+
+type changesResponse struct {
+	Changes []storage.Change `json:"changes"`
+	Next    uint64           `json:"next"`
+	Head    uint64           `json:"head"`
+}
+
+func (e *Engine) feedHead(ctx context.Context, repo string) (uint64, error) {
+	var resp changesResponse
+	err := e.retry(ctx, "changes "+repo, func() error {
+		return e.o.Parent.JSON(ctx, "GET", "/api/v1/changes?n=1&since=18446744073709551614&repository="+repo, nil, &resp)
+	})
+	return resp.Head, err
+}
+
+// apply replays one change of the feed.
+func (e *Engine) apply(ctx context.Context, repo string, c storage.Change) error {
+	switch c.Op {
+	case "put":
+		err := e.copyTag(ctx, repo, c.Tag, c.Digest)
+		if errors.Is(err, ErrNotFound) {
+			// Moved or deleted again since: a later change says what.
+			return nil
+		}
+		return err
+	case "delete":
+		err := e.o.Metadata.DeleteTag(ctx, repo, c.Tag)
+		if errors.Is(err, storage.ErrManifestUnknown) {
+			return nil
+		}
+		return err
+	case "refer":
+		err := e.copyGraph(ctx, repo, c.Digest, 0)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// fullRepo compares every tag with the parent (one HEAD each), copies
+// what differs and removes local tags the parent no longer has.
+func (e *Engine) fullRepo(ctx context.Context, repo string) error {
+	var tags []string
+	err := e.retry(ctx, "tags "+repo, func() error {
+		var err error
+		tags, err = e.o.Parent.Tags(ctx, repo)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		tags = nil
+	} else if err != nil {
+		return fmt.Errorf("list tags: %w", err)
+	}
+	var errs []error
+	for _, tag := range tags {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var d digest.Digest
+		err := e.retry(ctx, "resolve "+repo+":"+tag, func() error {
+			var err error
+			d, err = e.o.Parent.Resolve(ctx, repo, tag)
+			return err
+		})
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err == nil {
+			err = e.copyTag(ctx, repo, tag, d)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tag %s: %w", tag, err))
+		}
+	}
+	local, err := e.localTags(ctx, repo)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, t := range local {
+		if !contains(tags, t) {
+			if err := e.o.Metadata.DeleteTag(ctx, repo, t); err != nil && !errors.Is(err, storage.ErrManifestUnknown) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Engine) localTags(ctx context.Context, repo string) ([]string, error) {
+	var out []string
+	last := ""
+	for range 100000 {
+		page, more, err := e.o.Metadata.Tags(ctx, repo, last, 1000)
+		if errors.Is(err, storage.ErrRepositoryUnknown) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if !more || len(page) == 0 {
+			break
+		}
+		last = page[len(page)-1]
+	}
+	return out, nil
+}
+
+// copyTag copies the graph of d and then points tag at it: the tag is
+// published only once everything it references is present.
+func (e *Engine) copyTag(ctx context.Context, repo, tag string, d digest.Digest) error {
+	if cur, err := e.o.Metadata.GetManifest(ctx, repo, tag); err == nil && cur.Digest == d {
+		return e.copyReferrers(ctx, repo, d, 0)
+	}
+	if err := e.copyGraph(ctx, repo, d, 0); err != nil {
+		return err
+	}
+	rec, err := e.o.Metadata.GetManifest(ctx, repo, string(d))
+	if err != nil {
+		return err
+	}
+	if err := e.o.Metadata.PutManifest(ctx, repo, rec, []string{tag}, nil); err != nil {
+		return fmt.Errorf("publish tag %s: %w", tag, err)
+	}
+	e.log.Info("tag synced", "repo", repo, "tag", tag, "digest", string(d))
+	return nil
+}
+
+const maxDepth = 8
+
+// copyGraph copies manifest d with everything it references, then its
+// referrers. A manifest already present is complete (the store refuses
+// manifests with missing references), so its children are skipped.
+func (e *Engine) copyGraph(ctx context.Context, repo string, d digest.Digest, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("manifest %s: nesting deeper than %d", d, maxDepth)
+	}
+	if _, err := e.o.Metadata.GetManifest(ctx, repo, string(d)); err == nil {
+		return e.copyReferrers(ctx, repo, d, depth)
+	}
+	var (
+		body []byte
+		mt   string
+	)
+	err := e.retry(ctx, "manifest "+repo+"@"+string(d), func() error {
+		var err error
+		body, mt, _, err = e.o.Parent.Manifest(ctx, repo, string(d), e.o.ManifestMaxBytes)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	parsed, err := oci.ParseManifest("", body)
+	if err != nil && mt != "" {
+		parsed, err = oci.ParseManifest(mt, body)
+	}
+	if err != nil {
+		return fmt.Errorf("manifest %s from the parent: %w", d, err)
+	}
+	for _, child := range parsed.Manifests {
+		if err := e.copyGraph(ctx, repo, child.Digest, depth+1); err != nil {
+			return err
+		}
+	}
+	optional := map[digest.Digest]bool{}
+	var blobs []v1.Descriptor
+	for _, b := range parsed.Blobs {
+		if oci.IsNonDistributable(b.MediaType) {
+			optional[b.Digest] = true
+			continue
+		}
+		blobs = append(blobs, b)
+	}
+	if err := e.copyBlobs(ctx, repo, blobs); err != nil {
+		return err
+	}
+	rec := &storage.ManifestRecord{Digest: d, MediaType: parsed.MediaType, ArtifactType: parsed.ArtifactType, Annotations: parsed.Annotations, Body: body}
+	for _, b := range parsed.Blobs {
+		rec.Blobs = append(rec.Blobs, b.Digest)
+	}
+	for _, c := range parsed.Manifests {
+		rec.Manifests = append(rec.Manifests, c.Digest)
+	}
+	if parsed.Subject != nil {
+		rec.Subject = parsed.Subject.Digest
+	}
+	if err := e.o.Metadata.PutManifest(ctx, repo, rec, nil, optional); err != nil {
+		return fmt.Errorf("store manifest %s: %w", d, err)
+	}
+	e.addProgress(1, 0)
+	return e.copyReferrers(ctx, repo, d, depth)
+}
+
+// copyReferrers copies the signatures, SBOMs and other artifacts that
+// refer to d.
+func (e *Engine) copyReferrers(ctx context.Context, repo string, d digest.Digest, depth int) error {
+	if depth >= maxDepth {
+		return nil
+	}
+	var refs []v1.Descriptor
+	err := e.retry(ctx, "referrers "+repo+"@"+string(d), func() error {
+		var err error
+		refs, err = e.o.Parent.Referrers(ctx, repo, d)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("list referrers of %s: %w", d, err)
+	}
+	for _, r := range refs {
+		if err := e.copyGraph(ctx, repo, r.Digest, depth+1); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyBlobs copies blobs with bounded concurrency.
+func (e *Engine) copyBlobs(ctx context.Context, repo string, blobs []v1.Descriptor) error {
+	sem := make(chan struct{}, e.o.Concurrency)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, b := range blobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(b v1.Descriptor) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := e.copyBlob(ctx, repo, b.Digest, b.Size); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}(b)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// copyBlob makes blob d part of repo: linking it when the store already
+// holds it, downloading it otherwise. Concurrent requests for one blob
+// share one download.
+func (e *Engine) copyBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
+	if _, err := e.o.Metadata.BlobSize(ctx, repo, d); err == nil {
+		return nil
+	}
+	if n, err := e.o.Blobs.Stat(ctx, d); err == nil {
+		return e.o.Metadata.LinkBlob(ctx, repo, d, n)
+	}
+	_, err, _ := e.flight.Do("blob:"+string(d), func() (any, error) {
+		if _, err := e.o.Blobs.Stat(ctx, d); err == nil {
+			return nil, nil
+		}
+		return nil, e.download(ctx, repo, d, size)
+	})
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d, err)
+	}
+	n, err := e.o.Blobs.Stat(ctx, d)
+	if err != nil {
+		return err
+	}
+	return e.o.Metadata.LinkBlob(ctx, repo, d, n)
+}
+
+// download streams a blob into an upload session, resuming with Range
+// after a broken transfer, and commits it only if its digest verifies.
+func (e *Engine) download(ctx context.Context, repo string, d digest.Digest, size int64) error {
+	id, err := e.o.Uploads.StartUpload(ctx, repo)
+	if err != nil {
+		return err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = e.o.Uploads.CancelUpload(context.WithoutCancel(ctx), repo, id)
+		}
+	}()
+	err = e.retry(ctx, "blob "+string(d), func() error {
+		offset, err := e.o.Uploads.UploadSize(ctx, repo, id)
+		if err != nil {
+			return err
+		}
+		body, ranged, err := e.o.Parent.Blob(ctx, repo, d, offset)
+		if err != nil {
+			return err
+		}
+		defer body.Close()
+		if offset > 0 && !ranged {
+			// The parent ignored Range: start the session over.
+			_ = e.o.Uploads.CancelUpload(ctx, repo, id)
+			if id, err = e.o.Uploads.StartUpload(ctx, repo); err != nil {
+				return err
+			}
+			offset = 0
+		}
+		var r io.Reader = body
+		if size >= 0 {
+			r = io.LimitReader(body, size-offset+1)
+		}
+		if e.limiter != nil {
+			r = &limitedReader{r: r, l: e.limiter, ctx: ctx}
+		}
+		n, err := e.o.Uploads.AppendUpload(ctx, repo, id, offset, r)
+		e.addProgress(0, n-offset)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConnection, err)
+		}
+		if size >= 0 && n < size {
+			return fmt.Errorf("%w: transfer ended at %d of %d bytes", io.ErrUnexpectedEOF, n, size)
+		}
+		if size >= 0 && n > size {
+			_ = e.o.Uploads.CancelUpload(ctx, repo, id)
+			id, _ = e.o.Uploads.StartUpload(ctx, repo)
+			return fmt.Errorf("%w: parent sent more than the %d bytes the manifest declares", ErrDigest, size)
+		}
+		if _, err := e.o.Uploads.CommitUpload(ctx, repo, id, d); err != nil {
+			if errors.Is(err, storage.ErrDigestMismatch) {
+				e.log.Warn("blob digest mismatch from the parent; fetching again", "repo", repo, "digest", string(d))
+				id, _ = e.o.Uploads.StartUpload(ctx, repo)
+				return fmt.Errorf("%w: %w", ErrDigest, err)
+			}
+			return err
+		}
+		committed = true
+		e.o.Metrics.BlobSynced(n)
+		return nil
+	})
+	return err
+}
+
+// limitedReader applies the bandwidth limit.
+type limitedReader struct {
+	r   io.Reader
+	l   *rate.Limiter
+	ctx context.Context
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if len(p) > l.l.Burst() {
+		p = p[:l.l.Burst()]
+	}
+	n, err := l.r.Read(p)
+	if n > 0 {
+		if werr := l.l.WaitN(l.ctx, n); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
+}
+
+// FetchManifest brings a manifest (by tag or digest) of a repository in
+// scope from the parent for a client pull that missed locally.
+func (e *Engine) FetchManifest(ctx context.Context, repo, ref string) error {
+	if !e.InScope(repo) || !e.online.Load() {
+		e.o.Metrics.OnDemand(false)
+		return ErrNotFound
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	_, err, _ := e.flight.Do("manifest:"+repo+":"+ref, func() (any, error) {
+		if oci.IsDigest(ref) {
+			return nil, e.copyGraph(ctx, repo, digest.Digest(ref), 0)
+		}
+		d, err := e.o.Parent.Resolve(ctx, repo, ref)
+		if err != nil {
+			return nil, err
+		}
+		return nil, e.copyTag(ctx, repo, ref, d)
+	})
+	e.o.Metrics.OnDemand(err == nil)
+	return err
+}
+
+// FetchBlob brings a blob of a repository in scope from the parent.
+func (e *Engine) FetchBlob(ctx context.Context, repo string, d digest.Digest) error {
+	if !e.InScope(repo) || !e.online.Load() {
+		e.o.Metrics.OnDemand(false)
+		return ErrNotFound
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	err := e.copyBlob(ctx, repo, d, -1)
+	e.o.Metrics.OnDemand(err == nil)
+	return err
+}

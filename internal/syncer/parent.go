@@ -1,0 +1,374 @@
+// Package syncer copies content from a parent registry into the local
+// store: descriptor graphs (indexes, manifests, blobs, referrers) staged
+// and verified before a tag is published, on a schedule, incrementally
+// from an Outpost parent's change feed, and on demand for pull-through.
+package syncer
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/registry/remote/auth"
+
+	"github.com/outpost-registry/outpost/internal/oci"
+)
+
+// Errors of parent requests.
+var (
+	ErrNotFound   = errors.New("not found on the parent")
+	ErrDigest     = errors.New("digest mismatch from the parent")
+	ErrConnection = errors.New("parent unreachable")
+)
+
+// StatusError is an unexpected HTTP answer from the parent.
+type StatusError struct {
+	Method, URL string
+	Status      int
+	RetryAfter  time.Duration
+	Body        string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s %s: %d %s %s", e.Method, e.URL, e.Status, http.StatusText(e.Status), e.Body)
+}
+
+// Temporary reports errors worth retrying: throttling, server errors,
+// connection failures and digest mismatches (a corrupted transfer).
+func Temporary(err error) bool {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Status == http.StatusTooManyRequests || se.Status >= 500
+	}
+	return errors.Is(err, ErrConnection) || errors.Is(err, ErrDigest) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// ParentOptions configure the connection to a parent.
+type ParentOptions struct {
+	URL      string
+	Username string
+	Password string
+	// CAFile adds a CA to the system roots for an HTTPS parent.
+	CAFile string
+	// Timeout bounds connecting and waiting for response headers.
+	Timeout time.Duration
+}
+
+// Parent is a client of the parent registry: the OCI API with Docker token
+// or Basic auth, and (for an Outpost parent) its control API.
+type Parent struct {
+	base   *url.URL
+	client *auth.Client
+}
+
+// NewParent builds a parent client. Credentials are sent only to the
+// parent's own host (and its token realm); HTTPS certificates are always
+// verified.
+func NewParent(o ParentOptions) (*Parent, error) {
+	u, err := url.Parse(strings.TrimRight(o.URL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("parent URL %q: want http(s)://host[:port]", o.URL)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   o.Timeout,
+		ResponseHeaderTimeout: 3 * o.Timeout,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+	}
+	if o.CAFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("parent CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("parent CA file %s: no PEM certificate", o.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	host := u.Host
+	cred := auth.Credential{Username: o.Username, Password: o.Password}
+	// Parents on this host (nested test setups, a gateway on the same
+	// machine) put their token realm on loopback, which oras blocks by
+	// default.
+	blocked := slices.DeleteFunc(auth.DefaultBlockedRealmPrefixes(), func(p netip.Prefix) bool {
+		return p.Contains(netip.MustParseAddr("127.0.0.1")) || p.Contains(netip.IPv6Loopback())
+	})
+	c := &auth.Client{
+		Client: &http.Client{Transport: tr},
+		Cache:  auth.NewCache(),
+		Credential: func(_ context.Context, hostport string) (auth.Credential, error) {
+			if hostport != host {
+				return auth.EmptyCredential, nil
+			}
+			return cred, nil
+		},
+		BlockedRealmPrefixes: blocked,
+	}
+	c.SetUserAgent("outpost-syncer")
+	return &Parent{base: u, client: c}, nil
+}
+
+// Host is the parent's host:port.
+func (p *Parent) Host() string { return p.base.Host }
+
+// URL is the parent's base URL.
+func (p *Parent) URL() string { return p.base.String() }
+
+func (p *Parent) do(ctx context.Context, method, path string, hdr http.Header, body []byte, repo string, actions ...string) (*http.Response, error) {
+	if repo != "" {
+		ctx = auth.AppendScopes(ctx, auth.ScopeRepository(repo, actions...))
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, p.base.String()+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	if body != nil {
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %s %s: %w", ErrConnection, method, path, err)
+	}
+	return resp, nil
+}
+
+// check turns a non-2xx answer into an error and closes its body.
+func check(resp *http.Response, method, path string, ok ...int) error {
+	if slices.Contains(ok, resp.StatusCode) || (len(ok) == 0 && resp.StatusCode/100 == 2) {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("%w: %s %s", ErrNotFound, method, path)
+	}
+	se := &StatusError{Method: method, URL: path, Status: resp.StatusCode, Body: strings.TrimSpace(string(b))}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		if secs, err := strconv.Atoi(ra); err == nil {
+			se.RetryAfter = time.Duration(secs) * time.Second
+		}
+	}
+	return se
+}
+
+// manifestAccept lists every manifest type Outpost stores.
+var manifestAccept = strings.Join([]string{oci.MediaTypeImageIndex, oci.MediaTypeImageManifest, oci.MediaTypeDockerManifestList, oci.MediaTypeDockerManifest}, ", ")
+
+// Manifest fetches a manifest and verifies its digest: against ref when it
+// is a digest, else against the Docker-Content-Digest header when sent.
+func (p *Parent) Manifest(ctx context.Context, repo, ref string, maxBytes int64) ([]byte, string, digest.Digest, error) {
+	path := "/v2/" + repo + "/manifests/" + ref
+	resp, err := p.do(ctx, http.MethodGet, path, http.Header{"Accept": {manifestAccept}}, nil, repo, "pull")
+	if err != nil {
+		return nil, "", "", err
+	}
+	if err := check(resp, http.MethodGet, path); err != nil {
+		return nil, "", "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
+	if err != nil {
+		return nil, "", "", fmt.Errorf("%w: read manifest %s:%s: %w", ErrConnection, repo, ref, err)
+	}
+	if int64(len(body)) > maxBytes {
+		return nil, "", "", fmt.Errorf("manifest %s:%s is larger than %d bytes", repo, ref, maxBytes)
+	}
+	want := digest.Digest("")
+	if oci.IsDigest(ref) {
+		want = digest.Digest(ref)
+	} else if h := resp.Header.Get("Docker-Content-Digest"); h != "" {
+		want = digest.Digest(h)
+	}
+	if want != "" && want.Validate() != nil {
+		return nil, "", "", fmt.Errorf("%w: invalid digest %q", ErrDigest, want)
+	}
+	got := oci.Digester(want, body)
+	if want != "" && got != want {
+		return nil, "", "", fmt.Errorf("%w: manifest %s:%s is %s, expected %s", ErrDigest, repo, ref, got, want)
+	}
+	mt := resp.Header.Get("Content-Type")
+	return body, mt, got, nil
+}
+
+// Resolve returns the digest a tag points at, with a HEAD request.
+func (p *Parent) Resolve(ctx context.Context, repo, tag string) (digest.Digest, error) {
+	path := "/v2/" + repo + "/manifests/" + tag
+	resp, err := p.do(ctx, http.MethodHead, path, http.Header{"Accept": {manifestAccept}}, nil, repo, "pull")
+	if err != nil {
+		return "", err
+	}
+	if err := check(resp, http.MethodHead, path); err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest"))
+	if err != nil {
+		return "", fmt.Errorf("HEAD %s: no valid Docker-Content-Digest", path)
+	}
+	return d, nil
+}
+
+// list follows Link pagination of a JSON listing, bounded to 10,000 pages.
+func (p *Parent) list(ctx context.Context, path, repo string, into func([]byte) error) error {
+	for page := 0; path != "" && page < 10000; page++ {
+		resp, err := p.do(ctx, http.MethodGet, path, nil, nil, repo, "pull")
+		if err != nil {
+			return err
+		}
+		if err := check(resp, http.MethodGet, path); err != nil {
+			return err
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("%w: read %s: %w", ErrConnection, path, err)
+		}
+		if err := into(b); err != nil {
+			return fmt.Errorf("decode %s: %w", path, err)
+		}
+		path = nextLink(resp.Header.Get("Link"))
+	}
+	return nil
+}
+
+// nextLink extracts the path of a Link: <…>; rel="next" header.
+func nextLink(h string) string {
+	if h == "" || !strings.Contains(h, `rel="next"`) {
+		return ""
+	}
+	start, end := strings.IndexByte(h, '<'), strings.IndexByte(h, '>')
+	if start < 0 || end < start {
+		return ""
+	}
+	u, err := url.Parse(h[start+1 : end])
+	if err != nil {
+		return ""
+	}
+	return u.RequestURI()
+}
+
+// Tags lists every tag of a repository.
+func (p *Parent) Tags(ctx context.Context, repo string) ([]string, error) {
+	var out []string
+	err := p.list(ctx, "/v2/"+repo+"/tags/list?n=1000", repo, func(b []byte) error {
+		var v struct {
+			Tags []string `json:"tags"`
+		}
+		err := json.Unmarshal(b, &v)
+		out = append(out, v.Tags...)
+		return err
+	})
+	return out, err
+}
+
+// Catalog lists the repositories the credential may see.
+func (p *Parent) Catalog(ctx context.Context) ([]string, error) {
+	var out []string
+	ctx = auth.AppendScopes(ctx, "registry:catalog:*")
+	err := p.list(ctx, "/v2/_catalog?n=1000", "", func(b []byte) error {
+		var v struct {
+			Repositories []string `json:"repositories"`
+		}
+		err := json.Unmarshal(b, &v)
+		out = append(out, v.Repositories...)
+		return err
+	})
+	return out, err
+}
+
+// Referrers lists the manifests referring to d; a parent without the
+// referrers API has none.
+func (p *Parent) Referrers(ctx context.Context, repo string, d digest.Digest) ([]v1.Descriptor, error) {
+	var idx v1.Index
+	err := p.list(ctx, "/v2/"+repo+"/referrers/"+string(d), repo, func(b []byte) error {
+		var page v1.Index
+		err := json.Unmarshal(b, &page)
+		idx.Manifests = append(idx.Manifests, page.Manifests...)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return idx.Manifests, err
+}
+
+// Blob opens a blob from offset (with a Range request when offset > 0).
+// It returns the body and whether the parent honoured the range.
+func (p *Parent) Blob(ctx context.Context, repo string, d digest.Digest, offset int64) (io.ReadCloser, bool, error) {
+	path := "/v2/" + repo + "/blobs/" + string(d)
+	hdr := http.Header{}
+	if offset > 0 {
+		hdr.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+	}
+	resp, err := p.do(ctx, http.MethodGet, path, hdr, nil, repo, "pull")
+	if err != nil {
+		return nil, false, err
+	}
+	if err := check(resp, http.MethodGet, path, http.StatusOK, http.StatusPartialContent); err != nil {
+		return nil, false, err
+	}
+	return resp.Body, resp.StatusCode == http.StatusPartialContent, nil
+}
+
+// JSON calls the parent's control API.
+func (p *Parent) JSON(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return fmt.Errorf("encode %s: %w", path, err)
+		}
+	}
+	resp, err := p.do(ctx, method, path, http.Header{"Accept": {"application/json"}}, body, "")
+	if err != nil {
+		return err
+	}
+	if err := check(resp, method, path); err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
+}
