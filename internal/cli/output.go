@@ -21,7 +21,7 @@ type outputOptions struct {
 }
 
 func (o *outputOptions) bind(fs *pflag.FlagSet) {
-	fs.StringVarP(&o.format, "output", "o", "json", "output format: json, table, tsv or yaml")
+	fs.StringVarP(&o.format, "output", "o", "json", "output format: json, table, tsv, yaml or none")
 	fs.StringVar(&o.query, "query", "", "JMESPath query applied to the JSON output (see https://jmespath.org)")
 }
 
@@ -49,6 +49,8 @@ func (o *outputOptions) render(w io.Writer, v any, t table) error {
 		}
 	}
 	switch o.format {
+	case "none":
+		return nil
 	case "json", "jsonc", "":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -77,7 +79,7 @@ func (o *outputOptions) render(w io.Writer, v any, t table) error {
 		}
 		return writeTable(w, headers, rows)
 	default:
-		return fmt.Errorf("--output %q: want json, table, tsv or yaml", o.format)
+		return fmt.Errorf("--output %q: want json, table, tsv, yaml or none", o.format)
 	}
 }
 

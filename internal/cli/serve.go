@@ -40,6 +40,13 @@ type serveOptions struct {
 	syncBandwidth  string
 	heartbeat      string
 	loginServer    string
+
+	tlsMode     string
+	tlsHosts    []string
+	tlsCert     string
+	tlsKey      string
+	tlsCA       string
+	tlsLifetime string
 }
 
 func (o *serveOptions) bind(fs *pflag.FlagSet) {
@@ -64,6 +71,13 @@ func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.syncBandwidth, "sync-bandwidth-limit", "0", "download bytes per second, e.g. 10MiB (0: unlimited)")
 	fs.StringVar(&o.heartbeat, "heartbeat-interval", "30s", "how often a connected registry reports its status")
 	fs.StringVar(&o.loginServer, "login-server", "", "host:port local clients use, reported to the parent (default: from --addr)")
+	fs.StringVar(&o.tlsMode, "tls-mode", "auto", "auto (built-in CA issues and renews the certificate), files (--tls-cert/--tls-key) or off (plain HTTP)")
+	fs.StringArrayVar(&o.tlsHosts, "tls-host", nil, "DNS name or IP of the auto-mode certificate (repeatable; default: hostname, localhost, 127.0.0.1, ::1)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate file (files mode), reloaded when it changes")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "key file (files mode), reloaded when it changes")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA certificate published at /api/v1/pki/ca.crt (files mode)")
+	fs.StringVar(&o.tlsLifetime, "tls-cert-lifetime", "", "lifetime of auto-mode certificates (default 2160h); for testing renewal")
+	_ = fs.MarkHidden("tls-cert-lifetime")
 }
 
 // load builds the effective configuration: file, then flags, then defaults.
@@ -192,6 +206,22 @@ func (o *serveOptions) applyEdgeFlags(fs *pflag.FlagSet, cfg *config.Config) err
 	set("sync-schedule", &cfg.Parent.SyncSchedule, o.syncSchedule)
 	set("sync-window", &cfg.Parent.SyncWindow, o.syncWindow)
 	set("login-server", &cfg.LoginServer, o.loginServer)
+	set("tls-cert", &cfg.TLS.CertFile, o.tlsCert)
+	set("tls-key", &cfg.TLS.KeyFile, o.tlsKey)
+	set("tls-ca", &cfg.TLS.CAFile, o.tlsCA)
+	if fs.Changed("tls-mode") {
+		if err := cfg.TLS.Mode.UnmarshalText([]byte(o.tlsMode)); err != nil {
+			return fmt.Errorf("--tls-mode: %w", err)
+		}
+	}
+	if fs.Changed("tls-host") {
+		cfg.TLS.Hosts = o.tlsHosts
+	}
+	if fs.Changed("tls-cert-lifetime") {
+		if err := cfg.TLS.CertLifetime.UnmarshalText([]byte(o.tlsLifetime)); err != nil {
+			return fmt.Errorf("--tls-cert-lifetime: %w", err)
+		}
+	}
 	if fs.Changed("repository") {
 		cfg.Parent.Repositories = nil
 		for _, g := range o.repos {

@@ -47,6 +47,44 @@ type Config struct {
 	// LoginServer is the host:port local clients use, reported to the
 	// parent; default: the listening address.
 	LoginServer string `yaml:"loginServer,omitempty"`
+	// TLS configures HTTPS.
+	TLS TLS `yaml:"tls"`
+}
+
+// TLS configures HTTPS: mode auto (built-in CA), files (your certificate)
+// or off (plain HTTP, only on request).
+type TLS struct {
+	Mode TLSMode `yaml:"mode"`
+	// Hosts are the DNS names and IP addresses of the server certificate
+	// in auto mode; default: the hostname, localhost, 127.0.0.1 and ::1.
+	Hosts []string `yaml:"hosts,omitempty"`
+	// CertFile, KeyFile and CAFile are used in files mode.
+	CertFile string `yaml:"certFile,omitempty"`
+	KeyFile  string `yaml:"keyFile,omitempty"`
+	CAFile   string `yaml:"caFile,omitempty"`
+	// CertLifetime of auto-mode certificates (default 90 days); shorter
+	// values exist for testing renewal.
+	CertLifetime Duration `yaml:"certLifetime"`
+}
+
+// TLSMode is auto, files or off.
+type TLSMode string
+
+// The TLS modes.
+const (
+	TLSAuto  TLSMode = "auto"
+	TLSFiles TLSMode = "files"
+	TLSOff   TLSMode = "off"
+)
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *TLSMode) UnmarshalText(b []byte) error {
+	switch TLSMode(b) {
+	case TLSAuto, TLSFiles, TLSOff:
+		*m = TLSMode(b)
+		return nil
+	}
+	return fmt.Errorf("tls.mode: %q is not auto, files or off", b)
 }
 
 // Parent configures the parent registry.
@@ -130,6 +168,18 @@ func (c *Config) ApplyDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(30 * time.Second)
 	}
+	if c.TLS.Mode == "" {
+		c.TLS.Mode = TLSAuto
+	}
+	if c.TLS.Mode == TLSAuto && len(c.TLS.Hosts) == 0 {
+		c.TLS.Hosts = []string{"localhost", "127.0.0.1", "::1"}
+		if h, err := os.Hostname(); err == nil && h != "" && h != "localhost" {
+			c.TLS.Hosts = append([]string{h}, c.TLS.Hosts...)
+		}
+	}
+	if c.TLS.CertLifetime == 0 {
+		c.TLS.CertLifetime = Duration(90 * 24 * time.Hour)
+	}
 	if c.Sync.Concurrency == 0 {
 		c.Sync.Concurrency = 4
 	}
@@ -169,6 +219,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.TokenTTL < Duration(time.Minute) || c.Auth.TokenTTL > Duration(24*time.Hour) {
 		errs = append(errs, fmt.Errorf("auth.tokenTTL: %s is outside 1m..24h", c.Auth.TokenTTL))
+	}
+	if c.TLS.Mode == TLSFiles && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("tls.certFile and tls.keyFile: both are required in files mode"))
+	}
+	if c.TLS.CertLifetime < Duration(10*time.Second) {
+		errs = append(errs, fmt.Errorf("tls.certLifetime: %s is shorter than 10s", c.TLS.CertLifetime))
 	}
 	if c.ConnectionString != "" && c.Parent.URL != "" {
 		errs = append(errs, errors.New("connectionString and parent.url: give one or the other"))

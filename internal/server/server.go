@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/pki"
 	"github.com/outpost-registry/outpost/internal/registryapi"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 	"github.com/outpost-registry/outpost/internal/storage/fs"
@@ -33,6 +35,7 @@ type Server struct {
 	meta     *bolt.Store
 	identity *auth.Store
 	edge     *edgeParts
+	tls      *pki.Source
 	metrics  *Metrics
 	handler  http.Handler
 }
@@ -107,7 +110,12 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 		_ = s.Close()
 		return nil, err
 	}
+	if s.tls, err = newTLS(cfg, log); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/pki/ca.crt", s.caCert)
 	mux.Handle("/oauth2/token", authSvc.TokenHandler())
 	mgmt := adminapi.New(authSvc, log)
 	fleet := controlplane.NewService(identity)
@@ -179,6 +187,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls.TLSConfig())
+		go s.tls.Run(ctx)
+	} else {
+		s.log.Warn("TLS is off: the registry serves plain HTTP; credentials and content cross the network in clear")
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	edgeDone := make(chan struct{})
@@ -187,7 +201,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	} else {
 		close(edgeDone)
 	}
-	s.log.Info("outpost serving", "addr", ln.Addr().String(), "data", s.cfg.Data)
+	s.log.Info("outpost serving", "addr", ln.Addr().String(), "data", s.cfg.Data, "tls", string(s.cfg.TLS.Mode))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -204,4 +218,27 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// newTLS builds the certificate source of the configured TLS mode, or nil
+// for plain HTTP.
+func newTLS(cfg config.Config, log *slog.Logger) (*pki.Source, error) {
+	switch cfg.TLS.Mode {
+	case config.TLSOff:
+		return nil, nil
+	case config.TLSFiles:
+		return pki.NewFiles(pki.FilesOptions{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, CAFile: cfg.TLS.CAFile, Logger: log})
+	default:
+		return pki.NewAuto(pki.AutoOptions{Dir: filepath.Join(cfg.Data, "pki"), Hosts: cfg.TLS.Hosts, Lifetime: time.Duration(cfg.TLS.CertLifetime), Logger: log})
+	}
+}
+
+// caCert serves the CA certificate clients should trust (public).
+func (s *Server) caCert(w http.ResponseWriter, _ *http.Request) {
+	if s.tls == nil || len(s.tls.CAPEM()) == 0 {
+		http.Error(w, "no CA certificate: TLS is off or uses a certificate without a configured CA", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write(s.tls.CAPEM())
 }
