@@ -1,0 +1,126 @@
+package edge_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-registry/outpost/internal/config"
+	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/server"
+)
+
+const adminPW = "admin-password-for-tests"
+
+// node is a real Outpost server on 127.0.0.1 with HTTPS from its own CA.
+type node struct {
+	t      testing.TB
+	cfg    config.Config
+	addr   string
+	url    string
+	ca     string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// start runs a server with cfg (data dir and address filled in).
+func start(t testing.TB, data string, edit func(*config.Config)) *node {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Data = data
+	cfg.Addr = ln.Addr().String()
+	cfg.LoginServer = cfg.Addr
+	cfg.Sync.HeartbeatInterval = config.Duration(time.Second)
+	if edit != nil {
+		edit(&cfg)
+	}
+	var out io.Writer = testWriter{t}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := server.New(cfg, log, "test", adminPW)
+	if err != nil {
+		_ = ln.Close()
+		t.Fatalf("start server: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &node{t: t, cfg: cfg, addr: cfg.Addr, url: "https://" + cfg.Addr, ca: filepath.Join(data, "pki", "ca.crt"), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(n.done)
+		_ = srv.Serve(ctx, ln)
+		_ = srv.Close()
+	}()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *node) stop() {
+	n.cancel()
+	select {
+	case <-n.done:
+	case <-time.After(40 * time.Second):
+		n.t.Errorf("server %s did not stop", n.addr)
+	}
+}
+
+func (n *node) client(user, pass string) *ocitest.Client {
+	return ocitest.New(n.t, n.url, user, pass, n.ca)
+}
+
+func (n *node) admin() *ocitest.Client { return n.client("admin", adminPW) }
+
+// token creates a token with repository grants and returns its password.
+func (n *node) token(t testing.TB, name string, repos []map[string]any) string {
+	var out struct {
+		Credentials struct {
+			Passwords []struct{ Value string } `json:"passwords"`
+		} `json:"credentials"`
+	}
+	n.admin().JSON(t, "POST", "/api/v1/tokens", map[string]any{"name": name, "repositories": repos}, &out)
+	return out.Credentials.Passwords[0].Value
+}
+
+// connectedRegistry creates a connected registry and returns its
+// connection string, pointing at endpoint (default: n itself).
+func (n *node) connectedRegistry(t testing.TB, req controlplane.CreateRequest, endpoint string) string {
+	n.admin().JSON(t, "POST", "/api/v1/connected-registries", req, nil)
+	var s controlplane.Settings
+	n.admin().JSON(t, "POST", "/api/v1/connected-registries/"+req.Name+"/settings", map[string]any{"parentProtocol": "https", "generatePassword": 1}, &s)
+	cs, err := controlplane.ParseConnectionString(s.ConnectionString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if endpoint != "" {
+		cs.ParentGatewayEndpoint = endpoint
+	}
+	return cs.String()
+}
+
+// startEdge runs a connected registry of root.
+func startEdge(t testing.TB, root *node, data, connString string) *node {
+	return start(t, data, func(c *config.Config) {
+		c.ConnectionString = connString
+		c.Parent.CAFile = root.ca
+	})
+}
+
+func (n *node) crStatus(t testing.TB, name string) controlplane.ConnectedRegistry {
+	var c controlplane.ConnectedRegistry
+	n.admin().JSON(t, "GET", "/api/v1/connected-registries/"+name, nil, &c)
+	return c
+}
