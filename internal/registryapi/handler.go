@@ -238,6 +238,3 @@ func (h *Handler) base(w http.ResponseWriter, r *http.Request) error {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-// ctxDone reports whether the request was abandoned by the client.
-func ctxDone(ctx context.Context) bool { return ctx.Err() != nil }

@@ -1,0 +1,21 @@
+.PHONY: build test conformance e2e lint bench tools
+
+build:
+	go build -o bin/outpost ./cmd/outpost
+
+tools:
+	bash scripts/install-tools.sh
+
+test:
+	bash scripts/test.sh
+
+conformance: build tools
+	bash scripts/conformance.sh
+
+e2e: build tools
+	OUTPOST_E2E=1 OUTPOST_BIN=$(CURDIR)/bin/outpost PATH=$(CURDIR)/.tools/bin:$$PATH go test -race -count=1 ./test/e2e/...
+
+lint: tools
+	gofmt -l cmd internal test
+	go vet ./...
+	.tools/bin/staticcheck ./...

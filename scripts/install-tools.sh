@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a bare Debian machine with Go:
+# Debian packages (skopeo, containerd, kubectl) and the Go tools pinned in
+# tools/go.mod, built into .tools/bin (the Go build cache keeps warm runs fast).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  local missing=()
+  command -v skopeo >/dev/null || missing+=(skopeo)
+  command -v containerd >/dev/null && command -v ctr >/dev/null || missing+=(containerd)
+  command -v kubectl >/dev/null || missing+=(kubernetes-client)
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-tools: Debian packages present"
+    return 0
+  fi
+  echo "install-tools: apt-get install ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+go_tools() {
+  mkdir -p .tools/bin
+  local pkgs
+  pkgs=$(cd tools && sed -n '/^tool (/,/^)/p' go.mod | grep -v '^tool (\|^)' | tr -d '\t')
+  echo "install-tools: go build $(echo "$pkgs" | wc -l) tools into .tools/bin"
+  (cd tools && GOFLAGS=-mod=mod go build -o ../.tools/bin/ $pkgs)
+}
+
+start=$(date +%s)
+apt_install > .tools-apt.log 2>&1 &
+apt_pid=$!
+go_tools
+if ! wait "$apt_pid"; then
+  cat .tools-apt.log
+  echo "install-tools: apt-get failed" >&2
+  exit 1
+fi
+cat .tools-apt.log; rm -f .tools-apt.log
+echo "install-tools: done in $(( $(date +%s) - start ))s"

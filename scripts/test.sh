@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs formatting and
+# static checks, the unit and integration tests (race detector on), the OCI
+# conformance suite against the built binary, and the end-to-end tests
+# with real clients. Exits non-zero on any failure; the last line is the
+# total "N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.tools/bin:$PATH"
+mkdir -p results
+section() { printf '\n==== %s\n' "$*"; }
+
+section "install tools"
+bash scripts/install-tools.sh
+
+section "gofmt"
+unformatted=$(gofmt -l cmd internal test 2>/dev/null || true)
+if [ -n "$unformatted" ]; then echo "not gofmt'd:"; echo "$unformatted"; exit 1; fi
+echo ok
+
+section "go vet"
+go vet ./...
+
+section "staticcheck"
+staticcheck ./...
+
+section "build"
+go build -o bin/outpost ./cmd/outpost
+bin/outpost version
+
+# count_go LOG: prints "passed failed" for a go test -v log.
+count_go() {
+  local p f
+  p=$(grep -cE '^\s*--- PASS' "$1" || true)
+  f=$(grep -cE '^\s*--- FAIL' "$1" || true)
+  echo "$p $f"
+}
+
+section "unit and integration tests (go test -race ./...)"
+rc=0
+go test -race -count=1 -v ./... >results/unit.log 2>&1 || rc=$?
+grep -E '^(ok|FAIL|---|panic:|\s+--- FAIL)|^\s+\S+_test.go:[0-9]+:' results/unit.log | grep -v -- '--- PASS' | grep -v '^=== ' | tail -200 || true
+read -r UNIT_PASS UNIT_FAIL < <(count_go results/unit.log)
+echo "unit: $UNIT_PASS passed, $UNIT_FAIL failed"
+[ "$rc" -eq 0 ] || { echo "unit tests failed (exit $rc); see results/unit.log"; UNIT_FAIL=$((UNIT_FAIL > 0 ? UNIT_FAIL : 1)); }
+
+section "fuzz smoke (5 s per target)"
+fuzz_fail=0
+while read -r pkg target; do
+  [ -n "$target" ] || continue
+  if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime=5s "$pkg" >results/fuzz.log 2>&1; then
+    echo "fuzz $pkg $target FAILED"; tail -20 results/fuzz.log; fuzz_fail=$((fuzz_fail + 1))
+  else
+    echo "fuzz $pkg $target ok"
+  fi
+done < <(grep -rl --include='*_test.go' '^func Fuzz' internal | while read -r f; do
+  for t in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do echo "./$(dirname "$f") $t"; done
+done)
+
+section "benchmarks smoke (-benchtime=1x)"
+go test -run='^$' -bench=. -benchtime=1x ./internal/... >results/bench-smoke.log 2>&1 || { tail -30 results/bench-smoke.log; echo "benchmark smoke failed"; exit 1; }
+grep -c '^Benchmark' results/bench-smoke.log | sed 's/^/benchmarks run: /'
+
+section "OCI conformance"
+conf_rc=0
+bash scripts/conformance.sh || conf_rc=$?
+read -r CONF_PASS CONF_FAIL _ < results/conformance.counts || { CONF_PASS=0; CONF_FAIL=1; }
+[ "$conf_rc" -eq 0 ] || CONF_FAIL=$((CONF_FAIL > 0 ? CONF_FAIL : 1))
+
+section "end-to-end tests with real clients"
+e2e_rc=0
+OUTPOST_E2E=1 OUTPOST_BIN="$PWD/bin/outpost" go test -race -count=1 -v ./test/e2e/... >results/e2e.log 2>&1 || e2e_rc=$?
+grep -E '^(ok|FAIL|\s*--- (PASS|FAIL|SKIP)|panic:)|^\s+\S+_test.go:[0-9]+:' results/e2e.log | tail -200 || true
+read -r E2E_PASS E2E_FAIL < <(count_go results/e2e.log)
+[ "$e2e_rc" -eq 0 ] || E2E_FAIL=$((E2E_FAIL > 0 ? E2E_FAIL : 1))
+
+section "summary"
+echo "unit/integration: $UNIT_PASS passed, $UNIT_FAIL failed"
+echo "fuzz targets failed: $fuzz_fail"
+echo "conformance: $CONF_PASS passed, $CONF_FAIL failed"
+echo "e2e: $E2E_PASS passed, $E2E_FAIL failed"
+PASS=$((UNIT_PASS + CONF_PASS + E2E_PASS))
+FAIL=$((UNIT_FAIL + CONF_FAIL + E2E_FAIL + fuzz_fail))
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
