@@ -196,10 +196,12 @@ func (s *Service) credentialOf(p *Principal, r *http.Request, now time.Time) (su
 	if err != nil {
 		return p.Name, "", ""
 	}
-	for i := range t.Passwords {
-		slot := &t.Passwords[i]
-		if !slot.Expired(now) && s.verifier.verify(slot.Hash, pw, now) {
-			return p.Name, string(slot.Name), slot.Hash
+	for _, check := range []func(hash, pw string, now time.Time) bool{s.verifier.cached, s.verifier.verify} {
+		for i := range t.Passwords {
+			slot := &t.Passwords[i]
+			if !slot.Expired(now) && check(slot.Hash, pw, now) {
+				return p.Name, string(slot.Name), slot.Hash
+			}
 		}
 	}
 	return p.Name, "", ""

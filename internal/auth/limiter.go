@@ -1,20 +1,24 @@
 package auth
 
 import (
+	"strings"
 	"sync"
 	"time"
 )
 
 // limiter slows down and then refuses clients that keep failing to log
-// in, counting failures per client address and per account name.
+// in, counting failures per client address and per account name. Keys
+// starting with "ip:" lock only after many more failures than account keys,
+// because many honest clients can share one address (NAT, a node).
 type limiter struct {
-	mu       sync.Mutex
-	entries  map[string]*failures
-	window   time.Duration // failures older than this are forgotten
-	slowFrom int           // failures after which answers are delayed
-	lockFrom int           // failures after which requests are refused
-	lockout  time.Duration
-	maxKeys  int
+	mu         sync.Mutex
+	entries    map[string]*failures
+	window     time.Duration // failures older than this are forgotten
+	slowFrom   int           // failures after which answers are delayed
+	lockFrom   int           // failures of an account after which it is refused
+	lockFromIP int           // failures of an address after which it is refused
+	lockout    time.Duration
+	maxKeys    int
 }
 
 type failures struct {
@@ -24,7 +28,7 @@ type failures struct {
 }
 
 func newLimiter() *limiter {
-	return &limiter{entries: map[string]*failures{}, window: 10 * time.Minute, slowFrom: 3, lockFrom: 10, lockout: time.Minute, maxKeys: 100000}
+	return &limiter{entries: map[string]*failures{}, window: 10 * time.Minute, slowFrom: 3, lockFrom: 10, lockFromIP: 100, lockout: time.Minute, maxKeys: 100000}
 }
 
 // check returns how long the caller must wait before it may try again,
@@ -69,7 +73,11 @@ func (l *limiter) fail(now time.Time, keys ...string) time.Duration {
 			l.entries[k] = f
 		}
 		f.count++
-		if f.count >= l.lockFrom {
+		lockAt := l.lockFrom
+		if strings.HasPrefix(k, "ip:") {
+			lockAt = l.lockFromIP
+		}
+		if f.count >= lockAt {
 			f.locked = now.Add(l.lockout)
 		}
 		if f.count > l.slowFrom {

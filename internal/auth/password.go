@@ -75,6 +75,18 @@ func verifierKey(hash, pw string) [32]byte {
 	return k
 }
 
+// cached reports whether pw was recently verified against hash.
+func (v *verifier) cached(hash, pw string, now time.Time) bool {
+	if hash == "" {
+		return false
+	}
+	k := verifierKey(hash, pw)
+	v.mu.Lock()
+	exp, hit := v.ok[k]
+	v.mu.Unlock()
+	return hit && now.Before(exp)
+}
+
 // verify reports whether pw matches hash.
 func (v *verifier) verify(hash, pw string, now time.Time) bool {
 	if hash == "" {

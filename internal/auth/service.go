@@ -2,6 +2,7 @@ package auth
 
 import (
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -35,6 +37,12 @@ type Service struct {
 	tokenTTL      time.Duration
 	log           *slog.Logger
 	now           func() time.Time
+
+	// parsed remembers registry tokens whose signature was verified, by a
+	// SHA-256 of the token and the service, until they expire: verifying an
+	// ECDSA signature on every request would dominate small requests.
+	parsedMu sync.Mutex
+	parsed   map[[32]byte]*claims
 }
 
 // NewService loads (or creates) the signing key and returns a Service.
@@ -46,6 +54,7 @@ func NewService(store *Store, o Options) (*Service, error) {
 	s := &Service{
 		store: store, verifier: newVerifier(), limiter: newLimiter(), key: key, keyID: keyID(key),
 		anonymousPull: o.AnonymousPull, tokenTTL: o.TokenTTL, log: o.Logger, now: time.Now,
+		parsed: map[[32]byte]*claims{},
 	}
 	if s.tokenTTL <= 0 {
 		s.tokenTTL = 5 * time.Minute
@@ -222,9 +231,19 @@ func (s *Service) verifyPassword(user, pw string, now time.Time) *Principal {
 		return nil
 	}
 	matched := false
+	// A recently verified password skips bcrypt altogether; otherwise both
+	// slots are checked, so timing does not tell which one matched.
 	for i := range t.Passwords {
 		p := &t.Passwords[i]
-		// Check both slots every time so timing does not tell which matched.
+		if s.verifier.cached(p.Hash, pw, now) && !p.Expired(now) {
+			matched = true
+		}
+	}
+	for i := range t.Passwords {
+		if matched {
+			break
+		}
+		p := &t.Passwords[i]
 		if s.verifier.verify(p.Hash, pw, now) && !p.Expired(now) {
 			matched = true
 		}
@@ -242,7 +261,7 @@ func (s *Service) verifyPassword(user, pw string, now time.Time) *Principal {
 // issued for is still valid.
 func (s *Service) bearer(r *http.Request, raw string) (*Principal, error) {
 	now := s.now()
-	c, err := s.parse(raw, serviceName(r), now)
+	c, err := s.parseCached(raw, serviceName(r), now)
 	if err != nil {
 		return nil, &Denial{Status: http.StatusUnauthorized, Message: "invalid or expired registry token"}
 	}
@@ -358,4 +377,36 @@ func (s *Service) CheckCatalog(r *http.Request) (*Principal, error) {
 		return p, &Denial{Status: http.StatusUnauthorized, Message: "the registry token does not grant registry:catalog:*", Challenge: ch}
 	}
 	return p, nil
+}
+
+// parseCached is parse with a cache of verified tokens. A cached token is
+// still checked for expiry; revocation is checked by the caller each time.
+func (s *Service) parseCached(raw, service string, now time.Time) (*claims, error) {
+	key := sha256.Sum256([]byte(service + "\x00" + raw))
+	s.parsedMu.Lock()
+	c, ok := s.parsed[key]
+	s.parsedMu.Unlock()
+	if ok {
+		if c.ExpiresAt != nil && now.Before(c.ExpiresAt.Time) {
+			return c, nil
+		}
+		s.parsedMu.Lock()
+		delete(s.parsed, key)
+		s.parsedMu.Unlock()
+	}
+	c, err := s.parse(raw, service, now)
+	if err != nil {
+		return nil, err
+	}
+	s.parsedMu.Lock()
+	if len(s.parsed) >= 10000 {
+		for k, v := range s.parsed {
+			if v.ExpiresAt == nil || !now.Before(v.ExpiresAt.Time) || len(s.parsed) >= 10000 {
+				delete(s.parsed, k)
+			}
+		}
+	}
+	s.parsed[key] = c
+	s.parsedMu.Unlock()
+	return c, nil
 }

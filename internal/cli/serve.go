@@ -47,6 +47,7 @@ type serveOptions struct {
 	tlsKey      string
 	tlsCA       string
 	tlsLifetime string
+	debugAddr   string
 }
 
 func (o *serveOptions) bind(fs *pflag.FlagSet) {
@@ -78,6 +79,7 @@ func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA certificate published at /api/v1/pki/ca.crt (files mode)")
 	fs.StringVar(&o.tlsLifetime, "tls-cert-lifetime", "", "lifetime of auto-mode certificates (default 2160h); for testing renewal")
 	_ = fs.MarkHidden("tls-cert-lifetime")
+	fs.StringVar(&o.debugAddr, "debug-addr", "", "serve pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default)")
 }
 
 // load builds the effective configuration: file, then flags, then defaults.
@@ -206,6 +208,7 @@ func (o *serveOptions) applyEdgeFlags(fs *pflag.FlagSet, cfg *config.Config) err
 	set("sync-schedule", &cfg.Parent.SyncSchedule, o.syncSchedule)
 	set("sync-window", &cfg.Parent.SyncWindow, o.syncWindow)
 	set("login-server", &cfg.LoginServer, o.loginServer)
+	set("debug-addr", &cfg.DebugAddr, o.debugAddr)
 	set("tls-cert", &cfg.TLS.CertFile, o.tlsCert)
 	set("tls-key", &cfg.TLS.KeyFile, o.tlsKey)
 	set("tls-ca", &cfg.TLS.CAFile, o.tlsCA)

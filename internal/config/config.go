@@ -49,6 +49,9 @@ type Config struct {
 	LoginServer string `yaml:"loginServer,omitempty"`
 	// TLS configures HTTPS.
 	TLS TLS `yaml:"tls"`
+	// DebugAddr, when set, serves Go's pprof profiles on a separate
+	// listener (keep it on loopback).
+	DebugAddr string `yaml:"debugAddr,omitempty"`
 }
 
 // TLS configures HTTPS: mode auto (built-in CA), files (your certificate)
@@ -108,6 +111,9 @@ type Sync struct {
 	BandwidthLimit ByteSize `yaml:"bandwidthLimit"`
 	// HeartbeatInterval is how often status goes to the parent.
 	HeartbeatInterval Duration `yaml:"heartbeatInterval"`
+	// MessageTTL overrides the parent's sync message TTL (for tests);
+	// 0 uses the parent's setting.
+	MessageTTL Duration `yaml:"messageTTL,omitempty"`
 }
 
 // Auth configures authentication. It is always on; AnonymousPull opens

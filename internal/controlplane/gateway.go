@@ -50,7 +50,22 @@ type Heartbeat struct {
 	LoginServer     string      `json:"loginServer,omitempty"`
 	IntervalSeconds int         `json:"intervalSeconds"`
 	StatusDetails   []string    `json:"statusDetails,omitempty"`
+	// Events are local pushes and deletes matching the notification
+	// patterns, delivered since the last heartbeat.
+	Events []Event `json:"events,omitempty"`
 }
+
+// Event is a notification of a push or delete at a connected registry.
+type Event struct {
+	Repository string    `json:"repository"`
+	Tag        string    `json:"tag,omitempty"`
+	Digest     string    `json:"digest,omitempty"`
+	Action     string    `json:"action"`
+	Time       time.Time `json:"time"`
+}
+
+// maxEvents is how many notifications the root keeps per registry.
+const maxEvents = 100
 
 // ErrConflict reports a second live activation.
 var ErrConflict = fmt.Errorf("%w: already active", auth.ErrExists)
@@ -154,6 +169,10 @@ func (s *Service) RecordHeartbeat(name string, hb Heartbeat) (*EdgeConfig, error
 			c.LoginServer = hb.LoginServer
 		}
 		c.StatusDetails = hb.StatusDetails
+		c.Events = append(c.Events, hb.Events...)
+		if len(c.Events) > maxEvents {
+			c.Events = c.Events[len(c.Events)-maxEvents:]
+		}
 		if hb.IntervalSeconds > 0 {
 			c.HeartbeatSeconds = hb.IntervalSeconds
 		}

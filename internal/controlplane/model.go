@@ -105,6 +105,26 @@ type ConnectedRegistry struct {
 	HeartbeatSeconds int `json:"heartbeatIntervalSeconds,omitempty"`
 	// ResyncRequested asks for a run at the next heartbeat.
 	ResyncRequested bool `json:"resyncRequested,omitempty"`
+	// Events are the last notifications (push/delete) the edge reported.
+	Events []Event `json:"events,omitempty"`
+}
+
+// MatchNotification reports whether a push or delete of repo:tag matches
+// one of the repo:tag:action patterns ("*" matches anything in a field, and
+// a repository pattern may end in "/*").
+func MatchNotification(patterns []string, repo, tag, action string) bool {
+	for _, p := range patterns {
+		parts := strings.Split(p, ":")
+		if len(parts) != 3 {
+			continue
+		}
+		r, t, a := parts[0], parts[1], parts[2]
+		repoOK := r == "*" || r == repo || (strings.HasSuffix(r, "/*") && strings.HasPrefix(repo, r[:len(r)-1]))
+		if repoOK && (t == "*" || t == tag) && (a == "*" || a == action) {
+			return true
+		}
+	}
+	return false
 }
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9-]{5,50}$`)

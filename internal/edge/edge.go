@@ -43,6 +43,13 @@ type Options struct {
 	// Static is the configuration used with a generic (non-Outpost)
 	// parent, which has no control plane.
 	Static *controlplane.EdgeConfig
+	// OutboxCursors persists how far local pushes were delivered.
+	OutboxCursors *syncer.Cursors
+	// OutboxInterval is how often pending pushes are delivered (default 2 s).
+	OutboxInterval time.Duration
+	// MessageTTL, when set, overrides the configured sync message TTL
+	// (tests use a tiny one).
+	MessageTTL time.Duration
 }
 
 // Status is what `outpost status` shows at the edge.
@@ -61,6 +68,17 @@ type Status struct {
 	LastSyncResult  *controlplane.SyncResult `json:"lastSyncResult,omitempty"`
 	Progress        syncer.Progress          `json:"progress"`
 	LastError       string                   `json:"lastError,omitempty"`
+	// Outbox describes local pushes waiting for the parent (ReadWrite).
+	Outbox *OutboxStatus `json:"outbox,omitempty"`
+	// Details are conflicts and dropped messages, also sent to the parent.
+	Details []string `json:"statusDetails,omitempty"`
+}
+
+// OutboxStatus counts the outbox's messages.
+type OutboxStatus struct {
+	Pending   int64    `json:"pending"`
+	Dropped   int64    `json:"droppedExpired"`
+	Conflicts []string `json:"conflicts,omitempty"`
 }
 
 // Edge is the connected-registry runtime.
@@ -79,6 +97,8 @@ type Edge struct {
 	lastResult   *controlplane.SyncResult
 	lastErr      string
 	running      bool
+	outbox       *syncer.Outbox
+	events       []controlplane.Event
 }
 
 // New prepares an Edge, loading the last configuration received so that
@@ -95,7 +115,13 @@ func New(o Options) (*Edge, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create edge state directory: %w", err)
 	}
+	if o.OutboxInterval <= 0 {
+		o.OutboxInterval = 2 * time.Second
+	}
 	e := &Edge{o: o, log: o.Logger, wake: make(chan string, 4)}
+	if o.OutboxCursors != nil {
+		e.outbox = syncer.NewOutbox(o.Engine, o.OutboxCursors, e.messageTTL, e.notify)
+	}
 	id, err := loadOrCreateID(filepath.Join(dir, "activation-id"))
 	if err != nil {
 		return nil, err
@@ -204,9 +230,10 @@ func (e *Edge) config() *controlplane.EdgeConfig {
 // Run activates and then heartbeats and syncs until ctx ends.
 func (e *Edge) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); e.control(ctx) }()
 	go func() { defer wg.Done(); e.schedule(ctx) }()
+	go func() { defer wg.Done(); e.deliverLoop(ctx) }()
 	e.Trigger("startup")
 	<-ctx.Done()
 	wg.Wait()
@@ -288,10 +315,14 @@ func (e *Edge) activate(ctx context.Context) error {
 
 func (e *Edge) heartbeat(ctx context.Context) error {
 	st := e.Status()
+	e.mu.Lock()
+	events := e.events
+	e.events = nil
+	e.mu.Unlock()
 	hb := controlplane.Heartbeat{
 		ActivationID: e.activationID, ConnectionState: st.ConnectionState, LastSyncTime: st.LastSyncTime,
 		LastSyncResult: st.LastSyncResult, Version: e.o.Version, LoginServer: e.o.LoginServer,
-		IntervalSeconds: int(e.o.Heartbeat / time.Second),
+		IntervalSeconds: int(e.o.Heartbeat / time.Second), Events: events, StatusDetails: st.Details,
 	}
 	if hb.ConnectionState == controlplane.StateOffline {
 		hb.ConnectionState = controlplane.StateOnline
@@ -300,6 +331,9 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := e.o.Parent.JSON(cctx, "POST", "/api/v1/gateway/"+e.o.Name+"/heartbeat", hb, &cfg); err != nil {
+		e.mu.Lock()
+		e.events = append(events, e.events...)
+		e.mu.Unlock()
 		var se *syncer.StatusError
 		if errors.As(err, &se) && se.Status == 409 {
 			e.mu.Lock()
@@ -326,6 +360,14 @@ func (e *Edge) Status() Status {
 	if e.cfg != nil {
 		st.Mode, st.Repositories, st.SyncSchedule, st.SyncWindow = e.cfg.Mode, e.cfg.Repositories, e.cfg.SyncSchedule, e.cfg.SyncWindow
 	}
+	if e.outbox != nil && e.cfg != nil && e.cfg.Mode == controlplane.ReadWrite {
+		dropped, conflicts, pending := e.outbox.Stats()
+		st.Outbox = &OutboxStatus{Pending: pending, Dropped: dropped, Conflicts: conflicts}
+		st.Details = append(st.Details, conflicts...)
+		if dropped > 0 {
+			st.Details = append(st.Details, fmt.Sprintf("%d outbox messages expired before delivery and were dropped", dropped))
+		}
+	}
 	st.Activation = controlplane.ActivationInactive
 	if e.active || e.o.Static != nil {
 		st.Activation = controlplane.ActivationActive
@@ -341,4 +383,65 @@ func (e *Edge) Status() Status {
 		st.ConnectionState = controlplane.StateOnline
 	}
 	return st
+}
+
+// messageTTL is the sync message TTL in force.
+func (e *Edge) messageTTL() time.Duration {
+	if e.o.MessageTTL > 0 {
+		return e.o.MessageTTL
+	}
+	cfg := e.config()
+	if cfg == nil {
+		return 0
+	}
+	d, err := controlplane.ParseISODuration(cfg.SyncMessageTTL)
+	if err != nil {
+		return 0
+	}
+	return d
+}
+
+// notify queues a delivered push or delete for the next heartbeat when it
+// matches the notification patterns.
+func (e *Edge) notify(ev syncer.Event) {
+	cfg := e.config()
+	if cfg == nil || !controlplane.MatchNotification(cfg.Notifications, ev.Repository, ev.Tag, ev.Action) {
+		return
+	}
+	e.mu.Lock()
+	e.events = append(e.events, controlplane.Event{Repository: ev.Repository, Tag: ev.Tag, Digest: string(ev.Digest), Action: ev.Action, Time: ev.Time})
+	if len(e.events) > 1000 {
+		e.events = e.events[len(e.events)-1000:]
+	}
+	e.mu.Unlock()
+}
+
+// deliverLoop delivers local pushes of a ReadWrite registry while the
+// parent is reachable.
+func (e *Edge) deliverLoop(ctx context.Context) {
+	if e.outbox == nil {
+		return
+	}
+	t := time.NewTicker(e.o.OutboxInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		e.mu.Lock()
+		ok := e.online && e.cfg != nil && e.cfg.Mode == controlplane.ReadWrite
+		e.mu.Unlock()
+		if !ok {
+			continue
+		}
+		n, err := e.outbox.Deliver(ctx)
+		if n > 0 {
+			e.log.Info("outbox delivered", "changes", n)
+		}
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("outbox delivery paused", "err", err)
+		}
+	}
 }

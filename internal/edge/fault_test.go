@@ -87,7 +87,7 @@ func TestHangingParent(t *testing.T) {
 		if d, _, err := ec.ManifestDigest("apps/web", "v1"); err != nil || d != img.Digest {
 			t.Fatalf("pull with a hanging parent: %v %s", err, d)
 		}
-		if el := time.Since(start); el > time.Second {
+		if el := time.Since(start); el > 3*time.Second {
 			t.Fatalf("pull with a hanging parent took %s", el)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -112,8 +112,10 @@ func countManifestRequests(t *testing.T, root *node) int {
 
 // TestIncrementalSync: with 2,000 tags synced, one tag changed on the root
 // reaches the edge with O(1) manifest requests, through the change feed.
+//
+// It is not parallel: seeding 2,000 tags under the race detector competes
+// for the CPU with the timing checks of the other tests.
 func TestIncrementalSync(t *testing.T) {
-	t.Parallel()
 	const tags = 2000
 	root := start(t, t.TempDir(), nil)
 	rc := root.admin()

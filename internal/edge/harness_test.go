@@ -111,12 +111,21 @@ func (n *node) connectedRegistry(t testing.TB, req controlplane.CreateRequest, e
 	return cs.String()
 }
 
-// startEdge runs a connected registry of root.
+// startEdge runs a connected registry of root and waits until it has
+// activated (so its client tokens authenticate).
 func startEdge(t testing.TB, root *node, data, connString string) *node {
-	return start(t, data, func(c *config.Config) {
+	n := start(t, data, func(c *config.Config) {
 		c.ConnectionString = connString
 		c.Parent.CAFile = root.ca
 	})
+	ocitest.Eventually(t, 20*time.Second, "the edge to activate", func() bool {
+		var st struct {
+			Activation string `json:"activationStatus"`
+		}
+		n.admin().JSON(t, "GET", "/api/v1/status", nil, &st)
+		return st.Activation == controlplane.ActivationActive
+	})
+	return n
 }
 
 func (n *node) crStatus(t testing.TB, name string) controlplane.ConnectedRegistry {

@@ -10,6 +10,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
 )
@@ -95,7 +96,10 @@ func TestSyncEndToEnd(t *testing.T) {
 	}
 
 	// A second deployment with the same connection string is refused.
-	second := startEdge(t, root, t.TempDir(), cs)
+	second := start(t, t.TempDir(), func(c *config.Config) {
+		c.ConnectionString = cs
+		c.Parent.CAFile = root.ca
+	})
 	time.Sleep(2 * time.Second)
 	var st struct {
 		Activation string `json:"activationStatus"`
@@ -142,6 +146,7 @@ func TestOffline(t *testing.T) {
 	if d, _, err := ec.ManifestDigest("apps/web", "v1"); err != nil || d != img.Digest {
 		t.Fatalf("offline pull: %v %s", err, d)
 	}
+	t.Logf("offline pull took %s", time.Since(start))
 	if _, code, _ := ec.ManifestDigest("apps/web", "never-synced"); code != http.StatusNotFound {
 		t.Errorf("offline miss: got %d, want 404", code)
 	}

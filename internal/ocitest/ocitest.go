@@ -194,3 +194,6 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 	}
 	t.Fatalf("timed out after %s waiting for %s", timeout, what)
 }
+
+// Digest is the SHA-256 digest of b.
+func Digest(b []byte) digest.Digest { return digest.FromBytes(b) }

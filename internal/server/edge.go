@@ -76,6 +76,10 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 		ChangeFeed: static == nil, Cursors: cursors, ManifestMaxBytes: int64(cfg.Limits.ManifestMaxBytes),
 		Metrics: s.metrics,
 	})
+	outboxCursors, err := syncer.OpenCursors(filepath.Join(cfg.Data, "outbox-cursors.json"))
+	if err != nil {
+		return nil, err
+	}
 	login := cfg.LoginServer
 	if login == "" {
 		login = loginServerFromAddr(cfg.Addr)
@@ -83,6 +87,7 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 	ed, err := edge.New(edge.Options{
 		Name: name, SyncToken: sync, Parent: parent, Engine: engine, Identity: s.identity, DataDir: cfg.Data,
 		Logger: s.log, Version: version, LoginServer: login, Heartbeat: time.Duration(cfg.Sync.HeartbeatInterval), Static: static,
+		OutboxCursors: outboxCursors, MessageTTL: time.Duration(cfg.Sync.MessageTTL),
 	})
 	if err != nil {
 		return nil, err

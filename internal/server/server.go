@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -193,6 +194,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	} else {
 		s.log.Warn("TLS is off: the registry serves plain HTTP; credentials and content cross the network in clear")
 	}
+	if s.cfg.DebugAddr != "" {
+		go s.serveDebug(ctx)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	edgeDone := make(chan struct{})
@@ -241,4 +245,22 @@ func (s *Server) caCert(w http.ResponseWriter, _ *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	_, _ = w.Write(s.tls.CAPEM())
+}
+
+// serveDebug serves pprof on the debug address until ctx ends.
+func (s *Server) serveDebug(ctx context.Context) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: s.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	s.log.Info("pprof profiles served", "addr", s.cfg.DebugAddr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.log.Error("debug listener", "err", err)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -133,7 +134,31 @@ type Change struct {
 	Seq    uint64        `json:"seq"`
 	Tag    string        `json:"tag"`
 	Digest digest.Digest `json:"digest,omitempty"`
+	// Prev is the digest the tag pointed at before (empty if none).
+	Prev digest.Digest `json:"prev,omitempty"`
+	// Time is when the change was made.
+	Time time.Time `json:"time,omitzero"`
+	// Origin is "sync" for changes copied from the parent, empty for
+	// changes made by clients of this registry.
+	Origin string `json:"origin,omitempty"`
 	// Op is "put" (the tag now points at Digest), "delete" (the tag is
 	// gone) or "refer" (manifest Digest, which has a subject, was added).
 	Op string `json:"op"`
+}
+
+// OriginSync marks writes made by synchronization from the parent.
+const OriginSync = "sync"
+
+type originKey struct{}
+
+// WithOrigin tags the writes made with ctx, so that the change feed tells
+// local pushes from content copied from the parent.
+func WithOrigin(ctx context.Context, origin string) context.Context {
+	return context.WithValue(ctx, originKey{}, origin)
+}
+
+// OriginFrom returns the origin set with WithOrigin.
+func OriginFrom(ctx context.Context) string {
+	s, _ := ctx.Value(originKey{}).(string)
+	return s
 }

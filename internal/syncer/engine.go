@@ -228,6 +228,7 @@ func contains(list []string, s string) bool {
 // Run syncs every repository in scope once. A deadline on ctx (the sync
 // window) stops it between items; what was published stays consistent.
 func (e *Engine) Run(ctx context.Context, trigger string) Result {
+	ctx = storage.WithOrigin(ctx, storage.OriginSync)
 	start := time.Now().UTC()
 	e.mu.Lock()
 	e.progress = Progress{Running: true, Trigger: trigger, Started: start}
@@ -674,7 +675,7 @@ func (e *Engine) FetchManifest(ctx context.Context, repo, ref string) error {
 		e.o.Metrics.OnDemand(false)
 		return ErrNotFound
 	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel := context.WithTimeout(storage.WithOrigin(ctx, storage.OriginSync), 60*time.Second)
 	defer cancel()
 	_, err, _ := e.flight.Do("manifest:"+repo+":"+ref, func() (any, error) {
 		if oci.IsDigest(ref) {
@@ -696,7 +697,7 @@ func (e *Engine) FetchBlob(ctx context.Context, repo string, d digest.Digest) er
 		e.o.Metrics.OnDemand(false)
 		return ErrNotFound
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	ctx, cancel := context.WithTimeout(storage.WithOrigin(ctx, storage.OriginSync), 10*time.Minute)
 	defer cancel()
 	err := e.copyBlob(ctx, repo, d, -1)
 	e.o.Metrics.OnDemand(err == nil)

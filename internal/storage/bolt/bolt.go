@@ -191,7 +191,8 @@ func referrerKey(subject, referrer digest.Digest) []byte {
 }
 
 // PutManifest implements storage.Metadata.
-func (s *Store) PutManifest(_ context.Context, repo string, m *storage.ManifestRecord, tags []string, optional map[digest.Digest]bool) error {
+func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.ManifestRecord, tags []string, optional map[digest.Digest]bool) error {
+	origin := storage.OriginFrom(ctx)
 	rec, err := encodeRecord(m)
 	if err != nil {
 		return err
@@ -216,13 +217,15 @@ func (s *Store) PutManifest(_ context.Context, repo string, m *storage.ManifestR
 			return fmt.Errorf("store manifest %s: %w", m.Digest, err)
 		}
 		for _, t := range tags {
-			if old := rb.Bucket(bucketTags).Get([]byte(t)); string(old) == string(m.Digest) {
+			old := rb.Bucket(bucketTags).Get([]byte(t))
+			if string(old) == string(m.Digest) {
 				continue
 			}
+			prev := digest.Digest(old)
 			if err := rb.Bucket(bucketTags).Put([]byte(t), []byte(m.Digest)); err != nil {
 				return fmt.Errorf("store tag %s: %w", t, err)
 			}
-			if err := recordChange(rb, storage.Change{Tag: t, Digest: m.Digest, Op: "put"}); err != nil {
+			if err := recordChange(rb, storage.Change{Tag: t, Digest: m.Digest, Prev: prev, Op: "put", Origin: origin}); err != nil {
 				return err
 			}
 		}
@@ -232,7 +235,7 @@ func (s *Store) PutManifest(_ context.Context, repo string, m *storage.ManifestR
 				if err := rb.Bucket(bucketReferrers).Put(key, nil); err != nil {
 					return fmt.Errorf("index referrer %s: %w", m.Digest, err)
 				}
-				if err := recordChange(rb, storage.Change{Digest: m.Digest, Op: "refer"}); err != nil {
+				if err := recordChange(rb, storage.Change{Digest: m.Digest, Op: "refer", Origin: origin}); err != nil {
 					return err
 				}
 			}
@@ -268,7 +271,8 @@ func (s *Store) GetManifest(_ context.Context, repo, ref string) (*storage.Manif
 }
 
 // DeleteManifest implements storage.Metadata.
-func (s *Store) DeleteManifest(_ context.Context, repo string, d digest.Digest) error {
+func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+	origin := storage.OriginFrom(ctx)
 	return s.db.Update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil {
@@ -303,7 +307,7 @@ func (s *Store) DeleteManifest(_ context.Context, repo string, d digest.Digest) 
 			if err := tags.Delete(k); err != nil {
 				return fmt.Errorf("delete tag %s: %w", k, err)
 			}
-			if err := recordChange(rb, storage.Change{Tag: string(k), Op: "delete"}); err != nil {
+			if err := recordChange(rb, storage.Change{Tag: string(k), Prev: d, Op: "delete", Origin: origin}); err != nil {
 				return err
 			}
 		}
@@ -312,16 +316,17 @@ func (s *Store) DeleteManifest(_ context.Context, repo string, d digest.Digest) 
 }
 
 // DeleteTag implements storage.Metadata.
-func (s *Store) DeleteTag(_ context.Context, repo, tag string) error {
+func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil || rb.Bucket(bucketTags).Get([]byte(tag)) == nil {
 			return fmt.Errorf("%w: %s:%s", storage.ErrManifestUnknown, repo, tag)
 		}
+		prev := digest.Digest(rb.Bucket(bucketTags).Get([]byte(tag)))
 		if err := rb.Bucket(bucketTags).Delete([]byte(tag)); err != nil {
 			return err
 		}
-		return recordChange(rb, storage.Change{Tag: tag, Op: "delete"})
+		return recordChange(rb, storage.Change{Tag: tag, Prev: prev, Op: "delete", Origin: storage.OriginFrom(ctx)})
 	})
 }
 
@@ -336,6 +341,7 @@ func recordChange(rb *bolt.Bucket, c storage.Change) error {
 		return fmt.Errorf("change feed: %w", err)
 	}
 	c.Seq = seq
+	c.Time = time.Now().UTC()
 	v, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("change feed: %w", err)

@@ -1,0 +1,261 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/outpost-registry/outpost/internal/oci"
+	"github.com/outpost-registry/outpost/internal/storage"
+)
+
+// Outbox delivers the pushes made at a ReadWrite connected registry to its
+// parent. Its messages are the repository change feed itself: each local
+// push or delete is recorded in the same metadata transaction as the write,
+// so nothing acknowledged to a client can be lost. Delivery follows the
+// feed in order, per repository — blobs first, then manifests, then the tag
+// — and advances a persisted cursor only after the parent accepted the
+// change; every step is idempotent by digest, so a change replayed after a
+// crash has the same effect once.
+type Outbox struct {
+	engine  *Engine
+	cursors *Cursors
+	log     *slog.Logger
+	ttl     func() time.Duration
+	notify  func(Event)
+
+	mu        sync.Mutex
+	dropped   int64
+	conflicts []string
+	pending   int64
+}
+
+// Event is a local push or delete, reported to the parent as a
+// notification.
+type Event struct {
+	Repository string        `json:"repository"`
+	Tag        string        `json:"tag,omitempty"`
+	Digest     digest.Digest `json:"digest,omitempty"`
+	Action     string        `json:"action"`
+	Time       time.Time     `json:"time"`
+}
+
+// NewOutbox returns an outbox over the engine's store. ttl gives the
+// message TTL in force; notify receives each delivered event.
+func NewOutbox(e *Engine, cursors *Cursors, ttl func() time.Duration, notify func(Event)) *Outbox {
+	if notify == nil {
+		notify = func(Event) {}
+	}
+	return &Outbox{engine: e, cursors: cursors, log: e.log, ttl: ttl, notify: notify}
+}
+
+// Stats returns messages dropped for age, recent conflicts and the number
+// of messages waiting after the last delivery.
+func (o *Outbox) Stats() (dropped int64, conflicts []string, pending int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.dropped, append([]string(nil), o.conflicts...), o.pending
+}
+
+// Deliver sends every pending change of every local repository in scope.
+// It stops at the first change the parent cannot take (it is retried on the
+// next call, keeping the order).
+func (o *Outbox) Deliver(ctx context.Context) (int, error) {
+	e := o.engine
+	var repos []string
+	last := ""
+	for range 10000 {
+		page, more, err := e.o.Metadata.Repositories(ctx, last, 1000)
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range page {
+			if e.InScope(r) {
+				repos = append(repos, r)
+			}
+		}
+		if !more || len(page) == 0 {
+			break
+		}
+		last = page[len(page)-1]
+	}
+	delivered := 0
+	var pending int64
+	var firstErr error
+	for _, repo := range repos {
+		n, left, err := o.deliverRepo(ctx, repo)
+		delivered += n
+		pending += left
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("%s: %w", repo, err)
+		}
+	}
+	o.mu.Lock()
+	o.pending = pending
+	o.mu.Unlock()
+	return delivered, firstErr
+}
+
+func (o *Outbox) deliverRepo(ctx context.Context, repo string) (int, int64, error) {
+	e := o.engine
+	cursor := o.cursors.Get(repo)
+	delivered := 0
+	for range 100000 {
+		changes, head, err := e.o.Metadata.Changes(ctx, repo, cursor, 100)
+		if err != nil {
+			return delivered, 0, err
+		}
+		if len(changes) == 0 {
+			return delivered, 0, nil
+		}
+		for _, c := range changes {
+			if c.Origin != storage.OriginSync {
+				if ttl := o.ttl(); ttl > 0 && !c.Time.IsZero() && time.Since(c.Time) > ttl {
+					o.mu.Lock()
+					o.dropped++
+					o.mu.Unlock()
+					o.log.Warn("outbox message expired; dropped", "repo", repo, "tag", c.Tag, "digest", string(c.Digest), "op", c.Op, "age", time.Since(c.Time).Round(time.Second).String())
+				} else if err := e.retry(ctx, "deliver "+repo, func() error { return o.deliver(ctx, repo, c) }); err != nil {
+					return delivered, int64(head - cursor), err
+				} else {
+					delivered++
+				}
+			}
+			cursor = c.Seq
+			if err := o.cursors.Set(repo, cursor); err != nil {
+				return delivered, int64(head - cursor), err
+			}
+		}
+	}
+	return delivered, 0, nil
+}
+
+// deliver applies one change at the parent.
+func (o *Outbox) deliver(ctx context.Context, repo string, c storage.Change) error {
+	p := o.engine.o.Parent
+	switch c.Op {
+	case "refer":
+		return o.pushGraph(ctx, repo, c.Digest, 0)
+	case "delete":
+		cur, err := p.Resolve(ctx, repo, c.Tag)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if c.Prev != "" && cur != c.Prev {
+			o.conflict(repo, c.Tag, c.Prev, cur, "deleted at the edge but moved at the parent; the parent's tag stays")
+			return nil
+		}
+		if err := p.DeleteTag(ctx, repo, c.Tag); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		o.notify(Event{Repository: repo, Tag: c.Tag, Digest: c.Prev, Action: "delete", Time: c.Time})
+		return nil
+	case "put":
+		if err := o.pushGraph(ctx, repo, c.Digest, 0); err != nil {
+			if errors.Is(err, storage.ErrManifestUnknown) {
+				return nil // deleted locally since; a later change says so
+			}
+			return err
+		}
+		cur, err := p.Resolve(ctx, repo, c.Tag)
+		if errors.Is(err, ErrNotFound) {
+			cur, err = "", nil
+		}
+		if err != nil {
+			return err
+		}
+		if cur == c.Digest {
+			o.notify(Event{Repository: repo, Tag: c.Tag, Digest: c.Digest, Action: "push", Time: c.Time})
+			return nil
+		}
+		if cur != "" && cur != c.Prev {
+			o.conflict(repo, c.Tag, c.Digest, cur, "moved at the edge and at the parent; the parent's tag wins, the edge's manifest stays reachable by digest")
+			return nil
+		}
+		rec, err := o.engine.o.Metadata.GetManifest(ctx, repo, string(c.Digest))
+		if err != nil {
+			return nil
+		}
+		if err := p.PushManifest(ctx, repo, c.Tag, rec.MediaType, rec.Body); err != nil {
+			return err
+		}
+		o.notify(Event{Repository: repo, Tag: c.Tag, Digest: c.Digest, Action: "push", Time: c.Time})
+		return nil
+	}
+	return nil
+}
+
+func (o *Outbox) conflict(repo, tag string, edge, parent digest.Digest, what string) {
+	msg := fmt.Sprintf("conflict on %s:%s: %s (edge %s, parent %s)", repo, tag, what, short(edge), short(parent))
+	o.log.Warn("tag conflict", "repo", repo, "tag", tag, "edge_digest", string(edge), "parent_digest", string(parent))
+	o.mu.Lock()
+	o.conflicts = append(o.conflicts, msg)
+	if len(o.conflicts) > 20 {
+		o.conflicts = o.conflicts[len(o.conflicts)-20:]
+	}
+	o.mu.Unlock()
+}
+
+func short(d digest.Digest) string {
+	s := string(d)
+	if i := strings.IndexByte(s, ':'); i >= 0 && len(s) > i+13 {
+		return s[:i+13]
+	}
+	return s
+}
+
+// pushGraph uploads manifest d of repo with everything it references
+// (blobs first, then child manifests, then the manifest by digest),
+// skipping what the parent has.
+func (o *Outbox) pushGraph(ctx context.Context, repo string, d digest.Digest, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("manifest %s: nesting deeper than %d", d, maxDepth)
+	}
+	e := o.engine
+	rec, err := e.o.Metadata.GetManifest(ctx, repo, string(d))
+	if err != nil {
+		return err
+	}
+	for _, b := range rec.Blobs {
+		has, err := e.o.Parent.HasBlob(ctx, repo, b)
+		if err != nil {
+			return err
+		}
+		if has {
+			continue
+		}
+		if _, err := e.o.Metadata.BlobSize(ctx, repo, b); err != nil {
+			continue // non-distributable layers are not in the store
+		}
+		size, err := e.o.Blobs.Stat(ctx, b)
+		if err != nil {
+			return err
+		}
+		open := func() (io.ReadCloser, error) {
+			f, _, err := e.o.Blobs.Open(ctx, b)
+			return f, err
+		}
+		if err := e.o.Parent.PushBlob(ctx, repo, b, size, open); err != nil {
+			return fmt.Errorf("push blob %s: %w", b, err)
+		}
+	}
+	for _, child := range rec.Manifests {
+		if err := o.pushGraph(ctx, repo, child, depth+1); err != nil {
+			return err
+		}
+	}
+	if oci.IsDigest(string(d)) {
+		return e.o.Parent.PushManifest(ctx, repo, string(d), rec.MediaType, rec.Body)
+	}
+	return nil
+}
