@@ -31,6 +31,8 @@ type EdgeConfig struct {
 	ScopeMaps    []*auth.ScopeMap `json:"scopeMaps"`
 	// Resync asks for an immediate sync run.
 	Resync bool `json:"resync,omitempty"`
+	// Staging lists the staging jobs the registry must carry out.
+	Staging []StageTask `json:"staging,omitempty"`
 }
 
 // ActivateRequest is sent by an edge when it starts.
@@ -53,6 +55,8 @@ type Heartbeat struct {
 	// Events are local pushes and deletes matching the notification
 	// patterns, delivered since the last heartbeat.
 	Events []Event `json:"events,omitempty"`
+	// Staging reports progress on staging jobs.
+	Staging []StageReport `json:"staging,omitempty"`
 }
 
 // Event is a notification of a push or delete at a connected registry.
@@ -91,6 +95,7 @@ func (s *Service) edgeConfig(c *ConnectedRegistry) *EdgeConfig {
 		SyncWindow: c.SyncWindow, SyncMessageTTL: c.SyncMessageTTL, LogLevel: c.LogLevel,
 		Notifications: c.Notifications, ClientTokens: []*auth.Token{}, ScopeMaps: []*auth.ScopeMap{},
 	}
+	cfg.Staging = s.tasksFor(c.Name)
 	for _, n := range c.ClientTokens {
 		t, err := s.store.Token(n)
 		if err != nil {
@@ -169,6 +174,9 @@ func (s *Service) RecordHeartbeat(name string, hb Heartbeat) (*EdgeConfig, error
 			c.LoginServer = hb.LoginServer
 		}
 		c.StatusDetails = hb.StatusDetails
+		if err := recordStaging(tx, name, hb.Staging); err != nil {
+			return err
+		}
 		c.Events = append(c.Events, hb.Events...)
 		if len(c.Events) > maxEvents {
 			c.Events = c.Events[len(c.Events)-maxEvents:]

@@ -150,6 +150,10 @@ func rebuildSyncScopeMaps(tx *auth.Tx) error {
 	for _, c := range all {
 		children[c.Parent] = append(children[c.Parent], c)
 	}
+	jobs, err := allJobs(tx)
+	if err != nil {
+		return err
+	}
 	for _, c := range all {
 		m := &auth.ScopeMap{Name: c.SyncScopeMap, Description: "Sync scope map of connected registry " + c.Name}
 		if old, err := tx.ScopeMap(c.SyncScopeMap); err == nil {
@@ -162,6 +166,10 @@ func rebuildSyncScopeMaps(tx *auth.Tx) error {
 			queue = queue[1:]
 			for _, r := range cur.Repositories {
 				add = append(add, auth.RepositoryGrant{Repository: r, Actions: actionsFor(cur.Mode)})
+			}
+			// Staging jobs widen the scope for as long as they exist.
+			for _, r := range stagedRepos(jobs, cur.Name) {
+				add = append(add, auth.RepositoryGrant{Repository: r, Actions: []auth.Action{auth.ContentRead, auth.MetadataRead}})
 			}
 			m.Gateway = append(m.Gateway, gatewayActions(cur.Name)...)
 			queue = append(queue, children[cur.Name]...)

@@ -99,6 +99,9 @@ type Edge struct {
 	running      bool
 	outbox       *syncer.Outbox
 	events       []controlplane.Event
+	stages       map[string]*controlplane.StageReport
+	stageWake    chan struct{}
+	windowEnd    time.Time
 }
 
 // New prepares an Edge, loading the last configuration received so that
@@ -118,7 +121,7 @@ func New(o Options) (*Edge, error) {
 	if o.OutboxInterval <= 0 {
 		o.OutboxInterval = 2 * time.Second
 	}
-	e := &Edge{o: o, log: o.Logger, wake: make(chan string, 4)}
+	e := &Edge{o: o, log: o.Logger, wake: make(chan string, 4), stages: map[string]*controlplane.StageReport{}, stageWake: make(chan struct{}, 1)}
 	if o.OutboxCursors != nil {
 		e.outbox = syncer.NewOutbox(o.Engine, o.OutboxCursors, e.messageTTL, e.notify)
 	}
@@ -213,6 +216,12 @@ func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
 	e.mu.Lock()
 	e.cfg = cfg
 	e.mu.Unlock()
+	if len(cfg.Staging) > 0 {
+		select {
+		case e.stageWake <- struct{}{}:
+		default:
+		}
+	}
 	if e.o.Static == nil {
 		if b, err := json.Marshal(cfg); err == nil {
 			_ = os.WriteFile(filepath.Join(e.o.DataDir, "edge", "config.json"), b, 0o600)
@@ -230,7 +239,8 @@ func (e *Edge) config() *controlplane.EdgeConfig {
 // Run activates and then heartbeats and syncs until ctx ends.
 func (e *Edge) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); e.stageLoop(ctx) }()
 	go func() { defer wg.Done(); e.control(ctx) }()
 	go func() { defer wg.Done(); e.schedule(ctx) }()
 	go func() { defer wg.Done(); e.deliverLoop(ctx) }()
@@ -323,6 +333,7 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 		ActivationID: e.activationID, ConnectionState: st.ConnectionState, LastSyncTime: st.LastSyncTime,
 		LastSyncResult: st.LastSyncResult, Version: e.o.Version, LoginServer: e.o.LoginServer,
 		IntervalSeconds: int(e.o.Heartbeat / time.Second), Events: events, StatusDetails: st.Details,
+		Staging: e.stageReports(),
 	}
 	if hb.ConnectionState == controlplane.StateOffline {
 		hb.ConnectionState = controlplane.StateOnline

@@ -66,6 +66,13 @@ func (e *Edge) runOnce(ctx context.Context, trigger string, cfg *controlplane.Ed
 			var cancel context.CancelFunc
 			runCtx, cancel = context.WithTimeout(ctx, d)
 			defer cancel()
+			e.mu.Lock()
+			e.windowEnd = time.Now().Add(d)
+			e.mu.Unlock()
+			select {
+			case e.stageWake <- struct{}{}:
+			default:
+			}
 		}
 	}
 	res := e.o.Engine.Run(runCtx, trigger)

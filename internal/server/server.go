@@ -123,6 +123,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 	controlplane.Register(mgmt, fleet)
 	controlplane.RegisterGateway(mgmt, authSvc, fleet)
 	controlplane.RegisterChanges(mgmt, authSvc, meta)
+	controlplane.RegisterStaging(mgmt, fleet, meta)
 	registerStatus(mgmt, ep)
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)

@@ -703,3 +703,45 @@ func (e *Engine) FetchBlob(ctx context.Context, repo string, d digest.Digest) er
 	e.o.Metrics.OnDemand(err == nil)
 	return err
 }
+
+// Stage copies the graph of manifest d of repo (every platform of an
+// index, blobs and referrers) regardless of the sync scope, for a staging
+// job, publishes tag (when set) once the graph is complete, and returns
+// the bytes of blobs its graph holds.
+func (e *Engine) Stage(ctx context.Context, repo string, d digest.Digest, tag string) (int64, error) {
+	ctx = storage.WithOrigin(ctx, storage.OriginSync)
+	if err := e.copyGraph(ctx, repo, d, 0); err != nil {
+		return 0, err
+	}
+	if tag != "" {
+		rec, err := e.o.Metadata.GetManifest(ctx, repo, string(d))
+		if err != nil {
+			return 0, err
+		}
+		if err := e.o.Metadata.PutManifest(ctx, repo, rec, []string{tag}, nil); err != nil {
+			return 0, fmt.Errorf("publish tag %s: %w", tag, err)
+		}
+	}
+	return e.graphBytes(ctx, repo, d, 0), nil
+}
+
+// graphBytes sums the blob sizes of a stored manifest graph.
+func (e *Engine) graphBytes(ctx context.Context, repo string, d digest.Digest, depth int) int64 {
+	if depth > maxDepth {
+		return 0
+	}
+	rec, err := e.o.Metadata.GetManifest(ctx, repo, string(d))
+	if err != nil {
+		return 0
+	}
+	n := rec.Size()
+	for _, b := range rec.Blobs {
+		if s, err := e.o.Metadata.BlobSize(ctx, repo, b); err == nil {
+			n += s
+		}
+	}
+	for _, c := range rec.Manifests {
+		n += e.graphBytes(ctx, repo, c, depth+1)
+	}
+	return n
+}

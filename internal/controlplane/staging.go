@@ -1,0 +1,280 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/outpost-registry/outpost/internal/adminapi"
+	"github.com/outpost-registry/outpost/internal/auth"
+	"github.com/outpost-registry/outpost/internal/oci"
+	"github.com/outpost-registry/outpost/internal/storage"
+)
+
+// stagingBucket keeps staging jobs in the identity store, so that creating
+// one widens the targets' sync scope maps in the same transaction.
+const stagingBucket = "staging"
+
+// Stage states.
+const (
+	StagePending = "Pending"
+	StageStaging = "Staging"
+	StageStaged  = "Staged"
+	StageFailed  = "Failed"
+)
+
+// StagedImage is one image of a job, resolved to a digest at creation
+// (Digest is empty when the root does not have the image; sites then
+// fail that image with a clear reason).
+type StagedImage struct {
+	Reference  string `json:"reference"`
+	Repository string `json:"repository"`
+	// Tag is set when the image was named by tag: sites publish it.
+	Tag    string        `json:"tag,omitempty"`
+	Digest digest.Digest `json:"digest,omitempty"`
+}
+
+// SiteProgress is a site's state for a job.
+type SiteProgress struct {
+	State       string     `json:"state"`
+	ImagesDone  int        `json:"imagesDone"`
+	ImagesTotal int        `json:"imagesTotal"`
+	Bytes       int64      `json:"bytes"`
+	Reason      string     `json:"reason,omitempty"`
+	Updated     *time.Time `json:"lastUpdate,omitempty"`
+}
+
+// StagingJob asks connected registries to pre-download images.
+type StagingJob struct {
+	Name          string                  `json:"name"`
+	Targets       []string                `json:"connectedRegistries"`
+	Images        []StagedImage           `json:"images"`
+	RespectWindow bool                    `json:"respectWindow"`
+	Created       time.Time               `json:"creationDate"`
+	Sites         map[string]SiteProgress `json:"sites"`
+}
+
+// StagingRequest is the body of POST /api/v1/staging.
+type StagingRequest struct {
+	Name          string   `json:"name"`
+	Targets       []string `json:"connectedRegistries"`
+	Images        []string `json:"images"`
+	RespectWindow bool     `json:"respectWindow,omitempty"`
+}
+
+// StageTask is a job as a site sees it in its configuration.
+type StageTask struct {
+	Job           string        `json:"job"`
+	Images        []StagedImage `json:"images"`
+	RespectWindow bool          `json:"respectWindow,omitempty"`
+}
+
+// StageReport is a site's progress on a job, sent with heartbeats.
+type StageReport struct {
+	Job string `json:"job"`
+	SiteProgress
+}
+
+// ParseImageRef splits "repo:tag" or "repo@digest" (no registry host).
+func ParseImageRef(ref string) (repo, tagOrDigest string, err error) {
+	if i := strings.LastIndexByte(ref, '@'); i > 0 {
+		repo, tagOrDigest = ref[:i], ref[i+1:]
+		if _, err := oci.ParseDigest(tagOrDigest); err != nil {
+			return "", "", fmt.Errorf("%w: image %q: %w", auth.ErrInvalid, ref, err)
+		}
+	} else {
+		i := strings.LastIndexByte(ref, ':')
+		if i <= 0 || strings.Contains(ref[i:], "/") {
+			return "", "", fmt.Errorf("%w: image %q: want repository:tag or repository@digest", auth.ErrInvalid, ref)
+		}
+		repo, tagOrDigest = ref[:i], ref[i+1:]
+		if err := oci.ValidateTag(tagOrDigest); err != nil {
+			return "", "", fmt.Errorf("%w: image %q: %w", auth.ErrInvalid, ref, err)
+		}
+	}
+	if err := oci.ValidateName(repo); err != nil {
+		return "", "", fmt.Errorf("%w: image %q: %w", auth.ErrInvalid, ref, err)
+	}
+	return repo, tagOrDigest, nil
+}
+
+func allJobs(tx *auth.Tx) ([]*StagingJob, error) {
+	var out []*StagingJob
+	err := tx.Records(stagingBucket, func(_ string, raw []byte) error {
+		j := &StagingJob{}
+		if err := json.Unmarshal(raw, j); err != nil {
+			return err
+		}
+		out = append(out, j)
+		return nil
+	})
+	return out, err
+}
+
+// stagedRepos lists the repositories jobs stage on a connected registry.
+func stagedRepos(jobs []*StagingJob, name string) []string {
+	var out []string
+	for _, j := range jobs {
+		if !slices.Contains(j.Targets, name) {
+			continue
+		}
+		for _, im := range j.Images {
+			if !slices.Contains(out, im.Repository) {
+				out = append(out, im.Repository)
+			}
+		}
+	}
+	return out
+}
+
+// CreateStaging resolves the images against meta and stores the job.
+func (s *Service) CreateStaging(req StagingRequest, resolve func(repo, ref string) (digest.Digest, error)) (*StagingJob, error) {
+	if err := ValidateName(req.Name); err != nil {
+		return nil, err
+	}
+	if len(req.Targets) == 0 || len(req.Images) == 0 {
+		return nil, fmt.Errorf("%w: a job needs at least one connected registry and one image", auth.ErrInvalid)
+	}
+	job := &StagingJob{Name: req.Name, Targets: req.Targets, RespectWindow: req.RespectWindow, Sites: map[string]SiteProgress{}}
+	for _, ref := range req.Images {
+		repo, r, err := ParseImageRef(ref)
+		if err != nil {
+			return nil, err
+		}
+		im := StagedImage{Reference: ref, Repository: repo}
+		if !oci.IsDigest(r) {
+			im.Tag = r
+		}
+		if d, err := resolve(repo, r); err == nil {
+			im.Digest = d
+		}
+		job.Images = append(job.Images, im)
+	}
+	err := s.store.Update(func(tx *auth.Tx) error {
+		var existing StagingJob
+		if tx.Record(stagingBucket, job.Name, &existing) == nil {
+			return fmt.Errorf("%w: staging job %q", auth.ErrExists, job.Name)
+		}
+		for _, t := range job.Targets {
+			if _, err := getCR(tx, t); err != nil {
+				return fmt.Errorf("%w: connectedRegistries: %q does not exist", auth.ErrInvalid, t)
+			}
+			job.Sites[t] = SiteProgress{State: StagePending, ImagesTotal: len(job.Images)}
+		}
+		job.Created = tx.Now()
+		if err := tx.PutRecord(stagingBucket, job.Name, job); err != nil {
+			return err
+		}
+		return rebuildSyncScopeMaps(tx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return job, nil
+}
+
+// Jobs lists the staging jobs.
+func (s *Service) Jobs() ([]*StagingJob, error) {
+	var out []*StagingJob
+	err := s.store.Records(stagingBucket, func(_ string, raw []byte) error {
+		j := &StagingJob{}
+		if err := json.Unmarshal(raw, j); err != nil {
+			return err
+		}
+		out = append(out, j)
+		return nil
+	})
+	return out, err
+}
+
+// Job returns one job.
+func (s *Service) Job(name string) (*StagingJob, error) {
+	j := &StagingJob{}
+	if err := s.store.Record(stagingBucket, name, j); err != nil {
+		return nil, fmt.Errorf("staging job %q: %w", name, auth.ErrNotFound)
+	}
+	return j, nil
+}
+
+// DeleteStaging removes a job and narrows the sync scopes again.
+func (s *Service) DeleteStaging(name string) error {
+	return s.store.Update(func(tx *auth.Tx) error {
+		if err := tx.DeleteRecord(stagingBucket, name); err != nil {
+			return err
+		}
+		return rebuildSyncScopeMaps(tx)
+	})
+}
+
+// tasksFor returns the jobs a connected registry must stage.
+func (s *Service) tasksFor(name string) []StageTask {
+	jobs, err := s.Jobs()
+	if err != nil {
+		return nil
+	}
+	var out []StageTask
+	for _, j := range jobs {
+		if slices.Contains(j.Targets, name) {
+			out = append(out, StageTask{Job: j.Name, Images: j.Images, RespectWindow: j.RespectWindow})
+		}
+	}
+	return out
+}
+
+// recordStaging stores the progress reports of a site (inside tx).
+func recordStaging(tx *auth.Tx, site string, reports []StageReport) error {
+	for _, r := range reports {
+		j := &StagingJob{}
+		if tx.Record(stagingBucket, r.Job, j) != nil {
+			continue
+		}
+		if _, ok := j.Sites[site]; !ok {
+			continue
+		}
+		now := tx.Now()
+		r.Updated = &now
+		j.Sites[site] = r.SiteProgress
+		if err := tx.PutRecord(stagingBucket, j.Name, j); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RegisterStaging adds the /api/v1/staging routes.
+func RegisterStaging(api *adminapi.API, s *Service, meta storage.Metadata) {
+	api.Handle("GET /api/v1/staging", func(*http.Request) (int, any, error) {
+		jobs, err := s.Jobs()
+		if jobs == nil {
+			jobs = []*StagingJob{}
+		}
+		return http.StatusOK, jobs, err
+	})
+	api.Handle("POST /api/v1/staging", func(r *http.Request) (int, any, error) {
+		var req StagingRequest
+		if err := adminapi.Decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		resolve := func(repo, ref string) (digest.Digest, error) {
+			m, err := meta.GetManifest(r.Context(), repo, ref)
+			if err != nil {
+				return "", err
+			}
+			return m.Digest, nil
+		}
+		job, err := s.CreateStaging(req, resolve)
+		return http.StatusCreated, job, err
+	})
+	api.Handle("GET /api/v1/staging/{name}", func(r *http.Request) (int, any, error) {
+		j, err := s.Job(r.PathValue("name"))
+		return http.StatusOK, j, err
+	})
+	api.Handle("DELETE /api/v1/staging/{name}", func(r *http.Request) (int, any, error) {
+		return http.StatusNoContent, nil, s.DeleteStaging(r.PathValue("name"))
+	})
+}

@@ -1,0 +1,137 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/syncer"
+)
+
+// stageInterval is how often unfinished staging jobs are retried.
+const stageInterval = 5 * time.Second
+
+// stageLoop carries out the staging jobs of the configuration at once,
+// with priority over scheduled sync, and keeps their progress for the
+// heartbeats. A job whose images are all present ends Staged; an image the
+// parent does not have ends it Failed; while the parent is unreachable it
+// stays Staging and resumes by itself.
+func (e *Edge) stageLoop(ctx context.Context) {
+	t := time.NewTicker(stageInterval)
+	defer t.Stop()
+	for {
+		e.stageOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.stageWake:
+		case <-t.C:
+		}
+	}
+}
+
+func (e *Edge) stageOnce(ctx context.Context) {
+	cfg := e.config()
+	if cfg == nil {
+		return
+	}
+	e.mu.Lock()
+	online := e.online
+	inWindow := time.Now().Before(e.windowEnd)
+	// Forget jobs that were deleted.
+	for job := range e.stages {
+		found := false
+		for _, task := range cfg.Staging {
+			found = found || task.Job == job
+		}
+		if !found {
+			delete(e.stages, job)
+		}
+	}
+	e.mu.Unlock()
+	for _, task := range cfg.Staging {
+		if ctx.Err() != nil {
+			return
+		}
+		e.mu.Lock()
+		cur, ok := e.stages[task.Job]
+		if !ok {
+			cur = &controlplane.StageReport{Job: task.Job, SiteProgress: controlplane.SiteProgress{State: controlplane.StagePending, ImagesTotal: len(task.Images)}}
+			e.stages[task.Job] = cur
+		}
+		done := cur.State == controlplane.StageStaged || cur.State == controlplane.StageFailed
+		e.mu.Unlock()
+		if done || !online || (task.RespectWindow && cfg.SyncWindow != "" && !inWindow) {
+			continue
+		}
+		e.runStage(ctx, task, cur)
+	}
+}
+
+// runStage copies every image of a task and updates its report.
+func (e *Edge) runStage(ctx context.Context, task controlplane.StageTask, rep *controlplane.StageReport) {
+	e.setStage(rep, func(p *controlplane.SiteProgress) { p.State, p.Reason = controlplane.StageStaging, "" })
+	var bytes int64
+	done := 0
+	var failed []string
+	for _, im := range task.Images {
+		if im.Digest == "" {
+			failed = append(failed, fmt.Sprintf("image %s not found on the parent", im.Reference))
+			continue
+		}
+		n, err := e.o.Engine.Stage(ctx, im.Repository, im.Digest, im.Tag)
+		switch {
+		case err == nil:
+			done++
+			bytes += n
+		case errors.Is(err, syncer.ErrNotFound):
+			failed = append(failed, fmt.Sprintf("image %s not found on the parent", im.Reference))
+		default:
+			// Transient (parent unreachable, disk full…): stay Staging,
+			// retry on the next round, and say why.
+			e.setStage(rep, func(p *controlplane.SiteProgress) {
+				p.ImagesDone, p.Bytes, p.Reason = done, bytes, fmt.Sprintf("%s: %v (retrying)", im.Reference, err)
+			})
+			return
+		}
+		e.setStage(rep, func(p *controlplane.SiteProgress) { p.ImagesDone, p.Bytes = done, bytes })
+	}
+	e.setStage(rep, func(p *controlplane.SiteProgress) {
+		p.ImagesDone, p.Bytes = done, bytes
+		if len(failed) > 0 {
+			p.State, p.Reason = controlplane.StageFailed, joinReasons(failed)
+		} else {
+			p.State, p.Reason = controlplane.StageStaged, ""
+		}
+	})
+	e.log.Info("staging job finished", "job", task.Job, "state", rep.State, "images", done, "bytes", bytes, "reason", rep.Reason)
+}
+
+func joinReasons(r []string) string {
+	out := r[0]
+	for _, s := range r[1:] {
+		out += "; " + s
+	}
+	return out
+}
+
+func (e *Edge) setStage(rep *controlplane.StageReport, f func(*controlplane.SiteProgress)) {
+	e.mu.Lock()
+	f(&rep.SiteProgress)
+	now := time.Now().UTC()
+	rep.Updated = &now
+	e.mu.Unlock()
+}
+
+// stageReports copies the staging reports for a heartbeat.
+func (e *Edge) stageReports() []controlplane.StageReport {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]controlplane.StageReport, 0, len(e.stages))
+	for _, r := range e.stages {
+		out = append(out, *r)
+	}
+	return out
+}
