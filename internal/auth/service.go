@@ -353,6 +353,9 @@ func (s *Service) Check(r *http.Request, needs []Need) (*Principal, error) {
 		return nil, nil
 	}
 	for _, n := range needs {
+		if !s.Allowed(p, n.Repository, n.Action) && p.Anonymous() {
+			return nil, &Denial{Status: http.StatusUnauthorized, Message: "authentication required", Challenge: Challenge(r, needs, "insufficient_scope")}
+		}
 		if !s.Allowed(p, n.Repository, n.Action) {
 			return p, &Denial{Status: http.StatusForbidden, Message: fmt.Sprintf("%s is not allowed %s on repository %s", p.Name, n.Action, n.Repository), Challenge: Challenge(r, needs, "insufficient_scope")}
 		}

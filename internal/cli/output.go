@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	jmespath "github.com/jmespath-community/go-jmespath"
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 )
@@ -23,6 +24,25 @@ type outputOptions struct {
 func (o *outputOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.format, "output", "o", "json", "output format: json, table, tsv, yaml or none")
 	fs.StringVar(&o.query, "query", "", "JMESPath query applied to the JSON output (see https://jmespath.org)")
+}
+
+// validateOutputFlags checks -o and --query of a command before it does
+// anything, so that a typo never leaves a resource created with its
+// one-time output (such as token passwords) lost.
+func validateOutputFlags(cmd *cobra.Command) error {
+	if f := cmd.Flags().Lookup("output"); f != nil {
+		switch f.Value.String() {
+		case "json", "jsonc", "table", "tsv", "yaml", "none", "text":
+		default:
+			return fmt.Errorf("--output %q: want json, table, tsv, yaml or none", f.Value.String())
+		}
+	}
+	if f := cmd.Flags().Lookup("query"); f != nil && f.Value.String() != "" {
+		if _, err := jmespath.Compile(f.Value.String()); err != nil {
+			return fmt.Errorf("--query %q: %w", f.Value.String(), err)
+		}
+	}
+	return nil
 }
 
 // table describes how a value is shown as a table: column headers and a

@@ -52,6 +52,9 @@ Start a registry with the embedded defaults (local disk):
   outpost serve`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return validateOutputFlags(cmd)
+		},
 	}
 	root.AddCommand(newServeCommand(), newVersionCommand(), newConfigCommand(),
 		newLoginCommand(), newScopeMapCommand(), newTokenCommand(), newConnectedRegistryCommand(),
