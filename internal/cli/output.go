@@ -74,6 +74,7 @@ func (o *outputOptions) render(w io.Writer, v any, t table) error {
 	case "json", "jsonc", "":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
 		return enc.Encode(generic)
 	case "yaml":
 		out, err := yaml.Marshal(generic)
@@ -146,6 +147,14 @@ func genericTable(v any) ([]string, [][]string) {
 	if len(keys) == 0 {
 		rows := make([][]string, 0, len(list))
 		for _, item := range list {
+			if inner, ok := item.([]any); ok {
+				row := make([]string, len(inner))
+				for i, v := range inner {
+					row[i] = cell(v)
+				}
+				rows = append(rows, row)
+				continue
+			}
 			rows = append(rows, []string{cell(item)})
 		}
 		return []string{"Result"}, rows
