@@ -113,9 +113,9 @@ func NewAuto(o AutoOptions) (*Source, error) {
 	}
 	s.run = func(ctx context.Context) {
 		for {
-			leaf := s.Leaf()
-			life := leaf.NotAfter.Sub(leaf.NotBefore)
-			renewAt := leaf.NotBefore.Add(life * 2 / 3)
+			// NotBefore is back-dated for clock skew, so count the life from
+			// the requested lifetime: renew when a third of it is left.
+			renewAt := s.Leaf().NotAfter.Add(-o.Lifetime / 3)
 			wait := time.Until(renewAt)
 			t := time.NewTimer(max(wait, time.Second))
 			select {
