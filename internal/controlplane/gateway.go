@@ -33,6 +33,25 @@ type EdgeConfig struct {
 	Resync bool `json:"resync,omitempty"`
 	// Staging lists the staging jobs the registry must carry out.
 	Staging []StageTask `json:"staging,omitempty"`
+	// Descendants are the connected registries below this one, for which
+	// it is the gateway, with the tokens (sync and client) and scope maps
+	// they authenticate with. Their repositories are synced too.
+	Descendants []*ConnectedRegistry `json:"descendants,omitempty"`
+	// GatewayTokens are the descendants' sync and client tokens.
+	GatewayTokens []*auth.Token `json:"gatewayTokens,omitempty"`
+}
+
+// DescendantRepositories lists the repositories of every descendant.
+func (c *EdgeConfig) DescendantRepositories() []string {
+	var out []string
+	for _, d := range c.Descendants {
+		for _, r := range d.Repositories {
+			if !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
 }
 
 // ActivateRequest is sent by an edge when it starts.
@@ -57,6 +76,8 @@ type Heartbeat struct {
 	Events []Event `json:"events,omitempty"`
 	// Staging reports progress on staging jobs.
 	Staging []StageReport `json:"staging,omitempty"`
+	// Descendants carries the status of the registries below a gateway.
+	Descendants []*ConnectedRegistry `json:"descendants,omitempty"`
 }
 
 // Event is a notification of a push or delete at a connected registry.
@@ -96,17 +117,145 @@ func (s *Service) edgeConfig(c *ConnectedRegistry) *EdgeConfig {
 		Notifications: c.Notifications, ClientTokens: []*auth.Token{}, ScopeMaps: []*auth.ScopeMap{},
 	}
 	cfg.Staging = s.tasksFor(c.Name)
+	addScopeMap := func(t *auth.Token) {
+		if m, err := s.store.ScopeMap(t.ScopeMap); err == nil && !slices.ContainsFunc(cfg.ScopeMaps, func(x *auth.ScopeMap) bool { return x.Name == m.Name }) {
+			cfg.ScopeMaps = append(cfg.ScopeMaps, m)
+		}
+	}
 	for _, n := range c.ClientTokens {
 		t, err := s.store.Token(n)
 		if err != nil {
 			continue
 		}
 		cfg.ClientTokens = append(cfg.ClientTokens, t)
-		if m, err := s.store.ScopeMap(t.ScopeMap); err == nil && !slices.ContainsFunc(cfg.ScopeMaps, func(x *auth.ScopeMap) bool { return x.Name == m.Name }) {
-			cfg.ScopeMaps = append(cfg.ScopeMaps, m)
+		addScopeMap(t)
+	}
+	// A gateway gets its descendants, their tokens and scope maps.
+	all, _ := s.List("")
+	children := map[string][]*ConnectedRegistry{}
+	for _, o := range all {
+		children[o.Parent] = append(children[o.Parent], o)
+	}
+	queue := append([]*ConnectedRegistry(nil), children[c.Name]...)
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		v := *d
+		v.ActivationID = ""
+		cfg.Descendants = append(cfg.Descendants, &v)
+		for _, n := range append([]string{d.SyncToken}, d.ClientTokens...) {
+			if t, err := s.store.Token(n); err == nil && !slices.ContainsFunc(cfg.GatewayTokens, func(x *auth.Token) bool { return x.Name == n }) {
+				cfg.GatewayTokens = append(cfg.GatewayTokens, t)
+				addScopeMap(t)
+			}
 		}
+		queue = append(queue, children[d.Name]...)
 	}
 	return cfg
+}
+
+// isDescendant reports whether name is below ancestor.
+func isDescendant(tx *auth.Tx, name, ancestor string) bool {
+	for i := 0; i < 64 && name != ""; i++ {
+		c, err := getCR(tx, name)
+		if err != nil {
+			return false
+		}
+		if c.Parent == ancestor {
+			return true
+		}
+		name = c.Parent
+	}
+	return false
+}
+
+// recordDescendants stores the status a gateway reports for the registries
+// below it (only those really below it).
+func recordDescendants(tx *auth.Tx, gateway string, ds []*ConnectedRegistry) error {
+	for _, d := range ds {
+		if !isDescendant(tx, d.Name, gateway) {
+			continue
+		}
+		c, err := getCR(tx, d.Name)
+		if err != nil {
+			continue
+		}
+		c.ActivationStatus, c.ConnectionState, c.LastActivity, c.LastSync = d.ActivationStatus, d.ConnectionState, d.LastActivity, d.LastSync
+		c.LastSyncResult, c.LoginServer, c.Version, c.StatusDetails = d.LastSyncResult, d.LoginServer, d.Version, d.StatusDetails
+		c.HeartbeatSeconds = d.HeartbeatSeconds
+		c.ResyncRequested = false // passed down with this exchange
+		c.Events = append(c.Events, d.Events...)
+		if len(c.Events) > maxEvents {
+			c.Events = c.Events[len(c.Events)-maxEvents:]
+		}
+		if err := tx.PutRecord(bucket, c.Name, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReplicateDescendants installs, at a gateway, the descendants it received
+// from its parent, keeping the status it tracks itself (activation,
+// heartbeats) and removing descendants its parent no longer lists. Events
+// reported upward are cleared.
+func (s *Service) ReplicateDescendants(ds []*ConnectedRegistry) error {
+	return s.store.Update(func(tx *auth.Tx) error {
+		keep := map[string]bool{}
+		for _, d := range ds {
+			keep[d.Name] = true
+			c := *d
+			if old, err := getCR(tx, d.Name); err == nil {
+				c.ActivationStatus, c.ActivationID, c.ConnectionState, c.LastActivity = old.ActivationStatus, old.ActivationID, old.ConnectionState, old.LastActivity
+				c.LastSync, c.LastSyncResult, c.LoginServer, c.Version, c.StatusDetails = old.LastSync, old.LastSyncResult, old.LoginServer, old.Version, old.StatusDetails
+				c.HeartbeatSeconds, c.Events, c.ResyncRequested = old.HeartbeatSeconds, old.Events, old.ResyncRequested || d.ResyncRequested
+			} else {
+				c.ActivationStatus, c.ActivationID, c.ConnectionState = ActivationInactive, "", StateOffline
+				c.LastActivity, c.Events = nil, nil
+			}
+			if err := tx.PutRecord(bucket, c.Name, &c); err != nil {
+				return err
+			}
+		}
+		all, err := allCRs(tx)
+		if err != nil {
+			return err
+		}
+		for _, c := range all {
+			if !keep[c.Name] {
+				if err := tx.DeleteRecord(bucket, c.Name); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// DescendantStatus returns the local records of the registries below this
+// gateway, for its heartbeat, and clears the events it reports.
+func (s *Service) DescendantStatus() []*ConnectedRegistry {
+	var out []*ConnectedRegistry
+	_ = s.store.Update(func(tx *auth.Tx) error {
+		all, err := allCRs(tx)
+		if err != nil {
+			return err
+		}
+		for _, c := range all {
+			v := *c
+			v.ActivationID = ""
+			liveness(&v, time.Duration(max(v.HeartbeatSeconds, 30))*time.Second, time.Now())
+			out = append(out, &v)
+			if len(c.Events) > 0 {
+				c.Events = nil
+				if err := tx.PutRecord(bucket, c.Name, c); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return out
 }
 
 // liveness marks a registry Offline when it missed two heartbeats.
@@ -175,6 +324,9 @@ func (s *Service) RecordHeartbeat(name string, hb Heartbeat) (*EdgeConfig, error
 		}
 		c.StatusDetails = hb.StatusDetails
 		if err := recordStaging(tx, name, hb.Staging); err != nil {
+			return err
+		}
+		if err := recordDescendants(tx, name, hb.Descendants); err != nil {
 			return err
 		}
 		c.Events = append(c.Events, hb.Events...)

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,6 +51,10 @@ type Options struct {
 	// MessageTTL, when set, overrides the configured sync message TTL
 	// (tests use a tiny one).
 	MessageTTL time.Duration
+	// Fleet is this registry's own control plane: as the gateway of the
+	// connected registries below it, it keeps their records (replicated
+	// from the parent) and answers their activation and heartbeats.
+	Fleet *controlplane.Service
 }
 
 // Status is what `outpost status` shows at the edge.
@@ -179,7 +184,13 @@ func (e *Edge) Trigger(reason string) {
 // the client tokens (with their scope maps) as the only tokens that
 // authenticate locally.
 func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
-	e.o.Engine.SetScope(cfg.Repositories)
+	scope := append([]string(nil), cfg.Repositories...)
+	for _, r := range cfg.DescendantRepositories() {
+		if !slices.Contains(scope, r) {
+			scope = append(scope, r)
+		}
+	}
+	e.o.Engine.SetScope(scope)
 	err := e.o.Identity.Update(func(tx *auth.Tx) error {
 		keep := map[string]bool{}
 		for _, m := range cfg.ScopeMaps {
@@ -191,7 +202,9 @@ func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
 				return fmt.Errorf("scope map %s: %w", m.Name, err)
 			}
 		}
-		for _, t := range cfg.ClientTokens {
+		// The descendants' sync and client tokens authenticate here too:
+		// this registry is their gateway. Its own sync token never does.
+		for _, t := range append(append([]*auth.Token(nil), cfg.ClientTokens...), cfg.GatewayTokens...) {
 			if t.Name == e.o.SyncToken {
 				continue
 			}
@@ -212,6 +225,11 @@ func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
 	})
 	if err != nil {
 		return fmt.Errorf("apply configuration: %w", err)
+	}
+	if e.o.Fleet != nil && e.o.Static == nil {
+		if err := e.o.Fleet.ReplicateDescendants(cfg.Descendants); err != nil {
+			return fmt.Errorf("apply descendants: %w", err)
+		}
 	}
 	e.mu.Lock()
 	e.cfg = cfg
@@ -334,6 +352,9 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 		LastSyncResult: st.LastSyncResult, Version: e.o.Version, LoginServer: e.o.LoginServer,
 		IntervalSeconds: int(e.o.Heartbeat / time.Second), Events: events, StatusDetails: st.Details,
 		Staging: e.stageReports(),
+	}
+	if e.o.Fleet != nil {
+		hb.Descendants = e.o.Fleet.DescendantStatus()
 	}
 	if hb.ConnectionState == controlplane.StateOffline {
 		hb.ConnectionState = controlplane.StateOnline

@@ -26,7 +26,7 @@ type edgeParts struct {
 
 // newEdge builds the sync engine and edge runtime when cfg names a parent
 // (a connection string or a generic parent URL); it returns nil otherwise.
-func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads storage.Uploads, meta storage.Metadata, version string) (*edgeParts, error) {
+func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads storage.Uploads, meta storage.Metadata, version string, fleet *controlplane.Service) (*edgeParts, error) {
 	if cfg.ConnectionString == "" && cfg.Parent.URL == "" {
 		return nil, nil
 	}
@@ -87,7 +87,7 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 	ed, err := edge.New(edge.Options{
 		Name: name, SyncToken: sync, Parent: parent, Engine: engine, Identity: s.identity, DataDir: cfg.Data,
 		Logger: s.log, Version: version, LoginServer: login, Heartbeat: time.Duration(cfg.Sync.HeartbeatInterval), Static: static,
-		OutboxCursors: outboxCursors, MessageTTL: time.Duration(cfg.Sync.MessageTTL),
+		OutboxCursors: outboxCursors, MessageTTL: time.Duration(cfg.Sync.MessageTTL), Fleet: fleet,
 	})
 	if err != nil {
 		return nil, err

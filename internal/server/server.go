@@ -82,7 +82,8 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 	}
 	metrics := NewMetrics(version)
 	s.metrics = metrics
-	ep, err := newEdge(cfg, s, blobs, blobs, meta, version)
+	fleet := controlplane.NewService(identity)
+	ep, err := newEdge(cfg, s, blobs, blobs, meta, version, fleet)
 	if err != nil {
 		_ = s.Close()
 		return nil, err
@@ -119,7 +120,6 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 	mux.HandleFunc("GET /api/v1/pki/ca.crt", s.caCert)
 	mux.Handle("/oauth2/token", authSvc.TokenHandler())
 	mgmt := adminapi.New(authSvc, log)
-	fleet := controlplane.NewService(identity)
 	controlplane.Register(mgmt, fleet)
 	controlplane.RegisterGateway(mgmt, authSvc, fleet)
 	controlplane.RegisterChanges(mgmt, authSvc, meta)
