@@ -67,9 +67,10 @@ bash scripts/conformance.sh || conf_rc=$?
 read -r CONF_PASS CONF_FAIL _ < results/conformance.counts || { CONF_PASS=0; CONF_FAIL=1; }
 [ "$conf_rc" -eq 0 ] || CONF_FAIL=$((CONF_FAIL > 0 ? CONF_FAIL : 1))
 
-section "end-to-end tests with real clients"
+section "end-to-end tests with real clients, and the Helm chart"
 e2e_rc=0
-OUTPOST_E2E=1 OUTPOST_BIN="$PWD/bin/outpost" go test -race -count=1 -v ./test/e2e/... >results/e2e.log 2>&1 || e2e_rc=$?
+bash scripts/helm-deps.sh
+OUTPOST_E2E=1 OUTPOST_BIN="$PWD/bin/outpost" HELM_BIN="$PWD/.tools/bin/helm" go test -race -count=1 -v ./test/... >results/e2e.log 2>&1 || e2e_rc=$?
 grep -E '^(ok|FAIL|\s*--- (PASS|FAIL|SKIP)|panic:)|^\s+\S+_test.go:[0-9]+:' results/e2e.log | tail -200 || true
 read -r E2E_PASS E2E_FAIL < <(count_go results/e2e.log)
 [ "$e2e_rc" -eq 0 ] || E2E_FAIL=$((E2E_FAIL > 0 ? E2E_FAIL : 1))

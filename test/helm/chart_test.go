@@ -1,0 +1,131 @@
+// Package helm tests the Helm chart deploy/helm/outpost: lint, and the
+// rendered manifests of each TLS setup against golden files (-update
+// rewrites them). It needs helm (HELM_BIN, or helm on PATH) and runs when
+// OUTPOST_E2E=1, as scripts/test.sh sets it.
+package helm
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+const chart = "../../deploy/helm/outpost"
+
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	if os.Getenv("OUTPOST_E2E") != "1" {
+		t.Skip("set OUTPOST_E2E=1 to run the chart tests")
+	}
+	bin := os.Getenv("HELM_BIN")
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("helm"); err != nil {
+			t.Fatalf("helm is required (scripts/install-tools.sh builds it): %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+var randomPassword = regexp.MustCompile(`(?m)^(  password: )"[A-Za-z0-9+/=]+"$`)
+
+// ours keeps the documents of this chart (not of the cert-manager
+// dependency) and replaces the generated admin password.
+func ours(rendered string) string {
+	var keep []string
+	for _, doc := range strings.Split(rendered, "\n---\n") {
+		if strings.Contains(doc, "# Source: outpost/templates/") {
+			keep = append(keep, strings.TrimSpace(doc))
+		}
+	}
+	return randomPassword.ReplaceAllString(strings.Join(keep, "\n---\n"), `$1"<generated>"`) + "\n"
+}
+
+const cs = "ConnectedRegistryName=factory;SyncTokenName=factory-sync-token;SyncTokenPassword=secret=value;ParentGatewayEndpoint=registry.example.com;ParentEndpointProtocol=https"
+
+func TestLint(t *testing.T) {
+	out, err := helm(t, "lint", "--strict", chart, "--set", "service.clusterIP=10.96.0.50", "--set", "connectionString="+cs)
+	if err != nil {
+		t.Fatalf("helm lint: %v\n%s", err, out)
+	}
+}
+
+// TestTemplates renders each setup of docs/kubernetes.md.
+func TestTemplates(t *testing.T) {
+	base := []string{"--namespace", "connected-registry", "--set", "connectionString=" + cs}
+	for _, c := range []struct {
+		name string
+		set  []string
+	}{
+		{"quickstart", []string{"service.clusterIP=192.100.100.1", "pvc.storageRequest=20Gi", "cert-manager.install=false", "cert-manager.enabled=false", "trustDistribution.enabled=false"}},
+		{"cert-manager-installed", []string{"service.clusterIP=192.100.100.1"}},
+		{"cert-manager-preinstalled", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "trustDistribution.skipNodeSelector=true"}},
+		{"own-certificate", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "cert-manager.enabled=false",
+			"tls.crt=Y2VydA==", "tls.key=a2V5", "tls.cacrt=Y2E=", "pvc.storageClassName=fast"}},
+		{"tls-secret", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "cert-manager.enabled=false", "tls.secret=site-tls",
+			"existingConnectionStringSecret=site-connection", "trustDistribution.useNodeSelector=false"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"template", "outpost", chart}, base...)
+			for _, s := range c.set {
+				args = append(args, "--set", s)
+			}
+			out, err := helm(t, args...)
+			if err != nil {
+				t.Fatalf("helm template: %v\n%s", err, out)
+			}
+			got := ours(out)
+			path := filepath.Join("testdata", c.name+".golden.yaml")
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("rendered %s differs from %s (go test -update if intended):\n%s", c.name, path, got)
+			}
+			if strings.Contains(got, "SyncTokenPassword") {
+				t.Error("the connection string appears in clear in a rendered manifest")
+			}
+		})
+	}
+}
+
+// TestRequiredValues: missing required values fail rendering with a clear
+// message.
+func TestRequiredValues(t *testing.T) {
+	for _, c := range []struct {
+		set  []string
+		want string
+	}{
+		{[]string{"connectionString=x"}, "service.clusterIP is required"},
+		{[]string{"service.clusterIP=10.96.0.5"}, "connectionString is required"},
+	} {
+		args := []string{"template", "outpost", chart}
+		for _, s := range c.set {
+			args = append(args, "--set", s)
+		}
+		out, err := helm(t, args...)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("helm template --set %v: got %v %s, want an error saying %q", c.set, err, out, c.want)
+		}
+	}
+}
