@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/outpost-registry/outpost/internal/client"
@@ -83,4 +84,18 @@ func groupMultiValues(args []string) []string {
 		out = append(out, a, strings.Join(vals, " "))
 	}
 	return out
+}
+
+// call sends one management API request and renders its answer, decoded
+// as T, with the command's output options.
+func call[T any](cmd *cobra.Command, co *clientOptions, oo *outputOptions, method, path string, body any, t table) error {
+	c, err := co.client()
+	if err != nil {
+		return err
+	}
+	var out T
+	if err := c.Do(cmd.Context(), method, path, body, &out); err != nil {
+		return err
+	}
+	return oo.render(cmd.OutOrStdout(), out, t)
 }

@@ -146,15 +146,7 @@ func newCRShow() *cobra.Command {
 		Short: "Show a connected registry with its settings and status",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out controlplane.ConnectedRegistry
-			if err := c.Do(cmd.Context(), http.MethodGet, crPath(o.name), nil, &out); err != nil {
-				return err
-			}
-			return o.render(cmd.OutOrStdout(), out, crShowTable)
+			return call[controlplane.ConnectedRegistry](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, crPath(o.name), nil, crShowTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -178,15 +170,7 @@ func newCRUpdate() *cobra.Command {
 			if cmd.Flags().Changed("sync-window") {
 				u.SyncWindow = &o.window
 			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out controlplane.ConnectedRegistry
-			if err := c.Do(cmd.Context(), http.MethodPatch, crPath(o.name), u, &out); err != nil {
-				return err
-			}
-			return o.render(cmd.OutOrStdout(), out, crShowTable)
+			return call[controlplane.ConnectedRegistry](cmd, &o.clientOptions, &o.outputOptions, http.MethodPatch, crPath(o.name), u, crShowTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -242,15 +226,7 @@ func newCRDeactivate() *cobra.Command {
 			if !o.yes {
 				return fmt.Errorf("deactivating connected registry %q needs --yes", o.name)
 			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out controlplane.ConnectedRegistry
-			if err := c.Do(cmd.Context(), http.MethodPost, crPath(o.name)+"/deactivate", nil, &out); err != nil {
-				return err
-			}
-			return o.render(cmd.OutOrStdout(), out, crShowTable)
+			return call[controlplane.ConnectedRegistry](cmd, &o.clientOptions, &o.outputOptions, http.MethodPost, crPath(o.name)+"/deactivate", nil, crShowTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -309,15 +285,7 @@ func newCRListClientTokens() *cobra.Command {
 		Short: "List the client tokens of a connected registry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out []adminapi.TokenView
-			if err := c.Do(cmd.Context(), http.MethodGet, crPath(o.name)+"/client-tokens", nil, &out); err != nil {
-				return err
-			}
-			return o.render(cmd.OutOrStdout(), out, tokenTable)
+			return call[[]adminapi.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, crPath(o.name)+"/client-tokens", nil, tokenTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -397,15 +365,7 @@ func newCRResync() *cobra.Command {
 		Short: "Ask a connected registry to start a sync run at its next heartbeat",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out map[string]string
-			if err := c.Do(cmd.Context(), http.MethodPost, crPath(o.name)+"/resync", nil, &out); err != nil {
-				return err
-			}
-			return o.render(cmd.OutOrStdout(), out, table{})
+			return call[map[string]string](cmd, &o.clientOptions, &o.outputOptions, http.MethodPost, crPath(o.name)+"/resync", nil, table{})
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())

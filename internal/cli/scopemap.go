@@ -127,15 +127,7 @@ func newScopeMapList() *cobra.Command {
 		Short: "List scope maps, the built-in ones included",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out []auth.ScopeMap
-			if err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/scope-maps", nil, &out); err != nil {
-				return err
-			}
-			return o.render(cmd.OutOrStdout(), out, scopeMapTable)
+			return call[[]auth.ScopeMap](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, "/api/v1/scope-maps", nil, scopeMapTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -150,15 +142,7 @@ func newScopeMapShow() *cobra.Command {
 		Short: "Show a scope map",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out auth.ScopeMap
-			if err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/scope-maps/"+url.PathEscape(o.name), nil, &out); err != nil {
-				return err
-			}
-			return o.render(cmd.OutOrStdout(), out, scopeMapTable)
+			return call[auth.ScopeMap](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, "/api/v1/scope-maps/"+url.PathEscape(o.name), nil, scopeMapTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -191,15 +175,7 @@ read-only.`,
 			if cmd.Flags().Changed("description") {
 				req.Description = &o.description
 			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out auth.ScopeMap
-			if err := c.Do(cmd.Context(), http.MethodPatch, "/api/v1/scope-maps/"+url.PathEscape(o.name), req, &out); err != nil {
-				return err
-			}
-			return o.render(cmd.OutOrStdout(), out, scopeMapTable)
+			return call[auth.ScopeMap](cmd, &o.clientOptions, &o.outputOptions, http.MethodPatch, "/api/v1/scope-maps/"+url.PathEscape(o.name), req, scopeMapTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())

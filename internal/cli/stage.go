@@ -218,15 +218,7 @@ func newStageList() *cobra.Command {
 		Short: "List staging jobs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out []controlplane.StagingJob
-			if err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/staging", nil, &out); err != nil {
-				return err
-			}
-			return o.render(cmd.OutOrStdout(), out, stageListTable)
+			return call[[]controlplane.StagingJob](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, "/api/v1/staging", nil, stageListTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())

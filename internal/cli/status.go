@@ -24,15 +24,7 @@ func newStatusCommand() *cobra.Command {
 progress of a running one (repositories, items and bytes done).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out map[string]any
-			if err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/status", nil, &out); err != nil {
-				return err
-			}
-			return o.render(cmd.OutOrStdout(), out, statusTable)
+			return call[map[string]any](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, "/api/v1/status", nil, statusTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())

@@ -112,15 +112,7 @@ func newTokenList() *cobra.Command {
 		Short: "List tokens",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out []adminapi.TokenView
-			if err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/tokens", nil, &out); err != nil {
-				return err
-			}
-			return o.render(cmd.OutOrStdout(), out, tokenTable)
+			return call[[]adminapi.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, "/api/v1/tokens", nil, tokenTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -135,15 +127,7 @@ func newTokenShow() *cobra.Command {
 		Short: "Show a token (never its passwords)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out adminapi.TokenView
-			if err := c.Do(cmd.Context(), http.MethodGet, tokenPath(o.name), nil, &out); err != nil {
-				return err
-			}
-			return o.render(cmd.OutOrStdout(), out, tokenTable)
+			return call[adminapi.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, tokenPath(o.name), nil, tokenTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
