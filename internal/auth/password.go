@@ -42,11 +42,12 @@ func HashPassword(pw string) (string, error) {
 }
 
 // dummyHash is compared against when a name is unknown, so that a failed
-// login costs the same whether or not the name exists.
-var dummyHash = func() string {
+// login costs the same whether or not the name exists. It is made on first
+// use: a bcrypt at program start would delay every command.
+var dummyHash = sync.OnceValue(func() string {
 	h, _ := bcrypt.GenerateFromPassword([]byte("outpost-dummy-password"), bcryptCost)
 	return string(h)
-}()
+})
 
 // verifier checks passwords against bcrypt hashes. A slow hash on every
 // registry request (containerd and pull secrets send Basic credentials on
@@ -90,7 +91,7 @@ func (v *verifier) cached(hash, pw string, now time.Time) bool {
 // verify reports whether pw matches hash.
 func (v *verifier) verify(hash, pw string, now time.Time) bool {
 	if hash == "" {
-		_ = bcrypt.CompareHashAndPassword([]byte(dummyHash), []byte(pw))
+		_ = bcrypt.CompareHashAndPassword([]byte(dummyHash()), []byte(pw))
 		return false
 	}
 	k := verifierKey(hash, pw)
@@ -139,14 +140,23 @@ func BootstrapAdmin(s *Store, dataDir, explicit string) (string, error) {
 		if err := checkPasswordStrength(explicit); err != nil {
 			return "", err
 		}
-		if h := s.AdminHash(); h != "" && bcrypt.CompareHashAndPassword([]byte(h), []byte(explicit)) == nil {
-			return "", nil
+		set := func() error {
+			if h := s.AdminHash(); h != "" && bcrypt.CompareHashAndPassword([]byte(h), []byte(explicit)) == nil {
+				return nil
+			}
+			h, err := HashPassword(explicit)
+			if err != nil {
+				return err
+			}
+			return s.Update(func(tx *Tx) error { tx.SetAdminHash(h); return nil })
 		}
-		h, err := HashPassword(explicit)
-		if err != nil {
-			return "", err
+		if s.AdminHash() == "" {
+			return "", set()
 		}
-		return "", s.Update(func(tx *Tx) error { tx.SetAdminHash(h); return nil })
+		// On a restart, checking the (usually unchanged) password costs a
+		// bcrypt: do it after start-up instead of delaying readiness.
+		go func() { _ = set() }()
+		return "", nil
 	}
 	if s.AdminHash() != "" {
 		return "", nil
