@@ -15,6 +15,9 @@ conformance: build tools
 e2e: build tools
 	OUTPOST_E2E=1 OUTPOST_BIN=$(CURDIR)/bin/outpost PATH=$(CURDIR)/.tools/bin:$$PATH go test -race -count=1 ./test/e2e/...
 
+bench:
+	bash scripts/bench.sh
+
 lint: tools
 	gofmt -l cmd internal test
 	go vet ./...

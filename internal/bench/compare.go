@@ -91,6 +91,7 @@ func Compare(ctx context.Context, o CompareOptions) (err error) {
 		if o.Keep {
 			c.logf("kept %s", root)
 		} else {
+			c.logf("removing %s", root)
 			err = errors.Join(err, os.RemoveAll(root))
 		}
 	}()

@@ -59,8 +59,9 @@ func ServeProfiled(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 // profile runs Outpost under the profiler (ServeProfiled in a child
-// process) on the data of the main run, once with the pull workload and
-// once with HEAD and GET of manifests, at the highest concurrency.
+// process) on the data of the main run: once with the pull workload and
+// once with HEAD and GET of manifests, at the highest concurrency, and
+// once with monolithic pushes from 8 clients.
 func (c *comparison) profile(ctx context.Context, data string) error {
 	if err := os.MkdirAll(c.o.ProfileDir, 0o750); err != nil {
 		return err
@@ -78,6 +79,14 @@ func (c *comparison) profile(ctx context.Context, data string) error {
 		{"small", func(s *server) {
 			c.measure(ctx, s, WorkloadManifestHead, c.rc(conc, c.o.MaxOps), manifestProbe(s.target, c.ds, "HEAD", c.o.VerifyEvery))
 			c.measure(ctx, s, WorkloadManifestGet, c.rc(conc, c.o.MaxOps), manifestProbe(s.target, c.ds, "GET", c.o.VerifyEvery))
+		}},
+		{"push", func(s *server) {
+			src, err := newPushSource(c.o.Seed, c.o.PushSize)
+			if err != nil {
+				c.logf("push profile: %v", err)
+				return
+			}
+			c.measure(ctx, s, WorkloadPushMonolith, c.rc(8, max(c.o.PushMaxBytes/c.o.PushSize, 1)), pushOp(s.target, src, "bench/push-profiled", 0))
 		}},
 	} {
 		cpu := filepath.Join(c.o.ProfileDir, p.label+".cpu.pprof")
