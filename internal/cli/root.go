@@ -59,6 +59,7 @@ Start a registry with the embedded defaults (local disk):
 	root.AddCommand(newServeCommand(), newVersionCommand(), newConfigCommand(),
 		newLoginCommand(), newScopeMapCommand(), newTokenCommand(), newConnectedRegistryCommand(),
 		newStatusCommand(), newPKICommand(), newStageCommand())
+	root.AddCommand(newTrustCommand())
 	return root
 }
 
