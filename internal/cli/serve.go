@@ -47,6 +47,7 @@ type serveOptions struct {
 	tlsKey      string
 	tlsCA       string
 	tlsLifetime string
+	tlsCADir    string
 	debugAddr   string
 }
 
@@ -77,6 +78,7 @@ func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate file (files mode), reloaded when it changes")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "key file (files mode), reloaded when it changes")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA certificate published at /api/v1/pki/ca.crt (files mode)")
+	fs.StringVar(&o.tlsCADir, "tls-ca-dir", "", "directory of the auto-mode CA, ca.crt and ca.key (default <data>/pki; created on first start unless both exist)")
 	fs.StringVar(&o.tlsLifetime, "tls-cert-lifetime", "", "lifetime of auto-mode certificates (default 2160h); for testing renewal")
 	_ = fs.MarkHidden("tls-cert-lifetime")
 	fs.StringVar(&o.debugAddr, "debug-addr", "", "serve pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default)")
@@ -212,6 +214,7 @@ func (o *serveOptions) applyEdgeFlags(fs *pflag.FlagSet, cfg *config.Config) err
 	set("tls-cert", &cfg.TLS.CertFile, o.tlsCert)
 	set("tls-key", &cfg.TLS.KeyFile, o.tlsKey)
 	set("tls-ca", &cfg.TLS.CAFile, o.tlsCA)
+	set("tls-ca-dir", &cfg.TLS.CADir, o.tlsCADir)
 	if fs.Changed("tls-mode") {
 		if err := cfg.TLS.Mode.UnmarshalText([]byte(o.tlsMode)); err != nil {
 			return fmt.Errorf("--tls-mode: %w", err)

@@ -65,6 +65,10 @@ type TLS struct {
 	CertFile string `yaml:"certFile,omitempty"`
 	KeyFile  string `yaml:"keyFile,omitempty"`
 	CAFile   string `yaml:"caFile,omitempty"`
+	// CADir holds the auto-mode CA (ca.crt and ca.key); default
+	// <data>/pki. A CA is created there on first start unless both files
+	// exist, so it may be a read-only mount of a CA made elsewhere.
+	CADir string `yaml:"caDir,omitempty"`
 	// CertLifetime of auto-mode certificates (default 90 days); shorter
 	// values exist for testing renewal.
 	CertLifetime Duration `yaml:"certLifetime"`

@@ -5,6 +5,8 @@
 package pki
 
 import (
+	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -25,7 +27,7 @@ import (
 type CA struct {
 	Cert    *x509.Certificate
 	CertPEM []byte
-	key     *ecdsa.PrivateKey
+	key     crypto.Signer
 }
 
 // caValidity is the lifetime of the built-in CA.
@@ -95,11 +97,43 @@ func parseCA(certPEM, keyPEM []byte) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse CA certificate: %w", err)
 	}
-	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	key, err := parseKey(kb)
 	if err != nil {
 		return nil, fmt.Errorf("parse CA key: %w", err)
 	}
+	if !cert.IsCA {
+		return nil, errors.New("CA files: the certificate is not a CA certificate")
+	}
+	pub, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("parse CA key: %w", err)
+	}
+	certPub, err := x509.MarshalPKIXPublicKey(cert.PublicKey)
+	if err != nil || !bytes.Equal(pub, certPub) {
+		return nil, errors.New("CA files: the key does not match the certificate")
+	}
 	return &CA{Cert: cert, CertPEM: certPEM, key: key}, nil
+}
+
+// parseKey reads an EC (SEC 1), RSA (PKCS #1) or PKCS #8 private key: the
+// built-in CA writes EC keys; a CA made elsewhere (for example by a Helm
+// chart's genCA) may be RSA.
+func parseKey(b *pem.Block) (crypto.Signer, error) {
+	switch b.Type {
+	case "EC PRIVATE KEY":
+		return x509.ParseECPrivateKey(b.Bytes)
+	case "RSA PRIVATE KEY":
+		return x509.ParsePKCS1PrivateKey(b.Bytes)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("unsupported key type %T", k)
+	}
+	return s, nil
 }
 
 func writeAtomic(path string, data []byte, mode os.FileMode) error {
@@ -118,7 +152,7 @@ func serial() *big.Int {
 	return n
 }
 
-func keyID(pub *ecdsa.PublicKey) []byte {
+func keyID(pub crypto.PublicKey) []byte {
 	der, _ := x509.MarshalPKIXPublicKey(pub)
 	s := sha256.Sum256(der)
 	return s[:20]

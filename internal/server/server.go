@@ -234,7 +234,11 @@ func newTLS(cfg config.Config, log *slog.Logger) (*pki.Source, error) {
 	case config.TLSFiles:
 		return pki.NewFiles(pki.FilesOptions{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, CAFile: cfg.TLS.CAFile, Logger: log})
 	default:
-		return pki.NewAuto(pki.AutoOptions{Dir: filepath.Join(cfg.Data, "pki"), Hosts: cfg.TLS.Hosts, Lifetime: time.Duration(cfg.TLS.CertLifetime), Logger: log})
+		dir := cfg.TLS.CADir
+		if dir == "" {
+			dir = filepath.Join(cfg.Data, "pki")
+		}
+		return pki.NewAuto(pki.AutoOptions{Dir: dir, Hosts: cfg.TLS.Hosts, Lifetime: time.Duration(cfg.TLS.CertLifetime), Logger: log})
 	}
 }
 
