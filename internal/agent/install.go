@@ -58,10 +58,12 @@ func (r *Result) add(a Action, path, note string) {
 // outpost wrote there, so that uninstall removes exactly those and
 // install can tell its own files from an operator's.
 type marker struct {
-	WrittenBy  string                `json:"writtenBy"`
-	Host       string                `json:"host"`
-	CreatedDir bool                  `json:"createdDir,omitempty"`
-	Files      map[string]fileRecord `json:"files"`
+	WrittenBy  string `json:"writtenBy"`
+	Host       string `json:"host"`
+	CreatedDir bool   `json:"createdDir,omitempty"`
+	// CreatedParent: install also created the certs directory.
+	CreatedParent bool                  `json:"createdParent,omitempty"`
+	Files         map[string]fileRecord `json:"files"`
 	// Mirrors (containerd's own host directory only) lists the upstream
 	// hosts mirrored by the last install.
 	Mirrors []string `json:"mirrors,omitempty"`
@@ -274,9 +276,11 @@ func applyDir(p *dirPlan, host string, res *Result) error {
 		m.Mirrors = p.mirrors
 	}
 	if old != nil {
-		m.CreatedDir = old.CreatedDir
+		m.CreatedDir, m.CreatedParent = old.CreatedDir, old.CreatedParent
 	} else {
+		_, parentErr := os.Stat(filepath.Dir(p.dir))
 		m.CreatedDir = errors.Is(statErr, fs.ErrNotExist)
+		m.CreatedParent = errors.Is(parentErr, fs.ErrNotExist)
 	}
 	type step struct {
 		name   string

@@ -85,6 +85,9 @@ func uninstallDir(dir, host string, res *Result) error {
 		// Only an empty directory goes: anything else in it is not ours.
 		if err := os.Remove(dir); err == nil {
 			res.add(Removed, dir, "")
+			if m.CreatedParent && os.Remove(filepath.Dir(dir)) == nil {
+				res.add(Removed, filepath.Dir(dir), "")
+			}
 		}
 	}
 	return nil
