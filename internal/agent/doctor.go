@@ -317,7 +317,7 @@ func (d *doctor) served(ctx context.Context) {
 	defer conn.Close()
 	if err := conn.HandshakeContext(ctx); err != nil {
 		d.add(Fail, name, fmt.Sprintf("the certificate %s serves does not verify against the installed CA: %v", d.o.Host, err),
-			fmt.Sprintf("install the CA that issued the certificate of %s (`outpost pki ca` on the server prints it); %s --force", d.o.Host, d.installCommand()))
+			fmt.Sprintf("install the CA that issued the certificate of %s (`outpost pki ca` on the server prints it); %s", d.o.Host, d.installCommand()))
 		return
 	}
 	leaf := conn.ConnectionState().PeerCertificates[0]
