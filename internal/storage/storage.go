@@ -41,7 +41,10 @@ type BlobStore interface {
 }
 
 // Uploads manages resumable upload sessions whose content becomes a blob
-// only when it is complete and its digest verified.
+// only when it is complete and its digest verified. A session belongs to
+// the repository it was started for: every method but StartUpload returns
+// ErrUploadUnknown for an ID that is not an open session of repo (never
+// started, committed, cancelled, or started for another repository).
 type Uploads interface {
 	// StartUpload opens a session for repo and returns its ID.
 	StartUpload(ctx context.Context, repo string) (string, error)
@@ -104,12 +107,14 @@ type Metadata interface {
 	// and every manifest in m.Manifests must already be part of repo, or
 	// ErrManifestBlobUnknown is returned and nothing changes.
 	PutManifest(ctx context.Context, repo string, m *ManifestRecord, tags []string, optional map[digest.Digest]bool) error
-	// GetManifest resolves a tag or digest in repo.
+	// GetManifest resolves a tag or digest in repo, or returns
+	// ErrManifestUnknown.
 	GetManifest(ctx context.Context, repo, ref string) (*ManifestRecord, error)
 	// DeleteManifest removes manifest d from repo with every tag pointing
-	// at it and its referrers index entry.
+	// at it and its referrers index entry, or returns ErrManifestUnknown.
 	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
-	// DeleteTag removes one tag; the manifest stays.
+	// DeleteTag removes one tag; the manifest stays. A tag that does not
+	// exist returns ErrManifestUnknown.
 	DeleteTag(ctx context.Context, repo, tag string) error
 	// Tags lists up to n tags of repo in lexical order after last, and
 	// reports whether more follow. A repository that does not exist returns
@@ -118,12 +123,16 @@ type Metadata interface {
 	// Repositories lists up to n repository names after last in lexical
 	// order, and reports whether more follow.
 	Repositories(ctx context.Context, last string, n int) ([]string, bool, error)
-	// Referrers lists the manifests in repo whose subject is d.
+	// Referrers lists the manifests in repo whose subject is d. The subject
+	// need not be stored; an unknown repository has no referrers.
 	Referrers(ctx context.Context, repo string, d digest.Digest) ([]v1.Descriptor, error)
 	// Changes lists, in order, up to n tag changes of repo recorded after
-	// cursor since, and the repository's latest cursor. Every tag put or
-	// removed is recorded, so a mirror can follow a repository at a cost
-	// proportional to what changed.
+	// cursor since, and the repository's latest cursor; cursors grow, so 0
+	// lists the feed from its start. Every tag moved or removed, and every
+	// referrer added, is recorded (putting a tag where it already points is
+	// no change), so a mirror can follow a repository at a cost
+	// proportional to what changed. A repository that does not exist
+	// returns ErrRepositoryUnknown.
 	Changes(ctx context.Context, repo string, since uint64, n int) ([]Change, uint64, error)
 	// Close releases the store.
 	Close() error

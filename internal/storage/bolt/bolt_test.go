@@ -1,0 +1,25 @@
+package bolt_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/outpost-registry/outpost/internal/storage"
+	"github.com/outpost-registry/outpost/internal/storage/bolt"
+	"github.com/outpost-registry/outpost/internal/storage/storagetest"
+)
+
+func TestConformance(t *testing.T) {
+	storagetest.TestMetadata(t, func(t *testing.T) storage.Metadata {
+		s, err := bolt.Open(filepath.Join(t.TempDir(), "metadata.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return s
+	})
+}
