@@ -68,44 +68,44 @@ func TestDoctor(t *testing.T) {
 	down := closedAddr(t)
 	hostDir := func(root, host string) string { return filepath.Join(root, "etc/containerd/certs.d", host) }
 	cases := []struct {
-		name  string
-		host  string
-		caPEM []byte
-		break_ func(t *testing.T, root, host string)
+		name   string
+		host   string
+		caPEM  []byte
+		damage func(t *testing.T, root, host string)
 	}{
 		{name: "good"},
-		{name: "good-v3", break_: func(t *testing.T, root, _ string) {
+		{name: "good-v3", damage: func(t *testing.T, root, _ string) {
 			writeFile(t, filepath.Join(root, "etc/containerd/config.toml"), []byte(configV3))
 		}},
-		{name: "config-missing", break_: func(t *testing.T, root, _ string) {
+		{name: "config-missing", damage: func(t *testing.T, root, _ string) {
 			_ = os.Remove(filepath.Join(root, "etc/containerd/config.toml"))
 		}},
-		{name: "config-bad-toml", break_: func(t *testing.T, root, _ string) {
+		{name: "config-bad-toml", damage: func(t *testing.T, root, _ string) {
 			writeFile(t, filepath.Join(root, "etc/containerd/config.toml"), []byte("version = 2\n[plugins\n"))
 		}},
-		{name: "config-path-unset", break_: func(t *testing.T, root, _ string) {
+		{name: "config-path-unset", damage: func(t *testing.T, root, _ string) {
 			writeFile(t, filepath.Join(root, "etc/containerd/config.toml"), []byte("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n"))
 		}},
-		{name: "config-path-wrong", break_: func(t *testing.T, root, _ string) {
+		{name: "config-path-wrong", damage: func(t *testing.T, root, _ string) {
 			writeFile(t, filepath.Join(root, "etc/containerd/config.toml"),
 				[]byte(strings.Replace(configV2, "/etc/containerd/certs.d", "/etc/containerd/certs", 1)))
 		}},
-		{name: "hosts-missing", break_: func(t *testing.T, root, host string) {
+		{name: "hosts-missing", damage: func(t *testing.T, root, host string) {
 			_ = os.Remove(filepath.Join(hostDir(root, host), "hosts.toml"))
 		}},
-		{name: "hosts-bad-toml", break_: func(t *testing.T, root, host string) {
+		{name: "hosts-bad-toml", damage: func(t *testing.T, root, host string) {
 			writeFile(t, filepath.Join(hostDir(root, host), "hosts.toml"), []byte("server = \"https://x\n"))
 		}},
-		{name: "hosts-no-host-table", break_: func(t *testing.T, root, host string) {
+		{name: "hosts-no-host-table", damage: func(t *testing.T, root, host string) {
 			writeFile(t, filepath.Join(hostDir(root, host), "hosts.toml"), []byte("server = \"https://"+host+"\"\nca = \"ca.crt\"\n"))
 		}},
-		{name: "ca-missing", break_: func(t *testing.T, root, host string) {
+		{name: "ca-missing", damage: func(t *testing.T, root, host string) {
 			_ = os.Remove(filepath.Join(hostDir(root, host), "ca.crt"))
 		}},
-		{name: "ca-not-pem", break_: func(t *testing.T, root, host string) {
+		{name: "ca-not-pem", damage: func(t *testing.T, root, host string) {
 			writeFile(t, filepath.Join(hostDir(root, host), "ca.crt"), []byte("not a certificate\n"))
 		}},
-		{name: "mirror-missing", break_: func(t *testing.T, root, _ string) {
+		{name: "mirror-missing", damage: func(t *testing.T, root, _ string) {
 			_ = os.Remove(filepath.Join(root, "etc/containerd/certs.d/upstream.test:5000/hosts.toml"))
 		}},
 		{name: "ca-does-not-verify", caPEM: other.pem},
@@ -127,8 +127,8 @@ func TestDoctor(t *testing.T) {
 			o := installOptions(t, root, caPEM, "upstream.test:5000")
 			o.Host = host
 			mustInstall(t, o)
-			if tc.break_ != nil {
-				tc.break_(t, root, host)
+			if tc.damage != nil {
+				tc.damage(t, root, host)
 			}
 			rep := Doctor(context.Background(), DoctorOptions{
 				Host: host, Root: root, ContainerdConfig: DefaultContainerdConfig,

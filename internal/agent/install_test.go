@@ -74,12 +74,12 @@ func TestInstallWritesExpectedFiles(t *testing.T) {
 			t.Errorf("%s is not the CA file", p)
 		}
 	}
-	for golden_, p := range map[string]string{
+	for name, p := range map[string]string{
 		"hosts-own.toml":           "etc/containerd/certs.d/registry.local:5000/hosts.toml",
 		"hosts-mirror.toml":        "etc/containerd/certs.d/registry.example.com/hosts.toml",
 		"hosts-mirror-docker.toml": "etc/containerd/certs.d/docker.io/hosts.toml",
 	} {
-		golden(t, golden_, []byte(got[p]))
+		golden(t, name, []byte(got[p]))
 		// Every file is TOML with the [host."https://…"] table that
 		// containerd 1.6 requires.
 		var doc hostsDoc
