@@ -249,6 +249,9 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, want digest.D
 	}
 	dst, err := s.blobPath(want)
 	if err != nil {
+		// No content has a malformed digest: a mismatch, which discards
+		// the session as the contract says.
+		_ = s.CancelUpload(ctx, repo, id)
 		return 0, fmt.Errorf("%w: %w", storage.ErrDigestMismatch, err)
 	}
 	st := s.session(id)
@@ -266,6 +269,9 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, want digest.D
 	got, err := s.sum(f, st, fi.Size(), want.Algorithm())
 	if err != nil {
 		_ = f.Close()
+		if errors.Is(err, storage.ErrDigestMismatch) {
+			_ = s.CancelUpload(ctx, repo, id)
+		}
 		return 0, err
 	}
 	if got != want {

@@ -274,6 +274,15 @@ func testDigestMismatch(t *testing.T, b storage.BlobStore, u storage.Uploads) {
 	}
 	wantNoUpload(t, u, "r", id)
 	wantNoBlob(t, b, digest.FromBytes(data))
+
+	// A digest that no content can have is a mismatch too.
+	for _, bad := range []digest.Digest{"sha256:abc", "md5:d41d8cd98f00b204e9800998ecf8427e", "", "sha256"} {
+		id := upload(t, u, "r", data)
+		if n, err := u.CommitUpload(ctx, "r", id, bad); !errors.Is(err, storage.ErrDigestMismatch) {
+			t.Errorf("CommitUpload(%q) = %d, %v; want ErrDigestMismatch", bad, n, err)
+		}
+		wantNoUpload(t, u, "r", id)
+	}
 }
 
 func testCancel(t *testing.T, b storage.BlobStore, u storage.Uploads) {
