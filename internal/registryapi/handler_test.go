@@ -137,6 +137,7 @@ type manifest struct {
 	layers       []v1.Descriptor
 	artifactType string
 	subject      *v1.Descriptor
+	annotations  map[string]string
 }
 
 func (m manifest) body() []byte {
@@ -147,6 +148,7 @@ func (m manifest) body() []byte {
 		Config:       m.config,
 		Layers:       m.layers,
 		Subject:      m.subject,
+		Annotations:  m.annotations,
 	})
 	if err != nil {
 		panic(err)
