@@ -108,6 +108,13 @@ func (e *emitter) line(v any) {
 	_, _ = e.w.Write(b)
 }
 
+// all returns a copy of every result so far.
+func (e *emitter) all() []Result {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.results)
+}
+
 // find returns the result for workload, target and concurrency. When
 // there are several rounds it returns the median one by the workload's
 // headline figure (MB/s for transfers, requests/s otherwise), so that a

@@ -100,10 +100,10 @@ func (c *common) parse() ([]int, []string, error) {
 	var wls []string
 	for w := range strings.SplitSeq(c.workloads, ",") {
 		switch w = strings.TrimSpace(w); w {
-		case "pull", "push", "small", "tags":
+		case "pull", "push", "small", "tags", "sync":
 			wls = append(wls, w)
 		default:
-			return nil, nil, fmt.Errorf("unknown workload %q (want pull, push, small, tags)", w)
+			return nil, nil, fmt.Errorf("unknown workload %q (want pull, push, small, tags, sync)", w)
 		}
 	}
 	if c.duration <= 0 || c.duration > 10*time.Minute {
@@ -119,14 +119,14 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c common
-	c.bind(fs, "pull,push,small,tags")
+	c.bind(fs, "pull,push,small,tags,sync")
 	o := CompareOptions{Stdout: stdout, Stderr: stderr}
 	fs.StringVar(&o.OutpostBin, "outpost-bin", "bin/outpost", "Outpost binary")
-	fs.StringVar(&o.DistributionBin, "distribution-bin", ".tools/bin/registry", "distribution registry binary")
+	fs.StringVar(&o.DistributionBin, "distribution-bin", ".tools/bin/registry", "distribution registry binary (empty: measure Outpost alone)")
 	fs.StringVar(&o.WorkDir, "workdir", "", "parent of the run's temporary directory (default: the system temporary directory)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (data, logs)")
 	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write CPU and allocation profiles of Outpost under the pull and small-request workloads here")
-	fs.IntVar(&o.Tags, "tags", 10000, "tags in the store for the start-to-ready measurement (0: skip)")
+	fs.IntVar(&o.Tags, "tags", 10000, "tags in the store for the start-to-ready and one-moved-tag sync measurements (0: skip)")
 	fs.IntVar(&o.Restarts, "restarts", 5, "restarts timed for the start-to-ready measurement (median)")
 	fs.IntVar(&o.Rounds, "rounds", 1, "repeat the workload matrix; ratios use each figure's median round")
 	if err := fs.Parse(args); err != nil {
@@ -141,6 +141,9 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	for _, b := range []string{o.OutpostBin, o.DistributionBin} {
+		if b == "" && b != o.OutpostBin {
+			continue
+		}
 		if _, err := os.Stat(b); err != nil {
 			return fmt.Errorf("binary: %w", err)
 		}

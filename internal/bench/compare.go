@@ -24,7 +24,7 @@ type CompareOptions struct {
 	Seed        uint64
 	Duration    time.Duration
 	Concurrency []int
-	// Workloads selects among pull, push, small and tags.
+	// Workloads selects among pull, push, small, tags and sync.
 	Workloads []string
 	// WorkDir holds the run's temporary directory (one disk for all).
 	WorkDir string
@@ -120,17 +120,23 @@ func Compare(ctx context.Context, o CompareOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	dist, err := c.start(ctx, TargetDistribution, c.distributionCmd(filepath.Join(root, "distribution")), "")
-	if err != nil {
-		return err
+	registries := []*server{outpost}
+	if o.DistributionBin != "" {
+		dist, err := c.start(ctx, TargetDistribution, c.distributionCmd(filepath.Join(root, "distribution")), "")
+		if err != nil {
+			return err
+		}
+		registries = append(registries, dist)
+	} else {
+		c.logf("no --distribution-bin: measuring Outpost alone")
 	}
-	for _, s := range []*server{outpost, dist} {
+	for _, s := range registries {
 		if err := c.seed(ctx, s); err != nil {
 			return err
 		}
 	}
 	for c.round = 1; c.round <= max(o.Rounds, 1); c.round++ {
-		if err := c.workloads(ctx, []*server{files, outpost, dist}, []*server{outpost, dist}); err != nil {
+		if err := c.workloads(ctx, append([]*server{files}, registries...), registries); err != nil {
 			return err
 		}
 	}
@@ -146,6 +152,11 @@ func Compare(ctx context.Context, o CompareOptions) (err error) {
 	if c.enabled("tags") && c.o.Tags > 0 {
 		if err := c.startWithTags(ctx); err != nil {
 			return err
+		}
+	}
+	if c.enabled("sync") {
+		if err := c.syncBench(ctx); err != nil {
+			return fmt.Errorf("sync: %w", err)
 		}
 	}
 	summarize(c.em, c.o.Stderr, c.o.Concurrency)

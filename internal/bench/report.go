@@ -79,7 +79,6 @@ func summarize(em *emitter, w io.Writer, concs []int) {
 	rs := ratios(em, concs)
 	if len(rs) == 0 {
 		_, _ = fmt.Fprintln(w, "no targets named outpost and distribution to compare; the figures are in the JSON lines")
-		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "\nworkload\tc\toutpost\tdistribution\tsendfile\toutpost/dist\toutpost/sendfile\tCPU cost o/d\toutpost p50/p99 ms\tdist p50/p99 ms\tpeak RSS MB outpost/dist\tmachine use\terrors o/d")
@@ -116,6 +115,9 @@ func summarize(em *emitter, w io.Writer, concs []int) {
 		_, _ = fmt.Fprintln(tw, row)
 	}
 	_ = tw.Flush()
+	if s := syncSummary(em.all()); s != "" {
+		_, _ = fmt.Fprint(w, "\nsync (edge Outpost from a root Outpost)\n"+s)
+	}
 	_, _ = fmt.Fprintln(w, "\ntargets (reported, not enforced):")
 	for _, line := range targets(em) {
 		_, _ = fmt.Fprintln(w, "  "+line)
@@ -159,5 +161,11 @@ func targets(em *emitter) []string {
 	out = append(out, fmt.Sprintf("%s peak RSS with 32 pullers <= 100 MB: %.1f MB", verdict(p.PeakRSSMB <= 100, ok), p.PeakRSSMB))
 	tg, ok := em.find(WorkloadStartTags, TargetOutpost, 0)
 	out = append(out, fmt.Sprintf("%s start to ready <= 100 ms with tags in the store: %.1f ms (%s)", verdict(tg.ReadyMS <= 100, ok), tg.ReadyMS, tg.Note))
+	raw, ok1 := em.find(WorkloadRawCopy, TargetOutpost, syncConcurrency)
+	full, ok2 := em.find(WorkloadSyncFull, TargetOutpost, syncConcurrency)
+	out = append(out, fmt.Sprintf("%s full sync <= 1.2x the raw parallel copy: %.2fx (%.2f s vs %.2f s)", verdict(full.Seconds <= 1.2*raw.Seconds, ok1 && ok2),
+		ratio(full.Seconds, raw.Seconds), full.Seconds, raw.Seconds))
+	one, ok := em.find(WorkloadSyncOneTag, TargetOutpost, 0)
+	out = append(out, fmt.Sprintf("%s one moved tag among the tags reaches the edge < 1 s after the run starts: %.3f s", verdict(one.Seconds < 1, ok), one.Seconds))
 	return out
 }

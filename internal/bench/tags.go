@@ -58,6 +58,9 @@ func (c *comparison) startWithTags(ctx context.Context) error {
 		{TargetOutpost, c.outpostCmd, c.o.Password},
 		{TargetDistribution, c.distributionCmd, ""},
 	} {
+		if reg.name == TargetDistribution && c.o.DistributionBin == "" {
+			continue
+		}
 		data := filepath.Join(c.root, reg.name+"-tags")
 		s, _, err := c.launch(ctx, reg.name, reg.cmd(data), reg.password)
 		if err != nil {

@@ -1,0 +1,323 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Sync workloads: an edge Outpost mirrors the dataset from a root Outpost.
+const (
+	// WorkloadRawCopy is the limit a sync is compared with: the dataset's
+	// blobs fetched from the root by syncConcurrency parallel GET streams
+	// into io.Discard.
+	WorkloadRawCopy = "raw_copy"
+	// WorkloadSyncFull is an edge's first sync of the whole dataset.
+	WorkloadSyncFull = "sync_full"
+	// WorkloadSyncTags is an edge's first sync of the tags repositories.
+	WorkloadSyncTags = "sync_tags"
+	// WorkloadSyncOneTag is one tag moved at the root, among the tags
+	// already mirrored, reaching the edge.
+	WorkloadSyncOneTag = "sync_one_tag"
+)
+
+// syncConcurrency is the edge's default number of parallel blob copies.
+const syncConcurrency = 4
+
+// edgeStatus is the part of an edge's GET /api/v1/status read here.
+type edgeStatus struct {
+	ConnectionState string `json:"connectionState"`
+	LastSyncResult  *struct {
+		State string    `json:"state"`
+		Start time.Time `json:"startTime"`
+		End   time.Time `json:"endTime"`
+		Bytes int64     `json:"bytes"`
+		Items int64     `json:"items"`
+		Error string    `json:"error"`
+	} `json:"lastSyncResult"`
+	LastError string `json:"lastError"`
+}
+
+// api sends a management request with the target's credentials and
+// decodes the JSON answer into out (when not nil).
+func (t *Target) api(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	var size int64
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body, size = bytes.NewReader(b), int64(len(b))
+	}
+	resp, err := t.do(ctx, method, t.Base+path, http.Header{"Content-Type": {"application/json"}}, body, size)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("%s %s: status %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// headDigest returns the Docker-Content-Digest of repo:ref, or "" when
+// the registry does not have it.
+func (t *Target) headDigest(ctx context.Context, repo, ref, accept string) (string, error) {
+	resp, err := t.do(ctx, http.MethodHead, t.Base+"/v2/"+repo+"/manifests/"+ref, http.Header{"Accept": {accept}}, nil, 0)
+	if err != nil {
+		return "", err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return "", nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("HEAD %s:%s: status %d", repo, ref, resp.StatusCode)
+	}
+	return resp.Header.Get("Docker-Content-Digest"), nil
+}
+
+// connectEdge declares a connected registry for repos at the root and
+// returns its connection string.
+func (c *comparison) connectEdge(ctx context.Context, root *Target, name string, repos []string) (string, error) {
+	req := map[string]any{"name": name, "repositories": repos}
+	if err := root.api(ctx, http.MethodPost, "/api/v1/connected-registries", req, nil); err != nil {
+		return "", fmt.Errorf("create connected registry %s: %w", name, err)
+	}
+	var settings struct {
+		ConnectionString string `json:"connectionString"`
+	}
+	if err := root.api(ctx, http.MethodPost, "/api/v1/connected-registries/"+url.PathEscape(name)+"/settings",
+		map[string]any{"parentProtocol": "http", "generatePassword": 1}, &settings); err != nil {
+		return "", fmt.Errorf("connection string of %s: %w", name, err)
+	}
+	return settings.ConnectionString, nil
+}
+
+// startEdge starts an edge Outpost with the connection string cs.
+func (c *comparison) startEdge(ctx context.Context, name, cs string) (*server, error) {
+	data := filepath.Join(c.root, name)
+	cmd := func(addr string) (string, []string, []string, error) {
+		args := append(c.outpostArgs(addr, data), "--connection-string", cs)
+		return c.o.OutpostBin, args, []string{"OUTPOST_ADMIN_PASSWORD=" + c.o.Password}, nil
+	}
+	s, _, err := c.launch(ctx, name, cmd, c.o.Password)
+	return s, err
+}
+
+// waitRun polls the edge's status until a sync run that started after
+// since has finished, and returns it. Runs that carried nothing (the
+// continuous mode's idle runs) are skipped when needItems is set.
+func waitRun(ctx context.Context, edge *Target, since time.Time, needItems bool, timeout time.Duration) (*edgeStatus, error) {
+	deadline := time.Now().Add(timeout)
+	var st edgeStatus
+	for time.Now().Before(deadline) {
+		st = edgeStatus{}
+		if err := edge.api(ctx, http.MethodGet, "/api/v1/status", nil, &st); err == nil && st.LastSyncResult != nil {
+			r := st.LastSyncResult
+			if r.Start.After(since) && !r.End.IsZero() && (!needItems || r.Items > 0 || r.State != "Succeeded") {
+				if r.State != "Succeeded" {
+					return &st, fmt.Errorf("edge sync run %s: %s", r.State, r.Error)
+				}
+				return &st, nil
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("no finished sync run at %s within %s (connection %s, last error %q)", edge.Name, timeout, st.ConnectionState, st.LastError)
+}
+
+// rawCopy fetches every distinct blob of the dataset from t with n
+// parallel streams into io.Discard and returns the time it took.
+func rawCopy(ctx context.Context, t *Target, ds *Dataset, n int) (time.Duration, int64, error) {
+	type job struct{ repo, digest string }
+	seen := map[string]bool{}
+	var jobs []job
+	var total int64
+	for _, m := range ds.Images {
+		for _, b := range m.Blobs {
+			if !seen[b.Digest] {
+				seen[b.Digest] = true
+				jobs = append(jobs, job{m.Repo, b.Digest})
+				total += b.Size
+			}
+		}
+	}
+	errs := make([]error, len(jobs))
+	start := time.Now()
+	forEach(len(jobs), n, func(i int) {
+		resp, err := t.do(ctx, http.MethodGet, t.Base+"/v2/"+jobs[i].repo+"/blobs/"+jobs[i].digest, nil, nil, 0)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		errs[i] = expect(resp, http.StatusOK, "GET blob")
+	})
+	return time.Since(start), total, errors.Join(errs...)
+}
+
+// verifyMirror checks that every tag of the dataset resolves at the edge
+// to the digest it has at the root.
+func verifyMirror(ctx context.Context, edge *Target, ds *Dataset) error {
+	for _, m := range append(append([]Manifest(nil), ds.Images...), ds.Indexes...) {
+		got, err := edge.headDigest(ctx, m.Repo, m.Tag, m.MediaType)
+		if err != nil {
+			return err
+		}
+		if got != m.Digest {
+			return fmt.Errorf("edge %s:%s is %q, want %s", m.Repo, m.Tag, got, m.Digest)
+		}
+	}
+	return nil
+}
+
+// syncBench measures an edge's full sync of the dataset against the raw
+// parallel copy, the first sync of c.o.Tags tags, and the time one moved
+// tag among them takes to reach the edge.
+func (c *comparison) syncBench(ctx context.Context) error {
+	root, _, err := c.launch(ctx, "outpost-root", c.outpostCmd(filepath.Join(c.root, "outpost")), c.o.Password)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.stopAll() }()
+
+	raw, total, err := rawCopy(ctx, root.target, c.ds, syncConcurrency)
+	if err != nil {
+		return fmt.Errorf("raw copy: %w", err)
+	}
+	c.em.result(Result{Workload: WorkloadRawCopy, Target: TargetOutpost, Concurrency: syncConcurrency, Seconds: round(raw.Seconds()),
+		Bytes: total, MBPerS: round(mb(total) / raw.Seconds()), Note: "distinct blobs of the dataset from the root Outpost to io.Discard"})
+	c.logf("raw copy: %d MiB in %s with %d streams", int(mb(total)), raw.Round(time.Millisecond), syncConcurrency)
+
+	var repos []string
+	for _, m := range c.ds.Images {
+		if !slices.Contains(repos, m.Repo) {
+			repos = append(repos, m.Repo)
+		}
+	}
+	cs, err := c.connectEdge(ctx, root.target, "bench-edge", repos)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	edge, err := c.startEdge(ctx, "edge", cs)
+	if err != nil {
+		return err
+	}
+	st, err := waitRun(ctx, edge.target, started.Add(-time.Second), true, 30*time.Minute)
+	if err != nil {
+		return err
+	}
+	wall := time.Since(started)
+	if err := verifyMirror(ctx, edge.target, c.ds); err != nil {
+		return fmt.Errorf("after the full sync: %w", err)
+	}
+	run := st.LastSyncResult.End.Sub(st.LastSyncResult.Start)
+	peak, _ := procStatusMB(edge.target.PID, "VmHWM")
+	c.em.result(Result{Workload: WorkloadSyncFull, Target: TargetOutpost, Concurrency: syncConcurrency, Seconds: round(run.Seconds()),
+		Bytes: st.LastSyncResult.Bytes, MBPerS: round(mb(total) / run.Seconds()), PeakRSSMB: peak,
+		Note: fmt.Sprintf("first sync run of the edge (%d items); %s from the edge's process start, activation included; raw copy %s",
+			st.LastSyncResult.Items, wall.Round(time.Millisecond), raw.Round(time.Millisecond))})
+	c.logf("full sync: run %s (%.2f× the raw copy), %s from the edge's start", run.Round(time.Millisecond), run.Seconds()/raw.Seconds(), wall.Round(time.Millisecond))
+
+	if c.o.Tags <= 0 {
+		return nil
+	}
+	start := time.Now()
+	if err := seedTags(ctx, root.target, c.o.Tags, 8); err != nil {
+		return fmt.Errorf("seed %d tags into the root: %w", c.o.Tags, err)
+	}
+	c.logf("seeded %d tags into the root in %s", c.o.Tags, time.Since(start).Round(time.Millisecond))
+	var tagNames []string
+	for i := range min(tagRepos, c.o.Tags) {
+		tagNames = append(tagNames, tagRepo(i))
+	}
+	cs, err = c.connectEdge(ctx, root.target, "bench-tags", tagNames)
+	if err != nil {
+		return err
+	}
+	started = time.Now()
+	tagsEdge, err := c.startEdge(ctx, "edge-tags", cs)
+	if err != nil {
+		return err
+	}
+	if st, err = waitRun(ctx, tagsEdge.target, started.Add(-time.Second), true, 30*time.Minute); err != nil {
+		return err
+	}
+	run = st.LastSyncResult.End.Sub(st.LastSyncResult.Start)
+	c.em.result(Result{Workload: WorkloadSyncTags, Target: TargetOutpost, Seconds: round(run.Seconds()),
+		Note: fmt.Sprintf("first sync of %d tags in %d repositories (%d items)", c.o.Tags, len(tagNames), st.LastSyncResult.Items)})
+	c.logf("first sync of %d tags: %s", c.o.Tags, run.Round(time.Millisecond))
+
+	// Move one tag at the root and wait for the run that carries it.
+	moved, err := c.moveTag(ctx, root.target)
+	if err != nil {
+		return err
+	}
+	changed := time.Now()
+	if st, err = waitRun(ctx, tagsEdge.target, changed, true, 2*time.Minute); err != nil {
+		return err
+	}
+	arrived := time.Since(changed)
+	got, err := tagsEdge.target.headDigest(ctx, tagRepo(0), "t00000", mediaManifest)
+	if err != nil {
+		return err
+	}
+	if got != moved {
+		return fmt.Errorf("moved tag at the edge is %q, want %s", got, moved)
+	}
+	run = st.LastSyncResult.End.Sub(st.LastSyncResult.Start)
+	c.em.result(Result{Workload: WorkloadSyncOneTag, Target: TargetOutpost, Seconds: round(run.Seconds()),
+		Note: fmt.Sprintf("one tag moved among %d: run of %d items; %s from the change at the root to the end of the run (the continuous mode's pause included)",
+			c.o.Tags, st.LastSyncResult.Items, arrived.Round(time.Millisecond))})
+	c.logf("one moved tag among %d: run %s, %s after the change", c.o.Tags, run.Round(time.Millisecond), arrived.Round(time.Millisecond))
+	return nil
+}
+
+// moveTag points tag t00000 of the first tags repository at a new
+// manifest and returns its digest.
+func (c *comparison) moveTag(ctx context.Context, root *Target) (string, error) {
+	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	body, err := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": mediaManifest,
+		"config":      descriptor{MediaType: mediaConfig, Digest: digestOf(cfg), Size: int64(len(cfg))},
+		"layers":      []descriptor{},
+		"annotations": map[string]string{"org.example.bench.tag": "moved " + time.Now().UTC().Format(time.RFC3339Nano)},
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := root.putManifest(ctx, tagRepo(0), "t00000", mediaManifest, body); err != nil {
+		return "", err
+	}
+	return digestOf(body), nil
+}
+
+// syncSummary prints the sync figures.
+func syncSummary(results []Result) string {
+	var b strings.Builder
+	for _, r := range results {
+		switch r.Workload {
+		case WorkloadRawCopy, WorkloadSyncFull, WorkloadSyncTags, WorkloadSyncOneTag:
+			fmt.Fprintf(&b, "%-14s %8.3f s  %s\n", r.Workload, r.Seconds, r.Note)
+		}
+	}
+	return b.String()
+}
