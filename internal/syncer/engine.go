@@ -65,6 +65,27 @@ type Engine struct {
 	mu       sync.Mutex
 	scope    []string
 	progress Progress
+
+	// holds, set by an Outbox, reports parent states that must not be
+	// applied locally because a local push made on top of them waits for
+	// delivery.
+	holds atomic.Pointer[holder]
+}
+
+// holder is what the engine asks before it applies a parent's tag state.
+type holder interface {
+	Holds(ctx context.Context, repo, tag string, d digest.Digest) bool
+}
+
+// held reports whether the parent's state d of repo:tag ("" for no tag)
+// must wait: applying it would undo a local push not yet delivered.
+func (e *Engine) held(ctx context.Context, repo, tag string, d digest.Digest) bool {
+	h := e.holds.Load()
+	if h == nil || !(*h).Holds(ctx, repo, tag, d) {
+		return false
+	}
+	e.log.Debug("parent's tag state held back: a local push waits for delivery", "repo", repo, "tag", tag, "digest", string(d))
+	return true
 }
 
 // Progress describes the running (or last) sync run.
@@ -339,6 +360,9 @@ func (e *Engine) apply(ctx context.Context, repo string, c storage.Change) error
 		}
 		return err
 	case "delete":
+		if e.held(ctx, repo, c.Tag, "") {
+			return nil
+		}
 		err := e.o.Metadata.DeleteTag(ctx, repo, c.Tag)
 		if errors.Is(err, storage.ErrManifestUnknown) {
 			return nil
@@ -394,7 +418,7 @@ func (e *Engine) fullRepo(ctx context.Context, repo string) error {
 		return errors.Join(append(errs, err)...)
 	}
 	for _, t := range local {
-		if !contains(tags, t) {
+		if !contains(tags, t) && !e.held(ctx, repo, t, "") {
 			if err := e.o.Metadata.DeleteTag(ctx, repo, t); err != nil && !errors.Is(err, storage.ErrManifestUnknown) {
 				errs = append(errs, err)
 			}
@@ -425,7 +449,15 @@ func (e *Engine) localTags(ctx context.Context, repo string) ([]string, error) {
 
 // copyTag copies the graph of d and then points tag at it: the tag is
 // published only once everything it references is present.
+//
+// At a ReadWrite registry, a parent state that a local push waiting in the
+// outbox was made on top of is not applied: it is older than the local
+// tag (typically the echo of an earlier push of this registry), and the
+// outbox is about to move the parent's tag past it.
 func (e *Engine) copyTag(ctx context.Context, repo, tag string, d digest.Digest) error {
+	if e.held(ctx, repo, tag, d) {
+		return nil
+	}
 	if cur, err := e.o.Metadata.GetManifest(ctx, repo, tag); err == nil && cur.Digest == d {
 		return e.copyReferrers(ctx, repo, d, 0)
 	}

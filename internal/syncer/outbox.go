@@ -35,6 +35,18 @@ type Outbox struct {
 	dropped   int64
 	conflicts []string
 	pending   int64
+
+	// local indexes, per repository, the local changes not yet delivered,
+	// for Holds; each change of the feed is read once.
+	localMu sync.Mutex
+	local   map[string]*localChanges
+}
+
+// localChanges are a repository's local changes read from its feed up to
+// seq.
+type localChanges struct {
+	seq     uint64
+	changes []storage.Change
 }
 
 // Event is a local push or delete, reported to the parent as a
@@ -53,7 +65,52 @@ func NewOutbox(e *Engine, cursors *Cursors, ttl func() time.Duration, notify fun
 	if notify == nil {
 		notify = func(Event) {}
 	}
-	return &Outbox{engine: e, cursors: cursors, log: e.log, ttl: ttl, notify: notify}
+	o := &Outbox{engine: e, cursors: cursors, log: e.log, ttl: ttl, notify: notify, local: map[string]*localChanges{}}
+	var h holder = o
+	e.holds.Store(&h)
+	return o
+}
+
+// Holds reports whether a local change of repo:tag made on top of the
+// parent's state d ("" for no tag) waits for delivery. The sync engine
+// then leaves the local tag alone: d is the parent's state before that
+// push, and applying it would undo the push until the outbox delivers it
+// (after which the parent's feed brings the pushed value back).
+func (o *Outbox) Holds(ctx context.Context, repo, tag string, d digest.Digest) bool {
+	o.localMu.Lock()
+	defer o.localMu.Unlock()
+	delivered := o.cursors.Get(repo)
+	lc := o.local[repo]
+	if lc == nil {
+		lc = &localChanges{}
+		o.local[repo] = lc
+	}
+	lc.seq = max(lc.seq, delivered)
+	for range 10000 {
+		changes, _, err := o.engine.o.Metadata.Changes(ctx, repo, lc.seq, 1000)
+		if err != nil || len(changes) == 0 {
+			break
+		}
+		for _, c := range changes {
+			if c.Origin != storage.OriginSync && c.Tag != "" {
+				lc.changes = append(lc.changes, c)
+			}
+		}
+		lc.seq = changes[len(changes)-1].Seq
+	}
+	held := false
+	kept := lc.changes[:0]
+	for _, c := range lc.changes {
+		if c.Seq <= delivered {
+			continue
+		}
+		kept = append(kept, c)
+		if c.Tag == tag && c.Prev == d {
+			held = true
+		}
+	}
+	lc.changes = kept
+	return held
 }
 
 // Stats returns messages dropped for age, recent conflicts and the number
