@@ -30,6 +30,12 @@ type registry struct {
 // newRegistry serves a fresh, empty registry for t.
 func newRegistry(t *testing.T) *registry {
 	t.Helper()
+	return newRegistryLimits(t, registryapi.Limits{})
+}
+
+// newRegistryLimits serves a fresh, empty registry with the given limits.
+func newRegistryLimits(t *testing.T, limits registryapi.Limits) *registry {
+	t.Helper()
 	dir := t.TempDir()
 	blobs, err := fs.New(filepath.Join(dir, "data"))
 	if err != nil {
@@ -40,7 +46,7 @@ func newRegistry(t *testing.T) *registry {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = meta.Close() })
-	h, err := registryapi.New(registryapi.Options{Blobs: blobs, Uploads: blobs, Metadata: meta})
+	h, err := registryapi.New(registryapi.Options{Blobs: blobs, Uploads: blobs, Metadata: meta, Limits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/outpost-registry/outpost/internal/registryapi"
 )
 
 // pageCase is one listing request and its expected answer.
@@ -186,4 +188,50 @@ func TestReferrers(t *testing.T) {
 		t.Errorf("referrers after deleting the signature:\n got %+v\nwant %+v", got, want)
 	}
 	r.wantError(http.StatusBadRequest, "DIGEST_INVALID", http.MethodGet, "/v2/lib/app/referrers/sha256:zz", nil, nil)
+}
+
+// TestPageSizeCap asks for more than the server's page size: the answer is
+// capped and the Link header carries the capped n.
+func TestPageSizeCap(t *testing.T) {
+	t.Parallel()
+	r := newRegistryLimits(t, registryapi.Limits{PageSizeMax: 2})
+	body := r.pushImage("lib/app", "a").body()
+	for _, tag := range []string{"a", "b", "c"} {
+		r.pushManifest("lib/app", tag, body)
+	}
+	for _, c := range []pageCase{
+		{"", []string{"a", "b"}, "last=b&n=2"},
+		{"?n=1000", []string{"a", "b"}, "last=b&n=2"},
+		{"?n=1000&last=b", []string{"c"}, ""},
+	} {
+		resp, b := r.want(http.StatusOK, http.MethodGet, "/v2/lib/app/tags/list"+c.query, nil, nil)
+		var tl struct {
+			Tags []string `json:"tags"`
+		}
+		if err := json.Unmarshal(b, &tl); err != nil || !slices.Equal(tl.Tags, c.want) {
+			t.Errorf("tags %s = %s, %v; want %q", c.query, b, err, c.want)
+		}
+		wantLink(t, resp, "/v2/lib/app/tags/list", c)
+	}
+}
+
+// TestReferrerBeforeSubject pushes a referrer whose subject is not in the
+// registry yet, as the spec allows: it is accepted and listed.
+func TestReferrerBeforeSubject(t *testing.T) {
+	t.Parallel()
+	r := newRegistry(t)
+	subject := v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: digest.FromString("pushed later"), Size: 100}
+	empty := r.pushBlob("lib/app", []byte("{}"))
+	empty.MediaType = v1.MediaTypeEmptyJSON
+	body := manifest{config: empty, artifactType: "application/vnd.example.sig", subject: &subject}.body()
+	d := digest.FromBytes(body)
+	resp, _ := r.want(http.StatusCreated, http.MethodPut, "/v2/lib/app/manifests/"+string(d), manifestType, body)
+	if got := resp.Header.Get("OCI-Subject"); got != string(subject.Digest) {
+		t.Errorf("OCI-Subject = %q, want %s", got, subject.Digest)
+	}
+	_, got := r.referrersOf("lib/app", subject.Digest, "")
+	want := []v1.Descriptor{{MediaType: v1.MediaTypeImageManifest, Digest: d, Size: int64(len(body)), ArtifactType: "application/vnd.example.sig"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("referrers:\n got %+v\nwant %+v", got, want)
+	}
 }

@@ -5,11 +5,14 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/outpost-registry/outpost/internal/registryapi"
 )
 
 // tagList returns the tags of repo.
@@ -170,4 +173,57 @@ func TestManifestDelete(t *testing.T) {
 		t.Errorf("keep = %s, want %s", got, keep)
 	}
 	r.wantError(http.StatusNotFound, "MANIFEST_UNKNOWN", http.MethodDelete, "/v2/lib/app/manifests/"+string(d), nil, nil)
+}
+
+func TestManifestLimitsAndConditionalGet(t *testing.T) {
+	t.Parallel()
+	r := newRegistryLimits(t, registryapi.Limits{ManifestMaxBytes: 600})
+	m := r.pushImage("lib/app", "a")
+	d := r.pushManifest("lib/app", "v1", m.body())
+
+	etag := `"` + string(d) + `"`
+	resp, b := r.want(http.StatusNotModified, http.MethodGet, "/v2/lib/app/manifests/v1", http.Header{"If-None-Match": {etag}}, nil)
+	if len(b) != 0 || resp.Header.Get("Docker-Content-Digest") != string(d) {
+		t.Errorf("304: %d body bytes, digest %q; want none, %s", len(b), resp.Header.Get("Docker-Content-Digest"), d)
+	}
+	r.want(http.StatusOK, http.MethodGet, "/v2/lib/app/manifests/v1", http.Header{"If-None-Match": {`"sha256:other"`}}, nil)
+
+	m.annotations = map[string]string{"padding": strings.Repeat("x", 600)}
+	r.wantError(http.StatusRequestEntityTooLarge, "SIZE_INVALID", http.MethodPut, "/v2/lib/app/manifests/big", manifestType, m.body())
+	r.wantError(http.StatusNotFound, "MANIFEST_UNKNOWN", http.MethodGet, "/v2/lib/app/manifests/big", nil, nil)
+	r.wantError(http.StatusBadRequest, "MANIFEST_INVALID", http.MethodPut, "/v2/lib/app/manifests/v2?tag=bad:tag", manifestType, r.pushImage("lib/app", "b").body())
+	r.wantError(http.StatusNotFound, "MANIFEST_UNKNOWN", http.MethodGet, "/v2/lib/app/manifests/v2", nil, nil)
+}
+
+// TestIndex pushes an index whose children are in the repository, by tag
+// and by digest with extra tags.
+func TestIndex(t *testing.T) {
+	t.Parallel()
+	r := newRegistry(t)
+	var children []v1.Descriptor
+	for _, arch := range []string{"amd64", "arm64"} {
+		body := r.pushImage("lib/app", arch, "layer "+arch).body()
+		d := r.pushManifest("lib/app", string(digest.FromBytes(body)), body)
+		children = append(children, v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: d, Size: int64(len(body)),
+			Platform: &v1.Platform{OS: "linux", Architecture: arch}})
+	}
+	idx, err := json.Marshal(v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: v1.MediaTypeImageIndex, Manifests: children})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digest.FromBytes(idx)
+	hdr := http.Header{"Content-Type": {v1.MediaTypeImageIndex}}
+	resp, _ := r.want(http.StatusCreated, http.MethodPut, "/v2/lib/app/manifests/"+string(d)+"?tag=latest&tag=1.0", hdr, idx)
+	if got := resp.Header.Values("OCI-Tag"); !slices.Equal(got, []string{"latest", "1.0"}) {
+		t.Errorf("OCI-Tag = %q, want [latest 1.0]", got)
+	}
+	for _, ref := range []string{"latest", "1.0", string(d)} {
+		resp, b := r.want(http.StatusOK, http.MethodGet, "/v2/lib/app/manifests/"+ref, nil, nil)
+		if string(b) != string(idx) || resp.Header.Get("Content-Type") != v1.MediaTypeImageIndex || resp.Header.Get("Docker-Content-Digest") != string(d) {
+			t.Errorf("GET %s: %s %s %q; want the index", ref, resp.Header.Get("Content-Type"), resp.Header.Get("Docker-Content-Digest"), b)
+		}
+	}
+	if got := r.tagList("lib/app"); !slices.Equal(got, []string{"1.0", "latest"}) {
+		t.Errorf("tags = %q, want [1.0 latest]", got)
+	}
 }

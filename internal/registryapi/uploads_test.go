@@ -195,6 +195,7 @@ func TestMount(t *testing.T) {
 		"?mount=" + string(absent) + "&from=lib/base",
 		"?mount=" + string(d) + "&from=lib/none",
 		"?mount=" + string(absent),
+		"?mount=" + string(d) + "&from=Not_A/Name",
 	} {
 		resp, _ := r.want(http.StatusAccepted, http.MethodPost, "/v2/lib/three/blobs/uploads/"+q, nil, nil)
 		loc := resp.Header.Get("Location")
