@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -28,7 +31,7 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) erro
 	if err != nil {
 		return err
 	}
-	f, _, err := h.blobs.Open(r.Context(), d)
+	f, size, err := h.blobs.Open(r.Context(), d)
 	if errors.Is(err, storage.ErrBlobUnknown) {
 		return newError(CodeBlobUnknown, "", fmt.Errorf("blob %s is linked in %s but missing from the store: %w", d, rt.Name, err))
 	}
@@ -41,8 +44,35 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) erro
 	hd.Set("Docker-Content-Digest", string(d))
 	hd.Set("Etag", `"`+string(d)+`"`)
 	hd.Set("Cache-Control", "max-age=31536000")
+	if emptySuffixRange(r.Header.Get("Range"), size) {
+		r.Header.Del("Range")
+	}
 	http.ServeContent(w, r, "", time.Time{}, f)
 	return nil
+}
+
+// emptySuffixRange reports whether a Range header holds a suffix range
+// that selects no bytes: "-0", or any suffix of an empty blob.
+// http.ServeContent answers those with 206 and an inverted Content-Range
+// such as "bytes 100-99/100"; RFC 9110 § 14.2 lets a server ignore Range,
+// so the caller serves the whole blob instead. The header is split as
+// ServeContent splits it.
+func emptySuffixRange(header string, size int64) bool {
+	spec, ok := strings.CutPrefix(header, "bytes=")
+	if !ok {
+		return false
+	}
+	for _, ra := range strings.Split(spec, ",") {
+		start, end, ok := strings.Cut(textproto.TrimString(ra), "-")
+		if !ok || textproto.TrimString(start) != "" {
+			continue
+		}
+		n, err := strconv.ParseInt(textproto.TrimString(end), 10, 64)
+		if err == nil && (n == 0 || size == 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // deleteBlob serves DELETE /v2/<name>/blobs/<digest> (spec § "Deleting
