@@ -43,7 +43,8 @@ var (
 
 // Store is a bbolt-backed storage.Metadata.
 type Store struct {
-	db *bolt.DB
+	db      *bolt.DB
+	records *recordCache
 }
 
 var _ storage.Metadata = (*Store)(nil)
@@ -66,7 +67,7 @@ func Open(path string) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("init metadata: %w", err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, records: newRecordCache(recordCacheBytes)}, nil
 }
 
 // Close implements storage.Metadata.
@@ -263,10 +264,17 @@ func (s *Store) GetManifest(_ context.Context, repo, ref string) (*storage.Manif
 		if v == nil {
 			return fmt.Errorf("%w: %s@%s", storage.ErrManifestUnknown, repo, ref)
 		}
+		var ok bool
+		if m, ok = s.records.get(digest.Digest(key)); ok {
+			return nil
+		}
 		var err error
 		m, err = decodeRecord(v)
 		return err
 	})
+	if err == nil {
+		s.records.put(m)
+	}
 	return m, err
 }
 
