@@ -3,6 +3,7 @@ package registryapi
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -141,6 +142,33 @@ func parseContentRange(r *http.Request) (int64, error) {
 	return start, nil
 }
 
+// clientBody wraps a request body and remembers whether reading it failed,
+// so that a client that stops sending mid-upload is answered (and logged)
+// as a client error rather than a storage failure.
+type clientBody struct {
+	r   io.Reader
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		b.err = err
+	}
+	return n, err
+}
+
+// appendRequest appends the request body to session id at offset (-1 for
+// no check).
+func (h *Handler) appendRequest(r *http.Request, rt Route, id string, offset int64) (int64, error) {
+	body := &clientBody{r: r.Body}
+	size, err := h.uploads.AppendUpload(r.Context(), rt.Name, id, offset, body)
+	if err != nil && body.err != nil {
+		return size, newError(CodeBlobUploadInvalid, "reading the request body failed; the upload holds "+itoa(size)+" bytes", err)
+	}
+	return size, err
+}
+
 // appendBody appends the request body to the session, checking
 // Content-Range. On an offset mismatch the reply carries the session's
 // current range so that the client can resume.
@@ -149,7 +177,7 @@ func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt Route) (
 	if err != nil {
 		return 0, err
 	}
-	size, err := h.uploads.AppendUpload(r.Context(), rt.Name, rt.Reference, offset, r.Body)
+	size, err := h.appendRequest(r, rt, rt.Reference, offset)
 	if errors.Is(err, storage.ErrOffsetMismatch) {
 		setUploadHeaders(w, rt, rt.Reference, size)
 	}
@@ -175,7 +203,7 @@ func (h *Handler) patchUpload(w http.ResponseWriter, r *http.Request, rt Route) 
 // into the repository.
 func (h *Handler) complete(r *http.Request, rt Route, id string, d digest.Digest) error {
 	if r.ContentLength != 0 {
-		if _, err := h.uploads.AppendUpload(r.Context(), rt.Name, id, -1, r.Body); err != nil {
+		if _, err := h.appendRequest(r, rt, id, -1); err != nil {
 			return err
 		}
 	}
