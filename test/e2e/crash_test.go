@@ -302,3 +302,60 @@ func TestKillEdgeMidOutbox(t *testing.T) {
 		t.Errorf("root's change feed has %d changes, want %d:\n%s", got, 2+len(pushed)+1, strings.Join(lines, "\n"))
 	}
 }
+
+// TestKillRootForGood: the root process is SIGKILLed and never returns.
+// The edge says Offline (`outpost status`), and every synced tag still
+// pulls and verifies quickly with a client token, whose password is
+// checked locally; a wrong password is refused and unsynced content
+// answers 404 fast.
+func TestKillRootForGood(t *testing.T) {
+	t.Parallel()
+	rootProc := newProc(t)
+	root := rootProc.start()
+	rc, _ := adminClient(t, root)
+	const repo = "apps/web"
+	img := rc.Image(t, repo, "v1", amd64, ocitest.Random(3000, 1<<20))
+	var tok struct {
+		Credentials struct {
+			Passwords []struct{ Value string } `json:"passwords"`
+		} `json:"credentials"`
+	}
+	root.api(t, http.MethodPost, "/api/v1/tokens", map[string]any{"name": "site-puller",
+		"repositories": []map[string]any{{"repository": repo, "actions": []string{"content/read", "metadata/read"}}}}, &tok)
+	pw := tok.Credentials.Passwords[0].Value
+	cs := connectionString(t, root, controlplane.CreateRequest{Name: "orphan", Repositories: []string{repo}, ClientTokens: []string{"site-puller"}}, root.host)
+	edge := newProc(t, "--connection-string", cs, "--parent-ca-file", root.ca, "--heartbeat-interval", "1s")
+	er := edge.start()
+	ec := ocitest.New(t, er.url, "site-puller", pw, er.ca)
+	until(t, 60*time.Second, "v1 at the edge for the client token", func() bool {
+		d, _, _ := ec.ManifestDigest(repo, "v1")
+		return d == img.Digest
+	})
+
+	rootProc.kill()
+	ea, _ := adminClient(t, er)
+	until(t, 30*time.Second, "the edge to report Offline", func() bool {
+		st, ok := readStatus(ea)
+		return ok && st.ConnectionState == controlplane.StateOffline
+	})
+	out := outpostCLI(t, []string{"HOME=" + t.TempDir(), "OUTPOST_SERVER=https://" + er.host, "OUTPOST_USERNAME=admin", "OUTPOST_PASSWORD=" + adminPassword},
+		"status", "--ca-file", er.ca, "-o", "json")
+	var st edgeStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.ConnectionState != controlplane.StateOffline {
+		t.Errorf("outpost status with the root gone: got %q (%v), want connectionState Offline", out, err)
+	}
+	begin := time.Now()
+	if err := checkTag(ec, repo, "v1", img.Digest); err != nil {
+		t.Errorf("synced pull with the root gone: %v", err)
+	}
+	if _, code, _ := ec.ManifestDigest(repo, "never-synced"); code != http.StatusNotFound {
+		t.Errorf("unsynced tag with the root gone: got %d, want 404", code)
+	}
+	if el := time.Since(begin); el > 5*time.Second {
+		t.Errorf("offline answers took %s", el)
+	}
+	bad := ocitest.New(t, er.url, "site-puller", pw+"x", er.ca)
+	if _, code, _ := bad.ManifestDigest(repo, "v1"); code != http.StatusUnauthorized {
+		t.Errorf("wrong client password with the root gone: got %d, want 401", code)
+	}
+}
