@@ -2,6 +2,7 @@ package registryapi_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -225,5 +226,33 @@ func TestIndex(t *testing.T) {
 	}
 	if got := r.tagList("lib/app"); !slices.Equal(got, []string{"1.0", "latest"}) {
 		t.Errorf("tags = %q, want [1.0 latest]", got)
+	}
+}
+
+// TestManifestTypeFromContentType pushes one body without a mediaType
+// field to two repositories under two Content-Types: each repository
+// serves it with the type it was pushed with.
+func TestManifestTypeFromContentType(t *testing.T) {
+	t.Parallel()
+	r := newRegistry(t)
+	const docker = "application/vnd.docker.distribution.manifest.v2+json"
+	var body []byte
+	for _, repo := range []string{"lib/oci", "lib/docker"} {
+		cfg := r.pushBlob(repo, []byte(`{"architecture":"amd64"}`))
+		layer := r.pushBlob(repo, []byte("layer"))
+		body = fmt.Appendf(nil, `{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
+			cfg.Digest, cfg.Size, layer.Digest, layer.Size)
+	}
+	r.want(http.StatusCreated, http.MethodPut, "/v2/lib/oci/manifests/v1", manifestType, body)
+	r.want(http.StatusCreated, http.MethodPut, "/v2/lib/docker/manifests/v1", http.Header{"Content-Type": {docker}}, body)
+	for range 2 { // the second round is served from any cache
+		for repo, want := range map[string]string{"lib/oci": v1.MediaTypeImageManifest, "lib/docker": docker} {
+			for _, ref := range []string{"v1", string(digest.FromBytes(body))} {
+				resp, b := r.want(http.StatusOK, http.MethodGet, "/v2/"+repo+"/manifests/"+ref, nil, nil)
+				if got := resp.Header.Get("Content-Type"); got != want || string(b) != string(body) {
+					t.Errorf("GET %s:%s: Content-Type %q, want %q", repo, ref, got, want)
+				}
+			}
+		}
 	}
 }

@@ -108,7 +108,10 @@ type Metadata interface {
 	// ErrManifestBlobUnknown is returned and nothing changes.
 	PutManifest(ctx context.Context, repo string, m *ManifestRecord, tags []string, optional map[digest.Digest]bool) error
 	// GetManifest resolves a tag or digest in repo, or returns
-	// ErrManifestUnknown.
+	// ErrManifestUnknown. It returns the record stored in repo, even when
+	// another repository holds the same digest as a different record. The
+	// record may share memory with the store: callers may change its
+	// fields but not the bytes of Body or the elements of its slices.
 	GetManifest(ctx context.Context, repo, ref string) (*ManifestRecord, error)
 	// DeleteManifest removes manifest d from repo with every tag pointing
 	// at it and its referrers index entry, or returns ErrManifestUnknown.

@@ -165,8 +165,8 @@ func encodeRecord(m *storage.ManifestRecord) ([]byte, error) {
 	return append(buf, m.Body...), nil
 }
 
-// decodeRecord copies v (which bbolt owns) into a new record.
-func decodeRecord(v []byte) (*storage.ManifestRecord, error) {
+// recordMeta returns the JSON part of an encoded record.
+func recordMeta(v []byte) ([]byte, error) {
 	if len(v) < 4 {
 		return nil, errors.New("decode manifest: short record")
 	}
@@ -174,11 +174,20 @@ func decodeRecord(v []byte) (*storage.ManifestRecord, error) {
 	if len(v) < 4+n {
 		return nil, errors.New("decode manifest: short record")
 	}
+	return v[4 : 4+n], nil
+}
+
+// decodeRecord copies v (which bbolt owns) into a new record.
+func decodeRecord(v []byte) (*storage.ManifestRecord, error) {
+	meta, err := recordMeta(v)
+	if err != nil {
+		return nil, err
+	}
 	m := &storage.ManifestRecord{}
-	if err := json.Unmarshal(v[4:4+n], m); err != nil {
+	if err := json.Unmarshal(meta, m); err != nil {
 		return nil, fmt.Errorf("decode manifest: %w", err)
 	}
-	m.Body = bytes.Clone(v[4+n:])
+	m.Body = bytes.Clone(v[4+len(meta):])
 	return m, nil
 }
 
@@ -264,17 +273,20 @@ func (s *Store) GetManifest(_ context.Context, repo, ref string) (*storage.Manif
 		if v == nil {
 			return fmt.Errorf("%w: %s@%s", storage.ErrManifestUnknown, repo, ref)
 		}
+		meta, err := recordMeta(v)
+		if err != nil {
+			return err
+		}
 		var ok bool
-		if m, ok = s.records.get(digest.Digest(key)); ok {
+		if m, ok = s.records.get(digest.Digest(key), meta); ok {
 			return nil
 		}
-		var err error
-		m, err = decodeRecord(v)
-		return err
+		if m, err = decodeRecord(v); err != nil {
+			return err
+		}
+		s.records.put(m, bytes.Clone(meta))
+		return nil
 	})
-	if err == nil {
-		s.records.put(m)
-	}
 	return m, err
 }
 

@@ -62,21 +62,21 @@ func TestRecordCacheBound(t *testing.T) {
 	c := newRecordCache(64 << 10)
 	for i := range 1000 {
 		body := fmt.Appendf(nil, `{"i":%d}`, i)
-		c.put(&storage.ManifestRecord{Digest: digest.FromBytes(body), Body: body})
+		c.put(&storage.ManifestRecord{Digest: digest.FromBytes(body), Body: body}, nil)
 	}
 	if c.size > c.max || len(c.byKey) != len(c.order) || len(c.byKey) == 0 {
 		t.Fatalf("size %d of max %d, %d entries, %d in order", c.size, c.max, len(c.byKey), len(c.order))
 	}
 	last := fmt.Appendf(nil, `{"i":%d}`, 999)
-	if _, ok := c.get(digest.FromBytes(last)); !ok {
+	if _, ok := c.get(digest.FromBytes(last), nil); !ok {
 		t.Fatal("the newest entry was evicted")
 	}
-	if _, ok := c.get(digest.FromBytes([]byte(`{"i":0}`))); ok {
+	if _, ok := c.get(digest.FromBytes([]byte(`{"i":0}`)), nil); ok {
 		t.Fatal("the oldest entry survived beyond the bound")
 	}
 	big := &storage.ManifestRecord{Digest: "sha256:big", Body: make([]byte, 32<<10)}
-	c.put(big)
-	if _, ok := c.get(big.Digest); ok {
+	c.put(big, nil)
+	if _, ok := c.get(big.Digest, nil); ok {
 		t.Fatal("an entry larger than an eighth of the bound was cached")
 	}
 }

@@ -29,6 +29,7 @@ func TestMetadata(t *testing.T, newMeta NewMetadata) {
 		{"BlobLinks", testBlobLinks},
 		{"UnlinkBlob", testUnlinkBlob},
 		{"PutGetManifest", testPutGetManifest},
+		{"RecordPerRepository", testRecordPerRepository},
 		{"PutManifestIdempotent", testPutIdempotent},
 		{"MissingBlobChangesNothing", testMissingBlob},
 		{"MissingChildManifest", testMissingChild},
