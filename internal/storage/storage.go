@@ -111,7 +111,8 @@ type Metadata interface {
 	// ErrManifestUnknown. It returns the record stored in repo, even when
 	// another repository holds the same digest as a different record. The
 	// record may share memory with the store: callers may change its
-	// fields but not the bytes of Body or the elements of its slices.
+	// fields but not the bytes of Body, the elements of its slices or the
+	// Annotations map.
 	GetManifest(ctx context.Context, repo, ref string) (*ManifestRecord, error)
 	// DeleteManifest removes manifest d from repo with every tag pointing
 	// at it and its referrers index entry, or returns ErrManifestUnknown.
