@@ -135,7 +135,10 @@ func (o *Options) plan(ca []byte, res *Result) ([]*dirPlan, []string, error) {
 	}
 	var stale []string
 	if d, ok := o.certsDir(o.ContainerdCertsDir, "containerd", res); ok {
-		caPath := filepath.Join(o.ContainerdCertsDir, o.Host, caFile) // as containerd sees it
+		// containerd resolves a relative ca against the host directory, so
+		// the files work wherever the certs directory is mounted or
+		// pointed at (--root, ctr --hosts-dir).
+		caPath := caFile
 		own := want(filepath.Join(d, o.Host))
 		own.own, own.mirrors = true, slices.Clone(o.MirrorOf)
 		slices.Sort(own.mirrors)
@@ -143,7 +146,7 @@ func (o *Options) plan(ca []byte, res *Result) ([]*dirPlan, []string, error) {
 		own.files[hostsFile] = ownHosts(o.Host, caPath)
 		own.files[caFile] = ca
 		for _, up := range own.mirrors {
-			want(filepath.Join(d, up)).files[hostsFile] = mirrorHosts(up, o.Host, caPath)
+			want(filepath.Join(d, up)).files[hostsFile] = mirrorHosts(up, o.Host, filepath.Join("..", o.Host, caFile))
 		}
 		m, err := readMarker(own.dir)
 		if err != nil {

@@ -6,8 +6,8 @@ import (
 )
 
 // renderHosts renders a containerd hosts.toml whose server is server and
-// whose only host is Outpost at host, verified with the CA at caPath (a
-// node path). containerd 1.6 rejects a file without a [host."…"] table
+// whose only host is Outpost at host, verified with the CA at caPath
+// (relative to the host directory). containerd 1.6 rejects a file without a [host."…"] table
 // ("invalid host tree") and then silently falls back to plain HTTP, so
 // the table is always written, even when server is the host itself.
 func renderHosts(comment, server, host, caPath string) []byte {

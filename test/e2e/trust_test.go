@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,18 +95,72 @@ func TestTrust(t *testing.T) {
 		"doctor after uninstall: %v\n%s", err, out)
 }
 
-// TestTrustDaemonSet runs install as the Helm chart's DaemonSet does
-// (--root, --watch, --uninstall-on-exit): the files appear under the
-// root, and SIGTERM removes them and exits 0.
+// chartTrustArgs renders the Helm chart for a registry at host and
+// returns the trust DaemonSet's container arguments.
+func chartTrustArgs(t *testing.T, host string) []string {
+	t.Helper()
+	helm := os.Getenv("HELM_BIN")
+	if helm == "" {
+		helm = tool(t, "helm")
+	}
+	ip, port, _ := strings.Cut(host, ":")
+	out, err := exec.Command(helm, "template", "outpost", "../../deploy/helm/outpost", "--namespace", "connected-registry",
+		"--set", "connectionString=ConnectedRegistryName=site;SyncTokenName=site-sync-token;SyncTokenPassword=x;ParentGatewayEndpoint=parent.example;ParentEndpointProtocol=https",
+		"--set", "service.clusterIP="+ip, "--set", "service.port="+port,
+		"--set", "cert-manager.enabled=false", "--set", "cert-manager.install=false").CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		if !strings.Contains(doc, "\nkind: DaemonSet\n") {
+			continue
+		}
+		_, rest, ok := strings.Cut(doc, "          args:\n")
+		if !ok {
+			break
+		}
+		var args []string
+		for _, line := range strings.Split(rest, "\n") {
+			a, ok := strings.CutPrefix(line, "            - ")
+			if !ok {
+				break
+			}
+			args = append(args, a)
+		}
+		return args
+	}
+	t.Fatalf("no trust DaemonSet with args in the rendered chart:\n%s", out)
+	return nil
+}
+
+// TestTrustDaemonSet runs the Helm chart's trust DaemonSet command, as
+// the chart renders it, against a node directory (--root) whose
+// containerd certs.d a real containerd reads: the pull works while it
+// runs, and SIGTERM removes the files and exits 0.
 func TestTrustDaemonSet(t *testing.T) {
 	t.Parallel()
 	r := startOutpost(t)
+	env := clientEnv(t, r)
+	craneLogin(t, env, r, "admin", adminPassword)
+	testImage(t, env, r, "app")
+	run(t, env, false, "crane", "tag", r.host+"/app:multi", "1")
+	user := "ds-puller:" + r.token(t, "ds-puller", "_repositories_pull")
+	c := startContainerd(t)
+
+	args := chartTrustArgs(t, r.host)
 	root := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "etc/containerd"), 0o755); err != nil {
-		t.Fatal(err)
+	must(t, os.MkdirAll(filepath.Join(root, "etc/containerd"), 0o755) == nil, "mkdir")
+	for i, a := range args {
+		switch {
+		case a == "--root=/host":
+			args[i] = "--root=" + root
+		case a == "--ca-file=/ca/ca.crt":
+			args[i] = "--ca-file=" + r.ca // the Secret's ca.crt, mounted at /ca in the pod
+		}
 	}
-	cmd := exec.Command(os.Getenv("OUTPOST_BIN"), "trust", "install", "--root", root, "--host", r.host, "--ca-file", r.ca,
-		"--containerd-certs-dir", "/etc/containerd/certs.d", "--watch", "--uninstall-on-exit")
+	must(t, slices.Contains(args, "--root="+root) && slices.Contains(args, "--ca-file="+r.ca) &&
+		slices.Contains(args, "--host="+r.host) && slices.Contains(args, "--uninstall-on-exit"), "chart arguments: %q", args)
+	cmd := exec.Command(os.Getenv("OUTPOST_BIN"), args...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -113,19 +168,22 @@ func TestTrustDaemonSet(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	hosts := filepath.Join(root, "etc/containerd/certs.d", r.host, "hosts.toml")
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	certsD := filepath.Join(root, "etc/containerd/certs.d")
+	hosts := filepath.Join(certsD, r.host, "hosts.toml")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if b, err := os.ReadFile(hosts); err == nil {
-			must(t, strings.Contains(string(b), `ca = "/etc/containerd/certs.d/`+r.host+`/ca.crt"`), "hosts.toml names a path under --root:\n%s", b)
+		if _, err := os.Stat(hosts); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
 			t.Fatalf("no hosts.toml after 10 s:\n%s", logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	out, err := run(t, nil, true, "ctr", append(c.address, "images", "pull", "--hosts-dir", certsD, "--user", user, r.host+"/app:1")...)
+	must(t, err == nil, "pull with the files the DaemonSet wrote: %v\n%s", err, out)
+
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -133,9 +191,10 @@ func TestTrustDaemonSet(t *testing.T) {
 	case err := <-done:
 		must(t, err == nil, "exit after SIGTERM: %v\n%s", err, logs.String())
 	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
 		t.Fatalf("no exit 10 s after SIGTERM:\n%s", logs.String())
 	}
 	entries, _ := os.ReadDir(filepath.Join(root, "etc/containerd"))
 	must(t, len(entries) == 0, "files left under --root after SIGTERM: %v\n%s", entries, logs.String())
+	out, err = run(t, nil, true, "ctr", append(c.address, "images", "pull", "--hosts-dir", certsD, "--user", user, r.host+"/app:1")...)
+	must(t, err != nil, "pull after the DaemonSet stopped succeeded:\n%s", out)
 }

@@ -40,7 +40,11 @@ func helm(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
-var randomPassword = regexp.MustCompile(`(?m)^(  password: )"[A-Za-z0-9+/=]+"$`)
+var (
+	randomPassword = regexp.MustCompile(`(?m)^(  password: )"[A-Za-z0-9+/=]+"$`)
+	// generatedCA matches the CA certificate and key made by genCA.
+	generatedCA = regexp.MustCompile(`(?m)^(  ca\.(?:crt|key): )"[A-Za-z0-9+/=]{100,}"$`)
+)
 
 // ours keeps the documents of this chart (not of the cert-manager
 // dependency) and replaces the generated admin password.
@@ -51,7 +55,8 @@ func ours(rendered string) string {
 			keep = append(keep, strings.TrimSpace(doc))
 		}
 	}
-	return randomPassword.ReplaceAllString(strings.Join(keep, "\n---\n"), `$1"<generated>"`) + "\n"
+	out := randomPassword.ReplaceAllString(strings.Join(keep, "\n---\n"), `$1"<generated>"`)
+	return generatedCA.ReplaceAllString(out, `$1"<generated>"`) + "\n"
 }
 
 const cs = "ConnectedRegistryName=factory;SyncTokenName=factory-sync-token;SyncTokenPassword=secret=value;ParentGatewayEndpoint=registry.example.com;ParentEndpointProtocol=https"
@@ -66,17 +71,25 @@ func TestLint(t *testing.T) {
 // TestTemplates renders each setup of docs/kubernetes.md.
 func TestTemplates(t *testing.T) {
 	base := []string{"--namespace", "connected-registry", "--set", "connectionString=" + cs}
+	const (
+		noTrust  = iota // no trust DaemonSet
+		labelled        // on labelled nodes only
+		every           // on every node
+	)
 	for _, c := range []struct {
-		name string
-		set  []string
+		name  string
+		set   []string
+		trust int
+		ca    string // the Secret the DaemonSet takes ca.crt from
 	}{
-		{"quickstart", []string{"service.clusterIP=192.100.100.1", "pvc.storageRequest=20Gi", "cert-manager.install=false", "cert-manager.enabled=false", "trustDistribution.enabled=false"}},
-		{"cert-manager-installed", []string{"service.clusterIP=192.100.100.1"}},
-		{"cert-manager-preinstalled", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "trustDistribution.skipNodeSelector=true"}},
+		{"quickstart", []string{"service.clusterIP=192.100.100.1", "pvc.storageRequest=20Gi", "cert-manager.install=false", "cert-manager.enabled=false", "trustDistribution.enabled=false"}, noTrust, ""},
+		{"cert-manager-installed", []string{"service.clusterIP=192.100.100.1"}, labelled, "outpost-tls"},
+		{"cert-manager-preinstalled", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "trustDistribution.skipNodeSelector=true"}, every, "outpost-tls"},
+		{"built-in-ca", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "cert-manager.enabled=false"}, labelled, "outpost-ca-cert"},
 		{"own-certificate", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "cert-manager.enabled=false",
-			"tls.crt=Y2VydA==", "tls.key=a2V5", "tls.cacrt=Y2E=", "pvc.storageClassName=fast"}},
+			"tls.crt=Y2VydA==", "tls.key=a2V5", "tls.cacrt=Y2E=", "pvc.storageClassName=fast"}, labelled, "outpost-tls"},
 		{"tls-secret", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "cert-manager.enabled=false", "tls.secret=site-tls",
-			"existingConnectionStringSecret=site-connection", "trustDistribution.useNodeSelector=false"}},
+			"existingConnectionStringSecret=site-connection", "trustDistribution.useNodeSelector=false"}, every, "site-tls"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			args := append([]string{"template", "outpost", chart}, base...)
@@ -88,6 +101,7 @@ func TestTemplates(t *testing.T) {
 				t.Fatalf("helm template: %v\n%s", err, out)
 			}
 			got := ours(out)
+			checkTrust(t, got, c.trust != noTrust, c.trust == labelled, c.ca)
 			path := filepath.Join("testdata", c.name+".golden.yaml")
 			if *update {
 				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
@@ -106,6 +120,33 @@ func TestTemplates(t *testing.T) {
 				t.Error("the connection string appears in clear in a rendered manifest")
 			}
 		})
+	}
+}
+
+// checkTrust asserts the trust DaemonSet's presence, node selector, CA
+// Secret and command.
+func checkTrust(t *testing.T, rendered string, present, selector bool, caSecret string) {
+	t.Helper()
+	var ds string
+	for _, doc := range strings.Split(rendered, "\n---\n") {
+		if strings.Contains(doc, "\nkind: DaemonSet\n") {
+			ds = doc
+		}
+	}
+	if (ds != "") != present {
+		t.Fatalf("trust DaemonSet rendered: %v, want %v", ds != "", present)
+	}
+	if !present {
+		return
+	}
+	if got := strings.Contains(ds, "containerd-configured-by: connected-registry"); got != selector {
+		t.Errorf("trust DaemonSet node selector: %v, want %v", got, selector)
+	}
+	for _, want := range []string{"secretName: " + caSecret + "\n", "- --host=192.100.100.1:443\n", "- --root=/host\n", "- --uninstall-on-exit\n",
+		"mountPath: /host/etc/containerd/certs.d}", "hostPath: {path: /etc/containerd/certs.d, type: DirectoryOrCreate}"} {
+		if !strings.Contains(ds, want) {
+			t.Errorf("trust DaemonSet lacks %q:\n%s", want, ds)
+		}
 	}
 }
 

@@ -63,3 +63,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- fail "tls.key is required with tls.crt" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The Secret and key holding the CA certificate nodes must trust. */}}
+{{- define "outpost.caSecret" -}}
+{{- if eq (include "outpost.tlsMode" .) "auto" -}}{{ .Release.Name }}-ca-cert
+{{- else -}}{{ include "outpost.tlsSecret" . }}
+{{- end -}}
+{{- end -}}
