@@ -5,10 +5,12 @@ package config
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -260,13 +262,78 @@ func (c *Config) Validate() error {
 // Load decodes a YAML document. Unknown keys and malformed values are
 // errors naming the key; defaults are not applied.
 func Load(r io.Reader) (Config, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
 	var c Config
-	dec := yaml.NewDecoder(r)
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		var ve *valueError
+		if errors.As(err, &ve) {
+			if key := keyAt(b, ve.line, ve.column); key != "" {
+				return Config{}, fmt.Errorf("config: %s: %w", key, err)
+			}
+		}
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	return c, nil
+}
+
+// valueError is a malformed value of a type used under several keys
+// (sizes, durations), with its position so that Load can name the key.
+type valueError struct {
+	line, column int
+	err          error
+}
+
+func (e *valueError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
+func (e *valueError) Unwrap() error { return e.err }
+
+// decodeScalar feeds a scalar node to u, keeping the node's position in
+// the error.
+func decodeScalar(n *yaml.Node, u encoding.TextUnmarshaler) error {
+	if n.Kind != yaml.ScalarNode {
+		return &valueError{n.Line, n.Column, errors.New("want a single value")}
+	}
+	if err := u.UnmarshalText([]byte(n.Value)); err != nil {
+		return &valueError{n.Line, n.Column, err}
+	}
+	return nil
+}
+
+// keyAt returns the dotted key whose value starts at line and column of
+// the YAML document src, or "".
+func keyAt(src []byte, line, column int) string {
+	var doc yaml.Node
+	if yaml.Unmarshal(src, &doc) != nil {
+		return ""
+	}
+	var find func(n *yaml.Node, path string) string
+	find = func(n *yaml.Node, path string) string {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if k := find(c, path); k != "" {
+					return k
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key := path + n.Content[i].Value
+				v := n.Content[i+1]
+				if v.Line == line && v.Column == column {
+					return key
+				}
+				if k := find(v, key+"."); k != "" {
+					return k
+				}
+			}
+		}
+		return ""
+	}
+	return find(&doc, "")
 }
 
 // LoadFile reads and decodes the file at path.
@@ -376,8 +443,15 @@ func ParseByteSize(s string) (ByteSize, error) {
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("%q is not a size such as 4MiB", s)
 	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
 	return ByteSize(n * mult), nil
 }
+
+// UnmarshalYAML implements yaml.Unmarshaler, keeping the value's position
+// in errors.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error { return decodeScalar(n, b) }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (b *ByteSize) UnmarshalText(text []byte) error {
@@ -391,6 +465,10 @@ func (b *ByteSize) UnmarshalText(text []byte) error {
 
 // Duration is a time.Duration written as "30s" or "5m".
 type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler, keeping the value's position
+// in errors.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return decodeScalar(n, d) }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Duration) UnmarshalText(text []byte) error {
