@@ -51,12 +51,14 @@ func walk(n *yaml.Node, found func(string)) {
 			key, val := n.Content[i], n.Content[i+1]
 			if slices.Contains(containerLists, key.Value) && val.Kind == yaml.SequenceNode {
 				for _, c := range val.Content {
+					c = resolve(c)
 					if c.Kind != yaml.MappingNode {
 						continue
 					}
 					for j := 0; j+1 < len(c.Content); j += 2 {
-						if c.Content[j].Value == "image" && c.Content[j+1].Kind == yaml.ScalarNode && c.Content[j+1].Value != "" {
-							found(c.Content[j+1].Value)
+						img := resolve(c.Content[j+1])
+						if c.Content[j].Value == "image" && img.Kind == yaml.ScalarNode && img.Value != "" {
+							found(img.Value)
 						}
 					}
 				}
@@ -64,4 +66,13 @@ func walk(n *yaml.Node, found func(string)) {
 			walk(val, found)
 		}
 	}
+}
+
+// resolve follows an alias (*name) to its anchored node, so that a
+// container or image defined once and reused is still found.
+func resolve(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return n.Alias
+	}
+	return n
 }
