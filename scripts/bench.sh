@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DISTRIBUTION_VERSION=v3.1.2
+DISTRIBUTION_VERSION=v3.1.2   # as in scripts/install-tools.sh
 
 smoke=0
 extra=()

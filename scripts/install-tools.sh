@@ -29,9 +29,24 @@ go_tools() {
   (cd tools && GOFLAGS=-mod=mod go build -o ../.tools/bin/ $pkgs)
 }
 
+# distribution, the registry the load tool compares Outpost with
+# (scripts/bench.sh); a module of its own, so built apart from tools/.
+DISTRIBUTION_VERSION=v3.1.2
+distribution() {
+  if .tools/bin/registry --version 2>/dev/null | grep -q " ${DISTRIBUTION_VERSION}"; then
+    echo "install-tools: distribution ${DISTRIBUTION_VERSION} present"
+    return 0
+  fi
+  mkdir -p .tools/bin
+  GOBIN="$PWD/.tools/bin" GOFLAGS= go install "github.com/distribution/distribution/v3/cmd/registry@${DISTRIBUTION_VERSION}"
+  echo "install-tools: built distribution ${DISTRIBUTION_VERSION}"
+}
+
 start=$(date +%s)
 apt_install > .tools-apt.log 2>&1 &
 apt_pid=$!
+distribution > .tools-distribution.log 2>&1 &
+dist_pid=$!
 go_tools
 if ! wait "$apt_pid"; then
   cat .tools-apt.log
@@ -39,4 +54,10 @@ if ! wait "$apt_pid"; then
   exit 1
 fi
 cat .tools-apt.log; rm -f .tools-apt.log
+if ! wait "$dist_pid"; then
+  cat .tools-distribution.log
+  echo "install-tools: building distribution failed" >&2
+  exit 1
+fi
+cat .tools-distribution.log; rm -f .tools-distribution.log
 echo "install-tools: done in $(( $(date +%s) - start ))s"

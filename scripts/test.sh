@@ -67,6 +67,15 @@ bash scripts/conformance.sh || conf_rc=$?
 read -r CONF_PASS CONF_FAIL _ < results/conformance.counts || { CONF_PASS=0; CONF_FAIL=1; }
 [ "$conf_rc" -eq 0 ] || CONF_FAIL=$((CONF_FAIL > 0 ? CONF_FAIL : 1))
 
+section "load tool smoke (scripts/bench.sh --smoke: figures are printed, never asserted)"
+BENCH_FAIL=0
+if bash scripts/bench.sh --smoke >results/bench.log 2>&1; then
+  grep -A40 '^workload' results/bench.log | head -60 || true
+  echo "load tool smoke: ok"
+else
+  tail -40 results/bench.log; echo "load tool smoke FAILED"; BENCH_FAIL=1
+fi
+
 section "end-to-end tests with real clients, and the Helm chart"
 e2e_rc=0
 bash scripts/helm-deps.sh
@@ -78,9 +87,10 @@ read -r E2E_PASS E2E_FAIL < <(count_go results/e2e.log)
 section "summary"
 echo "unit/integration: $UNIT_PASS passed, $UNIT_FAIL failed"
 echo "fuzz targets failed: $fuzz_fail"
+echo "load tool smoke failed: $BENCH_FAIL"
 echo "conformance: $CONF_PASS passed, $CONF_FAIL failed"
 echo "e2e: $E2E_PASS passed, $E2E_FAIL failed"
 PASS=$((UNIT_PASS + CONF_PASS + E2E_PASS))
-FAIL=$((UNIT_FAIL + CONF_FAIL + E2E_FAIL + fuzz_fail))
+FAIL=$((UNIT_FAIL + CONF_FAIL + E2E_FAIL + fuzz_fail + BENCH_FAIL))
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

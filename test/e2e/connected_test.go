@@ -41,8 +41,9 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 
 // TestConnectedRegistry: the CLI declares a connected registry at a root;
 // an edge started with its connection string syncs a multi-platform image;
-// crane and containerd pull it from the edge with a client token; the root
-// lists the edge Online.
+// crane and containerd pull it from the edge with a client token; a
+// signature attached with oras, a moved tag and a deleted tag at the root
+// reach the edge; the root lists the edge Online.
 func TestConnectedRegistry(t *testing.T) {
 	t.Parallel()
 	root := startOutpost(t)
@@ -73,6 +74,32 @@ func TestConnectedRegistry(t *testing.T) {
 	c := startContainerd(t)
 	c.trustHost(t, edge)
 	c.pull(t, edge.host+"/apps/web:multi", "site-puller:"+pw)
+
+	// At the root: attach a signature with oras, move a tag and delete
+	// one; the edge follows.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "sig.txt"), []byte("signature\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	oenv := append(env, "E2E_DIR="+dir)
+	run(t, oenv, false, "oras", "attach", root.host+"/apps/web:multi", "--artifact-type", "application/vnd.example.signature",
+		"sig.txt:text/plain", "--ca-file", root.ca, "-u", "admin", "-p", adminPassword)
+	arm, _ := run(t, env, false, "crane", "digest", root.host+"/apps/web:arm64")
+	run(t, env, false, "crane", "tag", root.host+"/apps/web:arm64", "base")
+	run(t, env, false, "crane", "delete", root.host+"/apps/web:amd64")
+	eventually(t, 30*time.Second, "the signature, the moved tag and the deleted tag at the edge", func() bool {
+		found, err := run(t, eenv, true, "oras", "discover", edge.host+"/apps/web:multi", "--format", "json",
+			"--ca-file", edge.ca, "-u", "site-puller", "-p", pw)
+		if err != nil || !strings.Contains(found, "application/vnd.example.signature") {
+			return false
+		}
+		base, err := run(t, eenv, true, "crane", "digest", edge.host+"/apps/web:base")
+		if err != nil || strings.TrimSpace(base) != strings.TrimSpace(arm) {
+			return false
+		}
+		_, err = run(t, eenv, true, "crane", "digest", edge.host+"/apps/web:amd64")
+		return err != nil
+	})
 
 	eventually(t, 20*time.Second, "factory Online at the root", func() bool {
 		list := outpostCLI(t, cli, "connected-registry", "list", "-o", "table")
