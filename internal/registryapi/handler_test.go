@@ -245,6 +245,7 @@ func TestErrorCodes(t *testing.T) {
 		{"pagination invalid", http.MethodGet, "/v2/lib/app/tags/list?n=-1", http.StatusBadRequest, "PAGINATION_NUMBER_INVALID"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			r := *r
 			r.t = t
 			r.wantError(c.status, c.code, c.method, c.path, nil, nil)

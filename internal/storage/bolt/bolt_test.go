@@ -10,6 +10,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	storagetest.TestMetadata(t, func(t *testing.T) storage.Metadata {
 		s, err := bolt.Open(filepath.Join(t.TempDir(), "metadata.db"))
 		if err != nil {

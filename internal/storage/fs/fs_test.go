@@ -24,6 +24,7 @@ func newStore(t *testing.T) *fs.Store {
 }
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	storagetest.TestBlobStore(t, func(t *testing.T) (storage.BlobStore, storage.Uploads) {
 		s := newStore(t)
 		return s, s
@@ -33,6 +34,7 @@ func TestConformance(t *testing.T) {
 // TestOpenReturnsFile checks the promise the HTTP server relies on for
 // sendfile: Open hands out an *os.File.
 func TestOpenReturnsFile(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	id, err := s.StartUpload(ctx, "r")
@@ -59,6 +61,7 @@ func TestOpenReturnsFile(t *testing.T) {
 // TestSessionSurvivesRestart reopens the store between appends, so that
 // the running hash is lost and the commit hashes the content from disk.
 func TestSessionSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	s1, err := fs.New(dir)
