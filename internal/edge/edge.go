@@ -417,6 +417,16 @@ func (e *Edge) Status() Status {
 	return st
 }
 
+// OutboxCounts returns, for metrics, the outbox messages dropped for age,
+// the tag conflicts since start and the messages waiting; all zero
+// without an outbox.
+func (e *Edge) OutboxCounts() (dropped, conflicts, pending int64) {
+	if e.outbox == nil {
+		return 0, 0, 0
+	}
+	return e.outbox.Counts()
+}
+
 // messageTTL is the sync message TTL in force.
 func (e *Edge) messageTTL() time.Duration {
 	if e.o.MessageTTL > 0 {
@@ -463,9 +473,17 @@ func (e *Edge) deliverLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		e.mu.Lock()
-		ok := e.online && e.cfg != nil && e.cfg.Mode == controlplane.ReadWrite
+		rw := e.cfg != nil && e.cfg.Mode == controlplane.ReadWrite
+		online := e.online
 		e.mu.Unlock()
-		if !ok {
+		if !rw {
+			continue
+		}
+		if !online {
+			// Keep the pending count current while pushes accumulate.
+			if err := e.outbox.Refresh(ctx); err != nil && ctx.Err() == nil {
+				e.log.Debug("outbox count", "err", err)
+			}
 			continue
 		}
 		n, err := e.outbox.Deliver(ctx)

@@ -62,6 +62,7 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 		static = &controlplane.EdgeConfig{Mode: mode, Repositories: cfg.Parent.Repositories, SyncSchedule: cfg.Parent.SyncSchedule,
 			SyncWindow: cfg.Parent.SyncWindow, SyncMessageTTL: controlplane.DefaultTTL, LogLevel: string(cfg.Log.Level)}
 	}
+	popts.Metrics = s.metrics
 	parent, err := syncer.NewParent(popts)
 	if err != nil {
 		return nil, err
@@ -92,6 +93,7 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.registerEdge(engine.Pending, ed.OutboxCounts)
 	return &edgeParts{engine: engine, edge: ed}, nil
 }
 

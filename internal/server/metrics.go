@@ -1,6 +1,10 @@
 package server
 
 import (
+	"strconv"
+	"strings"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -17,6 +21,10 @@ type Metrics struct {
 	buildInfo *prometheus.GaugeVec
 	syncBytes *prometheus.CounterVec
 	onDemand  *prometheus.CounterVec
+	// Connected registry: sync runs, last success, parent latency.
+	syncRuns    *prometheus.CounterVec
+	lastSuccess prometheus.Gauge
+	parent      *prometheus.HistogramVec
 }
 
 // NewMetrics registers Outpost's metrics, plus Go runtime and process
@@ -62,7 +70,20 @@ func NewMetrics(version string) *Metrics {
 		Name: "outpost_sync_on_demand_total",
 		Help: "Pull-through fetches from the parent for content missing locally, by result.",
 	}, []string{"result"})
-	m.registry.MustRegister(m.syncBytes, m.onDemand)
+	m.syncRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "outpost_sync_runs_total",
+		Help: "Finished sync runs, by result (succeeded or failed; a run cut by its sync window failed).",
+	}, []string{"result"})
+	m.lastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "outpost_sync_last_success_timestamp_seconds",
+		Help: "End of the last successful sync run, in Unix seconds (0 until one succeeds).",
+	})
+	m.parent = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "outpost_parent_request_duration_seconds",
+		Help:    "Time for the parent to answer a request (to the response headers), by method and status code (0: no answer).",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"method", "code"})
+	m.registry.MustRegister(m.syncBytes, m.onDemand, m.syncRuns, m.lastSuccess, m.parent)
 	m.registry.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.uploads, m.inFlight, m.buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.buildInfo.WithLabelValues(version).Set(1)
@@ -91,4 +112,44 @@ func (m *Metrics) OnDemand(hit bool) {
 	} else {
 		m.onDemand.WithLabelValues("miss").Inc()
 	}
+}
+
+// SyncRun implements syncer.Observer.
+func (m *Metrics) SyncRun(state string, end time.Time) {
+	m.syncRuns.WithLabelValues(strings.ToLower(state)).Inc()
+	if state == "Succeeded" {
+		m.lastSuccess.Set(float64(end.UnixNano()) / 1e9)
+	}
+}
+
+// ParentRequest implements syncer.RequestObserver.
+func (m *Metrics) ParentRequest(method string, code int, d time.Duration) {
+	m.parent.WithLabelValues(method, strconv.Itoa(code)).Observe(d.Seconds())
+}
+
+// registerEdge adds the gauges read from a connected registry's engine
+// and outbox at each scrape.
+func (m *Metrics) registerEdge(pending func() (repositories int, blobs int64), outbox func() (dropped, conflicts, pending int64)) {
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_sync_repositories_pending",
+			Help: "Repositories the running sync run has yet to finish (0 between runs).",
+		}, func() float64 { r, _ := pending(); return float64(r) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_sync_blobs_pending",
+			Help: "Blob copies from the parent queued or in progress (sync and pull-through).",
+		}, func() float64 { _, b := pending(); return float64(b) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "outpost_outbox_dropped_total",
+			Help: "Outbox messages (local pushes of a ReadWrite registry) dropped undelivered after the sync message TTL.",
+		}, func() float64 { d, _, _ := outbox(); return float64(d) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "outpost_outbox_conflicts_total",
+			Help: "Tags moved both at this registry and at the parent; the parent's tag won.",
+		}, func() float64 { _, c, _ := outbox(); return float64(c) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_outbox_pending",
+			Help: "Changes of the local feed not yet delivered to the parent.",
+		}, func() float64 { _, _, p := outbox(); return float64(p) }),
+	)
 }

@@ -47,12 +47,16 @@ type Options struct {
 type Observer interface {
 	BlobSynced(bytes int64)
 	OnDemand(hit bool)
+	// SyncRun is told the state ("Succeeded" or "Failed") and end of each
+	// finished run.
+	SyncRun(state string, end time.Time)
 }
 
 type noObserver struct{}
 
-func (noObserver) BlobSynced(int64) {}
-func (noObserver) OnDemand(bool)    {}
+func (noObserver) BlobSynced(int64)          {}
+func (noObserver) OnDemand(bool)             {}
+func (noObserver) SyncRun(string, time.Time) {}
 
 // Engine copies content from the parent.
 type Engine struct {
@@ -65,6 +69,8 @@ type Engine struct {
 	mu       sync.Mutex
 	scope    []string
 	progress Progress
+	// blobsPending counts blob copies queued or in progress.
+	blobsPending atomic.Int64
 
 	// holds, set by an Outbox, reports parent states that must not be
 	// applied locally because a local push made on top of them waits for
@@ -168,6 +174,17 @@ func (e *Engine) Progress() Progress {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.progress
+}
+
+// Pending returns the repositories the running run has yet to finish (0
+// between runs) and the blob copies queued or in progress, for metrics.
+func (e *Engine) Pending() (repositories int, blobs int64) {
+	e.mu.Lock()
+	if e.progress.Running {
+		repositories = e.progress.Repositories - e.progress.RepositoriesDone
+	}
+	e.mu.Unlock()
+	return repositories, e.blobsPending.Load()
 }
 
 func (e *Engine) addProgress(items, bytes int64) {
@@ -288,6 +305,7 @@ func (e *Engine) Run(ctx context.Context, trigger string) Result {
 	e.mu.Lock()
 	e.progress.Running, e.progress.Current = false, ""
 	e.mu.Unlock()
+	e.o.Metrics.SyncRun(res.State, res.End)
 	return res
 }
 
@@ -571,12 +589,14 @@ func (e *Engine) copyBlobs(ctx context.Context, repo string, blobs []v1.Descript
 		mu   sync.Mutex
 		errs []error
 	)
+	e.blobsPending.Add(int64(len(blobs)))
 	for _, b := range blobs {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func(b v1.Descriptor) {
 			defer wg.Done()
 			defer func() { <-sem }()
+			defer e.blobsPending.Add(-1)
 			if err := e.copyBlob(ctx, repo, b.Digest, b.Size); err != nil {
 				mu.Lock()
 				errs = append(errs, err)

@@ -34,7 +34,9 @@ type Outbox struct {
 	mu        sync.Mutex
 	dropped   int64
 	conflicts []string
-	pending   int64
+	// conflictCount counts every conflict; conflicts keeps the last 20.
+	conflictCount int64
+	pending       int64
 
 	// local indexes, per repository, the local changes not yet delivered,
 	// for Holds; each change of the feed is read once.
@@ -121,17 +123,48 @@ func (o *Outbox) Stats() (dropped int64, conflicts []string, pending int64) {
 	return o.dropped, append([]string(nil), o.conflicts...), o.pending
 }
 
-// Deliver sends every pending change of every local repository in scope.
-// It stops at the first change the parent cannot take (it is retried on the
-// next call, keeping the order).
-func (o *Outbox) Deliver(ctx context.Context) (int, error) {
+// Counts returns, for metrics, the messages dropped for age and the tag
+// conflicts since start, and the messages waiting.
+func (o *Outbox) Counts() (dropped, conflicts, pending int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.dropped, o.conflictCount, o.pending
+}
+
+// Refresh recounts the messages waiting without delivering any, while the
+// parent is unreachable (Deliver counts them otherwise). A message is a
+// change of the feed past the delivered cursor.
+func (o *Outbox) Refresh(ctx context.Context) error {
+	repos, err := o.repositories(ctx)
+	if err != nil {
+		return err
+	}
+	var pending int64
+	for _, repo := range repos {
+		cursor := o.cursors.Get(repo)
+		_, head, err := o.engine.o.Metadata.Changes(ctx, repo, cursor, 1)
+		if err != nil {
+			return err
+		}
+		if head > cursor {
+			pending += int64(head - cursor)
+		}
+	}
+	o.mu.Lock()
+	o.pending = pending
+	o.mu.Unlock()
+	return nil
+}
+
+// repositories lists the local repositories in scope.
+func (o *Outbox) repositories(ctx context.Context) ([]string, error) {
 	e := o.engine
 	var repos []string
 	last := ""
 	for range 10000 {
 		page, more, err := e.o.Metadata.Repositories(ctx, last, 1000)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		for _, r := range page {
 			if e.InScope(r) {
@@ -142,6 +175,17 @@ func (o *Outbox) Deliver(ctx context.Context) (int, error) {
 			break
 		}
 		last = page[len(page)-1]
+	}
+	return repos, nil
+}
+
+// Deliver sends every pending change of every local repository in scope.
+// It stops at the first change the parent cannot take (it is retried on the
+// next call, keeping the order).
+func (o *Outbox) Deliver(ctx context.Context) (int, error) {
+	repos, err := o.repositories(ctx)
+	if err != nil {
+		return 0, err
 	}
 	delivered := 0
 	var pending int64
@@ -257,6 +301,7 @@ func (o *Outbox) conflict(repo, tag string, edge, parent digest.Digest, what str
 	o.log.Warn("tag conflict", "repo", repo, "tag", tag, "edge_digest", string(edge), "parent_digest", string(parent))
 	o.mu.Lock()
 	o.conflicts = append(o.conflicts, msg)
+	o.conflictCount++
 	if len(o.conflicts) > 20 {
 		o.conflicts = o.conflicts[len(o.conflicts)-20:]
 	}

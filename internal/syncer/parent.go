@@ -68,13 +68,23 @@ type ParentOptions struct {
 	CAFile string
 	// Timeout bounds connecting and waiting for response headers.
 	Timeout time.Duration
+	// Metrics, when set, is told how long each request took to answer.
+	Metrics RequestObserver
+}
+
+// RequestObserver receives the latency of parent requests for metrics:
+// the time to the response headers, with the status code (0 when no
+// answer came).
+type RequestObserver interface {
+	ParentRequest(method string, code int, d time.Duration)
 }
 
 // Parent is a client of the parent registry: the OCI API with Docker token
 // or Basic auth, and (for an Outpost parent) its control API.
 type Parent struct {
-	base   *url.URL
-	client *auth.Client
+	base    *url.URL
+	client  *auth.Client
+	metrics RequestObserver
 }
 
 // NewParent builds a parent client. Credentials are sent only to the
@@ -130,7 +140,7 @@ func NewParent(o ParentOptions) (*Parent, error) {
 		BlockedRealmPrefixes: blocked,
 	}
 	c.SetUserAgent("outpost-syncer")
-	return &Parent{base: u, client: c}, nil
+	return &Parent{base: u, client: c, metrics: o.Metrics}, nil
 }
 
 // Host is the parent's host:port.
@@ -158,7 +168,7 @@ func (p *Parent) do(ctx context.Context, method, path string, hdr http.Header, b
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	resp, err := p.client.Do(req)
+	resp, err := p.send(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -166,6 +176,20 @@ func (p *Parent) do(ctx context.Context, method, path string, hdr http.Header, b
 		return nil, fmt.Errorf("%w: %s %s: %w", ErrConnection, method, path, err)
 	}
 	return resp, nil
+}
+
+// send runs req, telling the observer how long the answer took.
+func (p *Parent) send(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := p.client.Do(req)
+	if p.metrics != nil {
+		code := 0
+		if err == nil {
+			code = resp.StatusCode
+		}
+		p.metrics.ParentRequest(req.Method, code, time.Since(start))
+	}
+	return resp, err
 }
 
 // check turns a non-2xx answer into an error and closes its body.

@@ -64,7 +64,7 @@ func (p *Parent) PushBlob(ctx context.Context, repo string, d digest.Digest, siz
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.GetBody = func() (io.ReadCloser, error) { return open() }
-	resp, err = p.client.Do(req)
+	resp, err = p.send(req)
 	if err != nil {
 		return fmt.Errorf("%w: PUT blob %s: %w", ErrConnection, d, err)
 	}
