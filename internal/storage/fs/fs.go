@@ -5,6 +5,7 @@
 //	blobs/<algorithm>/<first two hex digits>/<hex>   complete, verified blobs
 //	uploads/<id>                                     session content
 //	uploads/<id>.repo                                the session's repository
+//	uploads/<id>.sync                                marks a session of the sync engine
 //
 // A blob appears under blobs/ only by rename(2) after its content has been
 // verified and fsynced, so a reader never sees a partial blob.
@@ -20,7 +21,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/opencontainers/go-digest"
@@ -164,7 +168,7 @@ func (s *Store) forget(id string) {
 }
 
 // StartUpload implements storage.Uploads.
-func (s *Store) StartUpload(_ context.Context, repo string) (string, error) {
+func (s *Store) StartUpload(ctx context.Context, repo string) (string, error) {
 	id := uuid.NewString()
 	p := filepath.Join(s.root, "uploads", id)
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
@@ -177,6 +181,15 @@ func (s *Store) StartUpload(_ context.Context, repo string) (string, error) {
 	if err := os.WriteFile(p+".repo", []byte(repo), 0o640); err != nil {
 		_ = os.Remove(p)
 		return "", fmt.Errorf("create upload: %w", err)
+	}
+	if storage.OriginFrom(ctx) == storage.OriginSync {
+		// The sync engine keeps a session's ID in memory only: after a
+		// restart nothing resumes it, and PurgeUploads may remove it.
+		if err := os.WriteFile(p+".sync", nil, 0o640); err != nil {
+			_ = os.Remove(p + ".repo")
+			_ = os.Remove(p)
+			return "", fmt.Errorf("create upload: %w", err)
+		}
 	}
 	s.mu.Lock()
 	s.sessions[id] = &session{hash: sha256.New()}
@@ -293,6 +306,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, want digest.D
 		return 0, fmt.Errorf("commit blob %s: %w", want, err)
 	}
 	_ = os.Remove(p + ".repo")
+	_ = os.Remove(p + ".sync")
 	s.forget(id)
 	return fi.Size(), nil
 }
@@ -335,5 +349,75 @@ func (s *Store) CancelUpload(_ context.Context, repo, id string) error {
 	if err := os.Remove(p + ".repo"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("cancel upload %s: %w", id, err)
 	}
+	if err := os.Remove(p + ".sync"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cancel upload %s: %w", id, err)
+	}
 	return nil
+}
+
+// PurgeUploads removes abandoned upload sessions: each session last
+// written before cutoff (the OCI distribution spec lets a registry expire
+// upload sessions) and, when syncToo is set, each session the sync engine
+// opened, which nothing resumes after a restart. It returns the number of
+// sessions removed and the bytes of content they held.
+func (s *Store) PurgeUploads(_ context.Context, cutoff time.Time, syncToo bool) (sessions int, bytes int64, err error) {
+	dir := filepath.Join(s.root, "uploads")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("list uploads: %w", err)
+	}
+	type upload struct {
+		newest time.Time
+		size   int64
+		sync   bool
+		files  []string
+	}
+	byID := map[string]*upload{}
+	for _, e := range entries {
+		id, _, _ := strings.Cut(e.Name(), ".")
+		if u, err := uuid.Parse(id); err != nil || u.String() != id {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		u := byID[id]
+		if u == nil {
+			u = &upload{}
+			byID[id] = u
+		}
+		if fi.ModTime().After(u.newest) {
+			u.newest = fi.ModTime()
+		}
+		switch e.Name() {
+		case id:
+			u.size = fi.Size()
+		case id + ".sync":
+			u.sync = true
+		}
+		u.files = append(u.files, e.Name())
+	}
+	var errs []error
+	for id, u := range byID {
+		if !u.newest.Before(cutoff) && !(syncToo && u.sync) {
+			continue
+		}
+		s.forget(id)
+		// Content first: a .repo file left by a crash here is purged next
+		// time, as it is older than the cutoff.
+		slices.SortFunc(u.files, func(a, b string) int { return len(a) - len(b) })
+		removed := true
+		for _, f := range u.files {
+			if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("purge upload %s: %w", id, err))
+				removed = false
+			}
+		}
+		if removed {
+			sessions++
+			bytes += u.size
+		}
+	}
+	return sessions, bytes, errors.Join(errs...)
 }
