@@ -34,6 +34,7 @@ type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
 	meta     *bolt.Store
+	blobs    *fs.Store
 	identity *auth.Store
 	edge     *edgeParts
 	tls      *pki.Source
@@ -61,7 +62,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 		_ = meta.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, meta: meta, identity: identity}
+	s := &Server{cfg: cfg, log: log, meta: meta, blobs: blobs, identity: identity}
 	written, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
 	if err != nil {
 		_ = s.Close()
@@ -179,9 +180,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // Serve accepts connections on ln until ctx is cancelled, then shuts down
 // gracefully: new connections are refused and in-flight requests get
-// ShutdownTimeout to finish. Upload sessions stay on disk and resume after
-// a restart.
+// ShutdownTimeout to finish. Client upload sessions stay on disk and
+// resume after a restart, unless idle for uploadPurgeAge.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.purgeUploads(ctx, true)
+	go s.purgeLoop(ctx)
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
