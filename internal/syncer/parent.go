@@ -367,6 +367,16 @@ func (p *Parent) Blob(ctx context.Context, repo string, d digest.Digest, offset 
 	if err := check(resp, http.MethodGet, path, http.StatusOK, http.StatusPartialContent); err != nil {
 		return nil, false, err
 	}
+	if resp.StatusCode == http.StatusPartialContent {
+		// A 206 must start where the download stopped; anything else
+		// would splice the wrong bytes in (caught only by the digest at
+		// the end, after a wasted transfer).
+		want := "bytes " + strconv.FormatInt(offset, 10) + "-"
+		if cr := resp.Header.Get("Content-Range"); !strings.HasPrefix(cr, want) {
+			_ = resp.Body.Close()
+			return nil, false, fmt.Errorf("%w: GET %s: Content-Range %q does not start at offset %d", ErrConnection, path, cr, offset)
+		}
+	}
 	return resp.Body, resp.StatusCode == http.StatusPartialContent, nil
 }
 
