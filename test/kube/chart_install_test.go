@@ -19,8 +19,11 @@ import (
 	"time"
 )
 
+// chart is the chart's directory; helm and kubectl run in temporary
+// directories, so TestChartInstall makes it absolute.
+var chart = repoRoot + "/deploy/helm/outpost"
+
 const (
-	chart   = repoRoot + "/deploy/helm/outpost"
 	release = "outpost" // the chart names its objects after the release: "outpost"
 	cs      = "ConnectedRegistryName=factory;SyncTokenName=factory-sync-token;SyncTokenPassword=secret=value;ParentGatewayEndpoint=registry.example.com;ParentEndpointProtocol=https"
 )
@@ -75,6 +78,11 @@ func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) 
 // nodes made of it, and uninstalls it.
 func TestChartInstall(t *testing.T) {
 	bin := findBinaries(t)
+	abs, err := filepath.Abs(chart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chart = abs
 	if !fileExists(filepath.Join(chart, "charts/cert-manager/Chart.yaml")) {
 		t.Fatal("the chart's cert-manager dependency is missing: run scripts/helm-deps.sh")
 	}
@@ -382,7 +390,12 @@ func (c *cluster) installCertManagerCRDs(t *testing.T) error {
 	if err := os.CopyFS(tmp, os.DirFS(sub)); err != nil {
 		return err
 	}
-	args := []string{"template", "cert-manager", tmp, "--namespace", "cert-manager", "--set", "crds.enabled=true"}
+	var server struct{ GitVersion string }
+	if err := c.get("/version", &server); err != nil {
+		return err
+	}
+	args := []string{"template", "cert-manager", tmp, "--namespace", "cert-manager", "--set", "crds.enabled=true",
+		"--kube-version", server.GitVersion}
 	var names []string
 	for _, f := range crdFiles {
 		data, err := os.ReadFile(f)

@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -192,7 +193,11 @@ current-context: test
 	cm := c.start(t, "kube-controller-manager", bin.controllerManager,
 		"--kubeconfig="+c.kubeconfig, "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0",
 		"--service-account-private-key-file="+saKey, "--root-ca-file="+caFile,
-		"--use-service-account-credentials=false")
+		"--use-service-account-credentials=false",
+		// It would publish the API server's self-signed serving
+		// certificate, which is no CA, as a trust bundle, and log the
+		// refusal again and again.
+		"--controllers=*,-kube-apiserver-serving-clustertrustbundle-publisher-controller")
 	sched := c.start(t, "kube-scheduler", bin.scheduler,
 		"--kubeconfig="+c.kubeconfig, "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0")
 
@@ -300,6 +305,8 @@ func (c *cluster) start(t *testing.T, name, bin string, args ...string) *process
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Dir = c.dir
+	// etcd reads every ETCD_* variable as a flag.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "ETCD_") })
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
