@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sync/singleflight"
 )
 
 // bcryptCost is the work factor of stored password hashes.
@@ -60,6 +61,10 @@ type verifier struct {
 	ok    map[[32]byte]time.Time
 	ttl   time.Duration
 	limit int
+	// flight shares one bcrypt among concurrent checks of the same hash
+	// and password (a client's parallel first requests, or a request
+	// arriving while the start-up check of the admin password runs).
+	flight singleflight.Group
 }
 
 func newVerifier() *verifier {
@@ -101,7 +106,10 @@ func (v *verifier) verify(hash, pw string, now time.Time) bool {
 	if hit && now.Before(exp) {
 		return true
 	}
-	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) != nil {
+	ok, _, _ := v.flight.Do(string(k[:]), func() (any, error) {
+		return bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) == nil, nil
+	})
+	if !ok.(bool) {
 		return false
 	}
 	v.mu.Lock()
@@ -115,6 +123,23 @@ func (v *verifier) verify(hash, pw string, now time.Time) bool {
 	v.ok[k] = now.Add(v.ttl)
 	v.mu.Unlock()
 	return true
+}
+
+// RecheckAdmin makes the admin password explicit (the one given on this
+// start) the stored one, when it differs. The bcrypt it costs goes
+// through the verifier, so a request with these credentials that arrives
+// meanwhile waits for this check instead of running its own, and later
+// ones find it remembered. Servers run it in a goroutine at start.
+func (s *Service) RecheckAdmin(explicit string) error {
+	explicit = strings.TrimRight(explicit, "\r\n")
+	if explicit == "" || s.verifier.verify(s.store.AdminHash(), explicit, time.Now()) {
+		return nil
+	}
+	h, err := HashPassword(explicit)
+	if err != nil {
+		return err
+	}
+	return s.store.Update(func(tx *Tx) error { tx.SetAdminHash(h); return nil })
 }
 
 // constantTimeEqual compares two strings without leaking where they differ.
@@ -141,9 +166,6 @@ func BootstrapAdmin(s *Store, dataDir, explicit string) (string, error) {
 			return "", err
 		}
 		set := func() error {
-			if h := s.AdminHash(); h != "" && bcrypt.CompareHashAndPassword([]byte(h), []byte(explicit)) == nil {
-				return nil
-			}
 			h, err := HashPassword(explicit)
 			if err != nil {
 				return err
@@ -154,8 +176,7 @@ func BootstrapAdmin(s *Store, dataDir, explicit string) (string, error) {
 			return "", set()
 		}
 		// On a restart, checking the (usually unchanged) password costs a
-		// bcrypt: do it after start-up instead of delaying readiness.
-		go func() { _ = set() }()
+		// bcrypt: Service.RecheckAdmin does it while the server starts.
 		return "", nil
 	}
 	if s.AdminHash() != "" {

@@ -49,20 +49,14 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	blobs, err := fs.New(cfg.Data)
-	if err != nil {
-		return nil, err
-	}
-	meta, err := bolt.Open(filepath.Join(cfg.Data, "metadata.db"))
-	if err != nil {
-		return nil, err
-	}
+	// The identity store and the auth service come first, so that the
+	// start-up check of the admin password (a bcrypt) overlaps with the
+	// rest of the start.
 	identity, err := auth.OpenStore(filepath.Join(cfg.Data, "identity.db"))
 	if err != nil {
-		_ = meta.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, meta: meta, blobs: blobs, identity: identity}
+	s := &Server{cfg: cfg, log: log, identity: identity}
 	written, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
 	if err != nil {
 		_ = s.Close()
@@ -81,6 +75,22 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 		_ = s.Close()
 		return nil, err
 	}
+	go func() {
+		if err := authSvc.RecheckAdmin(adminPassword); err != nil {
+			log.Error("admin password not updated", "err", err)
+		}
+	}()
+	blobs, err := fs.New(cfg.Data)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	meta, err := bolt.Open(filepath.Join(cfg.Data, "metadata.db"))
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	s.meta, s.blobs = meta, blobs
 	metrics := NewMetrics(version)
 	s.metrics = metrics
 	fleet := controlplane.NewService(identity)
@@ -161,7 +171,11 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Close releases the stores.
 func (s *Server) Close() error {
-	return errors.Join(s.meta.Close(), s.identity.Close())
+	var err error
+	if s.meta != nil {
+		err = s.meta.Close()
+	}
+	return errors.Join(err, s.identity.Close())
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
