@@ -1,7 +1,9 @@
 .PHONY: build test conformance e2e lint bench tools
 
+COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
+
 build:
-	go build -o bin/outpost ./cmd/outpost
+	go build -ldflags "-X github.com/outpost-registry/outpost/internal/cli.commit=$(COMMIT)" -o bin/outpost ./cmd/outpost
 
 tools:
 	bash scripts/install-tools.sh

@@ -30,7 +30,7 @@ section "staticcheck"
 staticcheck ./...
 
 section "build"
-go build -o bin/outpost ./cmd/outpost
+go build -ldflags "-X github.com/outpost-registry/outpost/internal/cli.commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)" -o bin/outpost ./cmd/outpost
 bin/outpost version
 
 # count_go LOG: prints "passed failed" for a go test -v log.
