@@ -240,7 +240,9 @@ func (s *Store) AppendUpload(_ context.Context, repo, id string, offset int64, r
 	if st.hash != nil {
 		w = io.MultiWriter(f, st.hash)
 	}
-	n, copyErr := io.Copy(w, r)
+	buf := copyBuffers.Get().(*[]byte)
+	n, copyErr := io.CopyBuffer(w, r, *buf)
+	copyBuffers.Put(buf)
 	size += n
 	st.size = size
 	if copyErr != nil {
@@ -253,6 +255,11 @@ func (s *Store) AppendUpload(_ context.Context, repo, id string, offset int64, r
 	}
 	return size, nil
 }
+
+// copyBuffers hold the buffers uploads are copied through: 256 KiB
+// instead of io.Copy's 32 KiB means an eighth of the read and write system
+// calls for large blobs, pushed or synced.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // CommitUpload implements storage.Uploads.
 func (s *Store) CommitUpload(ctx context.Context, repo, id string, want digest.Digest) (int64, error) {
