@@ -39,6 +39,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 // start runs a server with cfg (data dir and address filled in).
 func start(t testing.TB, data string, edit func(*config.Config)) *node {
 	t.Helper()
+	return startWith(t, data, edit, testWriter{t})
+}
+
+// startWith is start with the server's warnings written to out.
+func startWith(t testing.TB, data string, edit func(*config.Config), out io.Writer) *node {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +57,6 @@ func start(t testing.TB, data string, edit func(*config.Config)) *node {
 	if edit != nil {
 		edit(&cfg)
 	}
-	var out io.Writer = testWriter{t}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := server.New(cfg, log, "test", adminPW)
 	if err != nil {

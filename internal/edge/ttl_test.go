@@ -2,12 +2,7 @@ package edge_test
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +14,6 @@ import (
 	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/faultproxy"
 	"github.com/outpost-registry/outpost/internal/ocitest"
-	"github.com/outpost-registry/outpost/internal/server"
 )
 
 // logBuffer keeps a server's log lines for assertions, and passes them to
@@ -47,34 +41,8 @@ func (l *logBuffer) String() string {
 // buffer.
 func startLogged(t testing.TB, data string, edit func(*config.Config)) (*node, *logBuffer) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.Data = data
-	cfg.Addr = ln.Addr().String()
-	cfg.LoginServer = cfg.Addr
-	cfg.Sync.HeartbeatInterval = config.Duration(time.Second)
-	if edit != nil {
-		edit(&cfg)
-	}
 	logs := &logBuffer{t: t}
-	var out io.Writer = logs
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn})), "test", adminPW)
-	if err != nil {
-		_ = ln.Close()
-		t.Fatalf("start server: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &node{t: t, cfg: cfg, addr: cfg.Addr, url: "https://" + cfg.Addr, ca: filepath.Join(data, "pki", "ca.crt"), cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(n.done)
-		_ = srv.Serve(ctx, ln)
-		_ = srv.Close()
-	}()
-	t.Cleanup(n.stop)
-	return n, logs
+	return startWith(t, data, edit, logs), logs
 }
 
 type outboxStatus struct {
