@@ -33,6 +33,7 @@ type serveOptions struct {
 	parentPassFile string
 	parentCAFile   string
 	repos          []string
+	realmHosts     []string
 	mode           string
 	syncSchedule   string
 	syncWindow     string
@@ -65,6 +66,7 @@ func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.parentUser, "parent-username", "", "user name for the generic parent")
 	fs.StringVar(&o.parentPassFile, "parent-password-file", "", "file holding the generic parent's password")
 	fs.StringVar(&o.parentCAFile, "parent-ca-file", "", "CA certificate to trust for an HTTPS parent, in addition to the system roots")
+	fs.StringArrayVar(&o.realmHosts, "parent-token-realm-host", nil, "host or host:port, besides the parent's own origin, that may receive the parent credentials as its Bearer token realm (repeatable; e.g. auth.docker.io)")
 	fs.StringArrayVar(&o.repos, "repository", nil, "repositories to sync from a generic parent (several after one flag, or repeat it)")
 	fs.StringVar(&o.mode, "mode", "", "mode with a generic parent: ReadOnly or ReadWrite (default ReadOnly)")
 	fs.StringVar(&o.syncSchedule, "sync-schedule", "", "cron schedule of sync runs with a generic parent (default * * * * *)")
@@ -206,6 +208,9 @@ func (o *serveOptions) applyEdgeFlags(fs *pflag.FlagSet, cfg *config.Config) err
 	set("parent-username", &cfg.Parent.Username, o.parentUser)
 	set("parent-password-file", &cfg.Parent.PasswordFile, o.parentPassFile)
 	set("parent-ca-file", &cfg.Parent.CAFile, o.parentCAFile)
+	if fs.Changed("parent-token-realm-host") {
+		cfg.Parent.TokenRealmHosts = o.realmHosts
+	}
 	set("mode", &cfg.Parent.Mode, o.mode)
 	set("sync-schedule", &cfg.Parent.SyncSchedule, o.syncSchedule)
 	set("sync-window", &cfg.Parent.SyncWindow, o.syncWindow)

@@ -16,6 +16,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/outpost-registry/outpost/internal/origin"
 )
 
 // Client calls one server's /api/v1/ routes with Basic credentials.
@@ -65,7 +67,13 @@ func New(server, username, password, caFile string) (*Client, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &Client{base: u, username: username, password: password, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}}, nil
+	// The credentials go to this server only: a redirect elsewhere (even
+	// to another port of the same host) fails instead of carrying them.
+	policy, err := origin.NewPolicy(u, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	return &Client{base: u, username: username, password: password, http: &http.Client{Transport: policy.Transport(tr), Timeout: 60 * time.Second}}, nil
 }
 
 // Server returns the server's base URL.

@@ -99,14 +99,18 @@ func (m *TLSMode) UnmarshalText(b []byte) error {
 // Parent configures the parent registry.
 type Parent struct {
 	// URL of a generic parent, such as https://registry.example.com.
-	URL          string   `yaml:"url,omitempty"`
-	Username     string   `yaml:"username,omitempty"`
-	PasswordFile string   `yaml:"passwordFile,omitempty"`
-	CAFile       string   `yaml:"caFile,omitempty"`
-	Repositories []string `yaml:"repositories,omitempty"`
-	Mode         string   `yaml:"mode,omitempty"`
-	SyncSchedule string   `yaml:"syncSchedule,omitempty"`
-	SyncWindow   string   `yaml:"syncWindow,omitempty"`
+	URL          string `yaml:"url,omitempty"`
+	Username     string `yaml:"username,omitempty"`
+	PasswordFile string `yaml:"passwordFile,omitempty"`
+	CAFile       string `yaml:"caFile,omitempty"`
+	// TokenRealmHosts are the hosts ("host" or "host:port") besides the
+	// parent's own origin that may receive the parent credentials as a
+	// Bearer token realm, such as auth.docker.io for Docker Hub.
+	TokenRealmHosts []string `yaml:"tokenRealmHosts,omitempty"`
+	Repositories    []string `yaml:"repositories,omitempty"`
+	Mode            string   `yaml:"mode,omitempty"`
+	SyncSchedule    string   `yaml:"syncSchedule,omitempty"`
+	SyncWindow      string   `yaml:"syncWindow,omitempty"`
 }
 
 // Sync tunes synchronization.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/origin"
 	"github.com/outpost-registry/outpost/internal/syncer"
 )
 
@@ -298,10 +299,37 @@ func (e *Edge) isActive() bool {
 	return e.active
 }
 
+// logForeign says, once per distinct error, that the parent asked for
+// the credentials to go somewhere they must not. It is not an outage: an
+// operator must act.
+func (e *Edge) logForeign(err error, prevErr string) {
+	if err.Error() != prevErr {
+		e.log.Error("parent refused: credentials are sent only to the parent's own origin", "parent", e.o.Parent.URL(), "err", err)
+	}
+}
+
+// noteRun records what a sync run says about the parent: a run refused
+// for a foreign token realm becomes the edge's last error (a generic
+// parent has no heartbeat to report it), a successful one clears it.
+func (e *Edge) noteRun(err error) {
+	e.mu.Lock()
+	prev := e.lastErr
+	switch {
+	case errors.Is(err, origin.ErrForeign):
+		e.lastErr = err.Error()
+	case err == nil && e.o.Static != nil:
+		e.lastErr = ""
+	}
+	e.mu.Unlock()
+	if errors.Is(err, origin.ErrForeign) {
+		e.logForeign(err, prev)
+	}
+}
+
 func (e *Edge) setOnline(ok bool, err error) {
 	now := time.Now().UTC()
 	e.mu.Lock()
-	was := e.online
+	was, prevErr := e.online, e.lastErr
 	e.online = ok
 	if ok {
 		e.lastContact = &now
@@ -311,6 +339,10 @@ func (e *Edge) setOnline(ok bool, err error) {
 	}
 	e.mu.Unlock()
 	e.o.Engine.SetOnline(ok)
+	if !ok && errors.Is(err, origin.ErrForeign) {
+		e.logForeign(err, prevErr)
+		return
+	}
 	if ok && !was {
 		e.log.Info("parent reachable", "parent", e.o.Parent.URL())
 		e.Trigger("reconnect")

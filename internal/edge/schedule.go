@@ -80,6 +80,7 @@ func (e *Edge) runOnce(ctx context.Context, trigger string, cfg *controlplane.Ed
 		e.log.Info("sync run finished", "trigger", trigger, "state", res.State, "items", res.Items, "bytes", res.Bytes,
 			"duration", res.End.Sub(res.Start).String(), "err", res.Error)
 	}
+	e.noteRun(res.Err)
 	r := controlplane.SyncResult{Trigger: res.Trigger, State: res.State, Start: res.Start, End: res.End, Bytes: res.Bytes, Items: res.Items, Error: res.Error}
 	e.mu.Lock()
 	e.lastResult = &r

@@ -36,6 +36,7 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 		static     *controlplane.EdgeConfig
 	)
 	popts.CAFile = cfg.Parent.CAFile
+	popts.TokenRealmHosts = cfg.Parent.TokenRealmHosts
 	if cfg.ConnectionString != "" {
 		cs, err := controlplane.ParseConnectionString(cfg.ConnectionString)
 		if err != nil {

@@ -115,6 +115,8 @@ type Result struct {
 	Bytes   int64     `json:"bytes"`
 	Items   int64     `json:"items"`
 	Error   string    `json:"error,omitempty"`
+	// Err is the run's error, for errors.Is (nil on success).
+	Err error `json:"-"`
 }
 
 // NewEngine returns an Engine.
@@ -300,7 +302,7 @@ func (e *Engine) Run(ctx context.Context, trigger string) Result {
 	res.End, res.Bytes, res.Items = time.Now().UTC(), p.Bytes, p.Items
 	res.State = "Succeeded"
 	if err := errors.Join(errs...); err != nil {
-		res.State, res.Error = "Failed", err.Error()
+		res.State, res.Error, res.Err = "Failed", err.Error(), err
 	}
 	e.mu.Lock()
 	e.progress.Running, e.progress.Current = false, ""

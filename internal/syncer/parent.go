@@ -28,6 +28,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/outpost-registry/outpost/internal/oci"
+	"github.com/outpost-registry/outpost/internal/origin"
 )
 
 // Errors of parent requests.
@@ -70,7 +71,15 @@ type ParentOptions struct {
 	Timeout time.Duration
 	// Metrics, when set, is told how long each request took to answer.
 	Metrics RequestObserver
+	// TokenRealmHosts are the hosts ("host" or "host:port") besides the
+	// parent's own origin that may receive the credentials as a Bearer
+	// token realm (parent.tokenRealmHosts).
+	TokenRealmHosts []string
 }
+
+// RealmSetting names the configuration that lists extra token realm
+// hosts, for error messages.
+const RealmSetting = "parent.tokenRealmHosts (--parent-token-realm-host)"
 
 // RequestObserver receives the latency of parent requests for metrics:
 // the time to the response headers, with the status code (0 when no
@@ -88,8 +97,10 @@ type Parent struct {
 }
 
 // NewParent builds a parent client. Credentials are sent only to the
-// parent's own host (and its token realm); HTTPS certificates are always
-// verified.
+// parent's own origin (scheme, host and port) — token realms included —
+// and to the realm hosts listed in TokenRealmHosts; a request that would
+// carry them anywhere else fails with origin.ErrForeign before it is sent.
+// HTTPS certificates are always verified.
 func NewParent(o ParentOptions) (*Parent, error) {
 	u, err := url.Parse(strings.TrimRight(o.URL, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -120,6 +131,11 @@ func NewParent(o ParentOptions) (*Parent, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	policy, err := origin.NewPolicy(u, o.TokenRealmHosts, RealmSetting)
+	if err != nil {
+		return nil, err
+	}
+	policy.Challenges = o.Username != "" || o.Password != ""
 	host := u.Host
 	cred := auth.Credential{Username: o.Username, Password: o.Password}
 	// Parents on this host (nested test setups, a gateway on the same
@@ -129,7 +145,7 @@ func NewParent(o ParentOptions) (*Parent, error) {
 		return p.Contains(netip.MustParseAddr("127.0.0.1")) || p.Contains(netip.IPv6Loopback())
 	})
 	c := &auth.Client{
-		Client: &http.Client{Transport: tr},
+		Client: &http.Client{Transport: policy.Transport(tr)},
 		Cache:  auth.NewCache(),
 		Credential: func(_ context.Context, hostport string) (auth.Credential, error) {
 			if hostport != host {
@@ -173,9 +189,23 @@ func (p *Parent) do(ctx context.Context, method, path string, hdr http.Header, b
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if errors.Is(err, origin.ErrForeign) {
+			return nil, fmt.Errorf("%s %s: %w", method, path, foreignCause(err))
+		}
 		return nil, fmt.Errorf("%w: %s %s: %w", ErrConnection, method, path, err)
 	}
 	return resp, nil
+}
+
+// foreignCause digs the *origin.ForeignError out of the layers of oras
+// and net/http wrapping, so that the message names the realm and the
+// setting without repeating the request.
+func foreignCause(err error) error {
+	var fe *origin.ForeignError
+	if errors.As(err, &fe) {
+		return fe
+	}
+	return err
 }
 
 // send runs req, telling the observer how long the answer took.

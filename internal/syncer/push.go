@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"oras.land/oras-go/v2/registry/remote/auth"
+
+	"github.com/outpost-registry/outpost/internal/origin"
 )
 
 // HasBlob reports whether the parent has blob d in repo.
@@ -66,6 +69,9 @@ func (p *Parent) PushBlob(ctx context.Context, repo string, d digest.Digest, siz
 	req.GetBody = func() (io.ReadCloser, error) { return open() }
 	resp, err = p.send(req)
 	if err != nil {
+		if errors.Is(err, origin.ErrForeign) {
+			return fmt.Errorf("PUT blob %s: %w", d, foreignCause(err))
+		}
 		return fmt.Errorf("%w: PUT blob %s: %w", ErrConnection, d, err)
 	}
 	if err := check(resp, http.MethodPut, loc.Path, http.StatusCreated); err != nil {

@@ -30,14 +30,25 @@ import (
 // proc is an outpost binary that the test can SIGKILL and start again
 // with the same data directory and arguments.
 type proc struct {
-	t    *testing.T
-	args []string
-	host string
-	data string
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs *bytes.Buffer
-	runs int
+	t     *testing.T
+	args  []string
+	host  string
+	data  string
+	cmd   *exec.Cmd
+	done  chan struct{}
+	logs  *bytes.Buffer
+	logMu sync.Mutex // guards logs while the process writes to it
+	runs  int
+}
+
+// logText is what the process has logged so far; safe while it runs.
+func (p *proc) logText() string {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	if p.logs == nil {
+		return ""
+	}
+	return p.logs.String()
 }
 
 // newProc prepares `outpost serve` on a free port with its own data
@@ -53,7 +64,7 @@ func newProc(t *testing.T, extra ...string) *proc {
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
-			t.Logf("outpost %s log:\n%s", p.host, p.logs.String())
+			t.Logf("outpost %s log:\n%s", p.host, p.logText())
 		}
 	})
 	return p
@@ -68,10 +79,12 @@ func (p *proc) start() *registry {
 	if p.logs == nil {
 		p.logs = &bytes.Buffer{}
 	}
+	p.logMu.Lock()
 	_, _ = p.logs.WriteString("---- start " + time.Now().Format(time.RFC3339Nano) + "\n")
+	p.logMu.Unlock()
 	cmd := exec.Command(os.Getenv("OUTPOST_BIN"), p.args...)
 	cmd.Env = append(os.Environ(), "OUTPOST_ADMIN_PASSWORD="+adminPassword)
-	w := &lockedWriter{w: p.logs}
+	w := &lockedWriter{mu: &p.logMu, w: p.logs}
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start outpost: %v", err)
@@ -83,7 +96,7 @@ func (p *proc) start() *registry {
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.done:
-			t.Fatalf("outpost %s exited at start:\n%s", p.host, p.logs.String())
+			t.Fatalf("outpost %s exited at start:\n%s", p.host, p.logText())
 		default:
 		}
 		if c, err := adminClient(t, r); err == nil {
@@ -95,7 +108,7 @@ func (p *proc) start() *registry {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("outpost on %s did not become ready:\n%s", p.host, p.logs.String())
+	t.Fatalf("outpost on %s did not become ready:\n%s", p.host, p.logText())
 	return nil
 }
 
@@ -120,7 +133,9 @@ func (p *proc) kill() {
 	case <-time.After(20 * time.Second):
 		p.t.Fatal("outpost did not exit after SIGKILL")
 	}
+	p.logMu.Lock()
 	_, _ = p.logs.WriteString("---- SIGKILL " + time.Now().Format(time.RFC3339Nano) + "\n")
+	p.logMu.Unlock()
 }
 
 // stop ends a running process gracefully (SIGKILL after 15 s).
@@ -143,7 +158,7 @@ func (p *proc) stop() {
 }
 
 type lockedWriter struct {
-	mu sync.Mutex
+	mu *sync.Mutex
 	w  io.Writer
 }
 
