@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/outpost-registry/outpost/internal/storage"
 )
@@ -104,6 +105,10 @@ type Handler struct {
 	log      *slog.Logger
 	observer UploadObserver
 	fallback Fallback
+	// manifestBytes bounds the manifest bodies held at once (see
+	// readManifest), so that memory stays bounded whatever the
+	// concurrency.
+	manifestBytes *semaphore.Weighted
 }
 
 type noObserver struct{}
@@ -126,6 +131,7 @@ func New(o Options) (*Handler, error) {
 	if h.limits.PageSizeMax <= 0 {
 		h.limits.PageSizeMax = DefaultLimits.PageSizeMax
 	}
+	h.manifestBytes = semaphore.NewWeighted(manifestBudget(h.limits.ManifestMaxBytes))
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

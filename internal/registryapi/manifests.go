@@ -3,7 +3,6 @@ package registryapi
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
@@ -49,17 +48,11 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	if err := h.authorize(r, rt, ActionPush); err != nil {
 		return err
 	}
-	if r.ContentLength > h.limits.ManifestMaxBytes {
-		return tooLarge(h.limits.ManifestMaxBytes)
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.limits.ManifestMaxBytes))
-	var maxErr *http.MaxBytesError
-	if errors.As(err, &maxErr) {
-		return tooLarge(h.limits.ManifestMaxBytes)
-	}
+	body, release, err := h.readManifest(w, r)
 	if err != nil {
-		return newError(CodeManifestInvalid, "reading the manifest body failed", err)
+		return err
 	}
+	defer release()
 	parsed, err := oci.ParseManifest(r.Header.Get("Content-Type"), body)
 	if err != nil {
 		return err
