@@ -12,13 +12,17 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/outpost-registry/outpost/internal/config"
+	"github.com/outpost-registry/outpost/internal/logging"
 	"github.com/outpost-registry/outpost/internal/server"
 )
 
 // serveOptions are the flags of `outpost serve`; each overrides the
 // config file's value when given.
 type serveOptions struct {
-	configFile string
+	// levelPinned is set once load has seen a log level given locally
+	// (flag or file): the parent's configured level then does not apply.
+	levelPinned bool
+	configFile  string
 	addr       string
 	data       string
 	logLevel   string
@@ -111,6 +115,7 @@ func (o *serveOptions) load(fs *pflag.FlagSet) (config.Config, error) {
 			return cfg, fmt.Errorf("--log-format: %w", err)
 		}
 	}
+	o.levelPinned = cfg.Log.Level != ""
 	if err := o.applyEdgeFlags(fs, &cfg); err != nil {
 		return cfg, err
 	}
@@ -143,13 +148,17 @@ gracefully: in-flight requests finish, upload sessions resume after restart.`,
 			if err != nil {
 				return err
 			}
-			log := newLogger(stderrWriter, cfg.Log.Level, cfg.Log.Format)
+			log, level := logging.New(stderrWriter, cfg.Log.Level, cfg.Log.Format)
 			v, _ := Version()
 			adminPassword, err := adminPassword(cfg)
 			if err != nil {
 				return err
 			}
-			srv, err := server.New(cfg, log, v, adminPassword)
+			var opts []server.Option
+			if !o.levelPinned {
+				opts = append(opts, server.WithLogLevel(level))
+			}
+			srv, err := server.New(cfg, log, v, adminPassword, opts...)
 			if err != nil {
 				return err
 			}

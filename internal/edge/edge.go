@@ -56,6 +56,9 @@ type Options struct {
 	// connected registries below it, it keeps their records (replicated
 	// from the parent) and answers their activation and heartbeats.
 	Fleet *controlplane.Service
+	// SetLogLevel, when set, applies the log level of the configuration
+	// on every refresh (nil when the level was given locally).
+	SetLogLevel func(level string) error
 }
 
 // Status is what `outpost status` shows at the edge.
@@ -233,8 +236,19 @@ func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
 		}
 	}
 	e.mu.Lock()
+	prevLevel := ""
+	if e.cfg != nil {
+		prevLevel = e.cfg.LogLevel
+	}
 	e.cfg = cfg
 	e.mu.Unlock()
+	if e.o.SetLogLevel != nil && cfg.LogLevel != "" && cfg.LogLevel != prevLevel {
+		if err := e.o.SetLogLevel(cfg.LogLevel); err != nil {
+			e.log.Warn("the configured log level is not valid; keeping the current one", "level", cfg.LogLevel, "err", err)
+		} else {
+			e.log.Info("log level set by the parent's configuration", "level", cfg.LogLevel)
+		}
+	}
 	if len(cfg.Staging) > 0 {
 		select {
 		case e.stageWake <- struct{}{}:
@@ -409,6 +423,7 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 	if err := e.apply(&cfg); err != nil {
 		return err
 	}
+	e.log.Debug("heartbeat sent", "parent", e.o.Parent.URL(), "state", hb.ConnectionState, "events", len(events), "resync", cfg.Resync)
 	if cfg.Resync {
 		e.Trigger("resync")
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/config"
+	"github.com/outpost-registry/outpost/internal/logging"
 	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/pki"
 	"github.com/outpost-registry/outpost/internal/registryapi"
@@ -40,12 +41,21 @@ type Server struct {
 	tls      *pki.Source
 	metrics  *Metrics
 	handler  http.Handler
+	logLevel *logging.Level
 }
+
+// Option changes how New builds the server.
+type Option func(*Server)
+
+// WithLogLevel lets a connected registry apply the log level its parent
+// configures, on every configuration refresh. Without it the level given
+// at start stays.
+func WithLogLevel(l *logging.Level) Option { return func(s *Server) { s.logLevel = l } }
 
 // New opens the data directory and builds the handler tree. adminPassword,
 // when not empty, sets the admin password (from OUTPOST_ADMIN_PASSWORD or
 // the admin password file).
-func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*Server, error) {
+func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opts ...Option) (*Server, error) {
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -57,6 +67,9 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, identity: identity}
+	for _, o := range opts {
+		o(s)
+	}
 	written, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
 	if err != nil {
 		_ = s.Close()
