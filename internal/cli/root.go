@@ -10,7 +10,6 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
-
 )
 
 // Set at build time with -ldflags "-X …/internal/cli.version=… -X …/internal/cli.commit=…".

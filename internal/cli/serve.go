@@ -23,12 +23,12 @@ type serveOptions struct {
 	// (flag or file): the parent's configured level then does not apply.
 	levelPinned bool
 	configFile  string
-	addr       string
-	data       string
-	logLevel   string
-	logFormat  string
-	anonPull   bool
-	adminFile  string
+	addr        string
+	data        string
+	logLevel    string
+	logFormat   string
+	anonPull    bool
+	adminFile   string
 
 	connString     string
 	connStringFile string
