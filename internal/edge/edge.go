@@ -195,6 +195,18 @@ func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
 		}
 	}
 	e.o.Engine.SetScope(scope)
+	// Staged images may be fetched on demand too (a child staging through
+	// this registry may ask before this registry has staged them), but
+	// their repositories are not synced.
+	var staged []string
+	for _, task := range cfg.Staging {
+		for _, im := range task.Images {
+			if !slices.Contains(staged, im.Repository) {
+				staged = append(staged, im.Repository)
+			}
+		}
+	}
+	e.o.Engine.SetStaged(staged)
 	err := e.o.Identity.Update(func(tx *auth.Tx) error {
 		keep := map[string]bool{}
 		for _, m := range cfg.ScopeMaps {
@@ -233,6 +245,9 @@ func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
 	if e.o.Fleet != nil && e.o.Static == nil {
 		if err := e.o.Fleet.ReplicateDescendants(cfg.Descendants); err != nil {
 			return fmt.Errorf("apply descendants: %w", err)
+		}
+		if err := e.o.Fleet.ReplicateStaging(cfg.DescendantJobs); err != nil {
+			return fmt.Errorf("apply descendants' staging jobs: %w", err)
 		}
 	}
 	e.mu.Lock()
@@ -401,6 +416,7 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 	}
 	if e.o.Fleet != nil {
 		hb.Descendants = e.o.Fleet.DescendantStatus()
+		hb.DescendantStaging = e.o.Fleet.DescendantStaging()
 	}
 	if hb.ConnectionState == controlplane.StateOffline {
 		hb.ConnectionState = controlplane.StateOnline

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,6 +69,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	scope    []string
+	staged   []string // repositories of staging jobs, fetched on demand only
 	progress Progress
 	// blobsPending counts blob copies queued or in progress.
 	blobsPending atomic.Int64
@@ -153,6 +155,24 @@ func (e *Engine) SetScope(repos []string) {
 	e.mu.Lock()
 	e.scope = append([]string(nil), repos...)
 	e.mu.Unlock()
+}
+
+// SetStaged sets the repositories of staging jobs: on-demand fetches may
+// bring their content, sync runs leave them alone.
+func (e *Engine) SetStaged(repos []string) {
+	e.mu.Lock()
+	e.staged = append([]string(nil), repos...)
+	e.mu.Unlock()
+}
+
+// onDemand reports whether a pull that missed locally may fetch repo.
+func (e *Engine) onDemand(repo string) bool {
+	if e.InScope(repo) {
+		return true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Contains(e.staged, repo)
 }
 
 // SetOnline tells whether the parent answered lately; pull-through skips
@@ -725,7 +745,7 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 // FetchManifest brings a manifest (by tag or digest) of a repository in
 // scope from the parent for a client pull that missed locally.
 func (e *Engine) FetchManifest(ctx context.Context, repo, ref string) error {
-	if !e.InScope(repo) || !e.online.Load() {
+	if !e.onDemand(repo) || !e.online.Load() {
 		e.o.Metrics.OnDemand(false)
 		return ErrNotFound
 	}
@@ -747,7 +767,7 @@ func (e *Engine) FetchManifest(ctx context.Context, repo, ref string) error {
 
 // FetchBlob brings a blob of a repository in scope from the parent.
 func (e *Engine) FetchBlob(ctx context.Context, repo string, d digest.Digest) error {
-	if !e.InScope(repo) || !e.online.Load() {
+	if !e.onDemand(repo) || !e.online.Load() {
 		e.o.Metrics.OnDemand(false)
 		return ErrNotFound
 	}
