@@ -340,6 +340,7 @@ func (s *Service) RecordHeartbeat(name string, hb Heartbeat) (*EdgeConfig, error
 		if err := recordStaging(tx, name, hb.Staging); err != nil {
 			return err
 		}
+		s.noteFinished(hb.Staging)
 		if err := recordDescendants(tx, name, hb.Descendants); err != nil {
 			return err
 		}
@@ -348,6 +349,7 @@ func (s *Service) RecordHeartbeat(name string, hb Heartbeat) (*EdgeConfig, error
 				if err := recordStaging(tx, r.Site, []StageReport{r.StageReport}); err != nil {
 					return err
 				}
+				s.noteFinished([]StageReport{r.StageReport})
 			}
 		}
 		c.Events = append(c.Events, hb.Events...)

@@ -28,9 +28,9 @@ const (
 	StageFailed  = "Failed"
 )
 
-// StagedImage is one image of a job, resolved to a digest at creation
-// (Digest is empty when the root does not have the image; sites then
-// fail that image with a clear reason).
+// StagedImage is one image of a job, resolved to a digest at creation (a
+// job naming an image the root does not have is refused; a site fails an
+// image removed from its parent since, with the reason).
 type StagedImage struct {
 	Reference  string `json:"reference"`
 	Repository string `json:"repository"`
@@ -141,6 +141,7 @@ func (s *Service) CreateStaging(req StagingRequest, resolve func(repo, ref strin
 		return nil, fmt.Errorf("%w: a job needs at least one connected registry and one image", auth.ErrInvalid)
 	}
 	job := &StagingJob{Name: req.Name, Targets: req.Targets, RespectWindow: req.RespectWindow, Sites: map[string]SiteProgress{}}
+	var missing []string
 	for _, ref := range req.Images {
 		repo, r, err := ParseImageRef(ref)
 		if err != nil {
@@ -150,10 +151,16 @@ func (s *Service) CreateStaging(req StagingRequest, resolve func(repo, ref strin
 		if !oci.IsDigest(r) {
 			im.Tag = r
 		}
-		if d, err := resolve(repo, r); err == nil {
-			im.Digest = d
+		d, err := resolve(repo, r)
+		if err != nil {
+			missing = append(missing, ref)
+			continue
 		}
+		im.Digest = d
 		job.Images = append(job.Images, im)
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: images: not found at this registry, so no site could stage them: %s", auth.ErrInvalid, strings.Join(missing, ", "))
 	}
 	err := s.store.Update(func(tx *auth.Tx) error {
 		var existing StagingJob
@@ -298,6 +305,19 @@ func (s *Service) DescendantStaging() []SiteReport {
 	}
 	slices.SortFunc(out, func(a, b SiteReport) int { return strings.Compare(a.Job+"\x00"+a.Site, b.Job+"\x00"+b.Site) })
 	return out
+}
+
+// noteFinished signals StagingFinished when a report ends a job.
+func (s *Service) noteFinished(reports []StageReport) {
+	for _, r := range reports {
+		if r.State == StageStaged || r.State == StageFailed {
+			select {
+			case s.staged <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
 }
 
 // recordStaging stores the progress reports of a site (inside tx).

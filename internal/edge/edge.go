@@ -110,6 +110,8 @@ type Edge struct {
 	events       []controlplane.Event
 	stages       map[string]*controlplane.StageReport
 	stageWake    chan struct{}
+	// beat asks for a heartbeat now (a staging job ended here or below).
+	beat chan struct{}
 	windowEnd    time.Time
 }
 
@@ -130,7 +132,7 @@ func New(o Options) (*Edge, error) {
 	if o.OutboxInterval <= 0 {
 		o.OutboxInterval = 2 * time.Second
 	}
-	e := &Edge{o: o, log: o.Logger, wake: make(chan string, 4), stages: map[string]*controlplane.StageReport{}, stageWake: make(chan struct{}, 1)}
+	e := &Edge{o: o, log: o.Logger, wake: make(chan string, 4), stages: map[string]*controlplane.StageReport{}, stageWake: make(chan struct{}, 1), beat: make(chan struct{}, 1)}
 	if o.OutboxCursors != nil {
 		e.outbox = syncer.NewOutbox(o.Engine, o.OutboxCursors, e.messageTTL, e.notify)
 	}
@@ -314,10 +316,16 @@ func (e *Edge) control(ctx context.Context) {
 			err = e.heartbeat(ctx)
 		}
 		e.setOnline(err == nil, err)
+		var below <-chan struct{}
+		if e.o.Fleet != nil {
+			below = e.o.Fleet.StagingFinished()
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-e.beat:
+		case <-below:
 		}
 	}
 }

@@ -107,6 +107,12 @@ func (e *Edge) runStage(ctx context.Context, task controlplane.StageTask, rep *c
 		}
 	})
 	e.log.Info("staging job finished", "job", task.Job, "state", rep.State, "images", done, "bytes", bytes, "reason", rep.Reason)
+	// Report it now: an operator watching `stage show` before a
+	// maintenance window should not wait for the next heartbeat.
+	select {
+	case e.beat <- struct{}{}:
+	default:
+	}
 }
 
 func joinReasons(r []string) string {
