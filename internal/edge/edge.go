@@ -111,8 +111,8 @@ type Edge struct {
 	stages       map[string]*controlplane.StageReport
 	stageWake    chan struct{}
 	// beat asks for a heartbeat now (a staging job ended here or below).
-	beat chan struct{}
-	windowEnd    time.Time
+	beat      chan struct{}
+	windowEnd time.Time
 }
 
 // New prepares an Edge, loading the last configuration received so that
