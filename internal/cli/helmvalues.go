@@ -46,8 +46,8 @@ standard output.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.settings, "settings", "", "settings file (JSON; the extension's --config-file)")
-	f.StringVar(&o.protected, "protected-settings", "", "protected settings file (JSON; the extension's --config-protected-file), such as the one holding connectionString and tls.key")
+	f.StringVar(&o.settings, "settings", "", "settings file: a JSON object of the extension's configuration settings (dotted keys)")
+	f.StringVar(&o.protected, "protected-settings", "", "protected settings file (the extension's --config-protected-file), such as the one holding connectionString and tls.key")
 	f.StringVar(&o.out, "out", "", "write the values to this file (mode 0600) instead of standard output")
 	return cmd
 }
