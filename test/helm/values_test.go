@@ -419,6 +419,11 @@ func TestRootMode(t *testing.T) {
 		}
 	}
 
+	out, err := helm(t, append([]string{"template", "outpost", chart}, append(slices.Clone(base), "--set", "service.type=NodePort", "--set", "service.nodePort=30443")...)...)
+	if err != nil || !strings.Contains(out, "  type: NodePort\n") || !strings.Contains(out, "      nodePort: 30443\n") {
+		t.Errorf("NodePort service: %v\n%s", err, out)
+	}
+
 	for _, set := range []string{"connectionString=" + cs, "existingConnectionStringSecret=site-connection"} {
 		_, err := render(t, append(slices.Clone(base), "--set", set)...)
 		if err == nil || !strings.Contains(err.Error(), "mode root takes no connection string") {
