@@ -56,7 +56,7 @@ Start a registry with the embedded defaults (local disk):
 	root.AddCommand(newServeCommand(), newVersionCommand(), newConfigCommand(),
 		newLoginCommand(), newScopeMapCommand(), newTokenCommand(), newConnectedRegistryCommand(),
 		newStatusCommand(), newPKICommand(), newStageCommand())
-	root.AddCommand(newTrustCommand())
+	root.AddCommand(newTrustCommand(), newHelmValuesCommand())
 	return root
 }
 
