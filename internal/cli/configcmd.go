@@ -21,6 +21,9 @@ func newConfigCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			for _, w := range o.warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
 			out, err := cfg.Marshal()
 			if err != nil {
 				return err

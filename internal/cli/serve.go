@@ -22,6 +22,8 @@ type serveOptions struct {
 	// levelPinned is set once load has seen a log level given locally
 	// (flag or file): the parent's configured level then does not apply.
 	levelPinned bool
+	// warnings found while loading, logged once the logger exists.
+	warnings []string
 	configFile  string
 	addr        string
 	data        string
@@ -149,6 +151,9 @@ gracefully: in-flight requests finish, upload sessions resume after restart.`,
 				return err
 			}
 			log, level := logging.New(stderrWriter, cfg.Log.Level, cfg.Log.Format)
+			for _, w := range o.warnings {
+				log.Warn(w)
+			}
 			v, _ := Version()
 			adminPassword, err := adminPassword(cfg)
 			if err != nil {
@@ -206,7 +211,14 @@ func (o *serveOptions) applyEdgeFlags(fs *pflag.FlagSet, cfg *config.Config) err
 		if err != nil {
 			return fmt.Errorf("--connection-string-file: %w", err)
 		}
-		cfg.ConnectionString = strings.TrimSpace(string(b))
+		text := string(b)
+		if t, ok := strings.CutPrefix(text, "\ufeff"); ok {
+			// Windows editors save UTF-8 with a byte order mark; it is
+			// not part of the connection string.
+			text = t
+			o.warnings = append(o.warnings, "--connection-string-file "+o.connStringFile+" starts with a UTF-8 byte order mark; ignoring it")
+		}
+		cfg.ConnectionString = strings.TrimSpace(text)
 	}
 	set := func(name string, dst *string, v string) {
 		if fs.Changed(name) {
