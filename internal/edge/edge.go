@@ -110,6 +110,9 @@ type Edge struct {
 	events       []controlplane.Event
 	stages       map[string]*controlplane.StageReport
 	stageWake    chan struct{}
+	// deactivated is set once the parent refused a heartbeat for a
+	// deactivation; nothing talks to the parent again until restart.
+	deactivated bool
 	// beat asks for a heartbeat now (a staging job ended here or below).
 	beat      chan struct{}
 	windowEnd time.Time
@@ -300,6 +303,26 @@ func (e *Edge) Run(ctx context.Context) error {
 	return nil
 }
 
+// errDeactivated is a heartbeat refused because the parent no longer
+// knows this deployment's activation: the connected registry was
+// deactivated there (or activated by another deployment since).
+var errDeactivated = errors.New("the parent refused this deployment's heartbeat: the connected registry was deactivated there, or activated by another deployment")
+
+// stopDeactivated stops talking to the parent after a deactivation: no
+// heartbeat, sync or outbox delivery (pushes stay queued), while local
+// content is still served. Activating again takes a restart, so that a
+// deactivation meant to move the registry elsewhere is not undone.
+func (e *Edge) stopDeactivated(err error) {
+	e.mu.Lock()
+	e.deactivated = true
+	e.mu.Unlock()
+	e.setOnline(false, err)
+	_, _, pending := e.OutboxCounts()
+	e.log.Error("connected registry deactivated at the parent: stopped syncing and delivering; local content is still served. "+
+		"To resume here, restart this registry (it activates again and delivers its queued pushes); to move it, run it with the connection string at the new place",
+		"name", e.o.Name, "parent", e.o.Parent.URL(), "queued_pushes", pending, "err", err)
+}
+
 // control activates, then sends heartbeats; both refresh the config.
 func (e *Edge) control(ctx context.Context) {
 	if e.o.Static != nil {
@@ -314,6 +337,10 @@ func (e *Edge) control(ctx context.Context) {
 			err = e.activate(ctx)
 		} else {
 			err = e.heartbeat(ctx)
+		}
+		if errors.Is(err, errDeactivated) {
+			e.stopDeactivated(err)
+			return
 		}
 		e.setOnline(err == nil, err)
 		var below <-chan struct{}
@@ -441,6 +468,7 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 			e.mu.Lock()
 			e.active = false
 			e.mu.Unlock()
+			return fmt.Errorf("%w: %w", errDeactivated, err)
 		}
 		return fmt.Errorf("heartbeat: %w", err)
 	}
@@ -545,7 +573,7 @@ func (e *Edge) deliverLoop(ctx context.Context) {
 		}
 		e.mu.Lock()
 		rw := e.cfg != nil && e.cfg.Mode == controlplane.ReadWrite
-		online := e.online
+		online := e.online && !e.deactivated
 		e.mu.Unlock()
 		if !rw {
 			continue

@@ -38,7 +38,7 @@ func (e *Edge) stageOnce(ctx context.Context) {
 		return
 	}
 	e.mu.Lock()
-	online := e.online
+	online := e.online && !e.deactivated
 	inWindow := time.Now().Before(e.windowEnd)
 	// Forget jobs that were deleted.
 	for job := range e.stages {
