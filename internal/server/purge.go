@@ -5,31 +5,35 @@ import (
 	"time"
 )
 
-// uploadPurgeAge is how long a client upload session may stay idle before
-// it is removed as abandoned (the OCI distribution spec lets a registry
-// expire upload sessions); a client resuming later starts over.
-const uploadPurgeAge = 24 * time.Hour
+// purgeInterval separates purges of expired upload sessions while
+// serving: a quarter of limits.uploadMaxAge, at most an hour, so that a
+// session outlives its idle age by at most a quarter of it (an hour).
+func purgeInterval(maxAge time.Duration) time.Duration {
+	return min(max(maxAge/4, 100*time.Millisecond), time.Hour)
+}
 
-// uploadPurgeInterval separates purges while serving.
-const uploadPurgeInterval = time.Hour
-
-// purgeUploads removes upload sessions idle for uploadPurgeAge and, at
-// start-up, the sync engine's partial downloads, which it never resumes
-// after a restart (verified blobs are committed and stay).
+// purgeUploads removes upload sessions idle for limits.uploadMaxAge (the
+// OCI distribution spec lets a registry expire them; a client resuming
+// later starts over) and, at start-up, the sync engine's partial
+// downloads, which it never resumes after a restart (verified blobs are
+// committed and stay). The sessions removed stop counting against the
+// session limits.
 func (s *Server) purgeUploads(ctx context.Context, startup bool) {
-	n, bytes, err := s.blobs.PurgeUploads(ctx, time.Now().Add(-uploadPurgeAge), startup)
+	maxAge := time.Duration(s.cfg.Limits.UploadMaxAge)
+	n, bytes, err := s.blobs.PurgeUploads(ctx, time.Now().Add(-maxAge), startup)
 	if n > 0 {
-		s.log.Info("removed abandoned upload sessions", "sessions", n, "bytes", bytes, "max_idle", uploadPurgeAge.String(), "startup", startup)
+		s.log.Info("removed abandoned upload sessions", "sessions", n, "bytes", bytes, "max_idle", maxAge.String(), "startup", startup)
 	}
 	if err != nil {
 		s.log.Warn("purge upload sessions", "err", err)
 	}
+	s.api.SweepUploads(ctx)
 }
 
-// purgeLoop purges abandoned upload sessions every uploadPurgeInterval
-// until ctx ends.
+// purgeLoop purges expired upload sessions every purgeInterval until ctx
+// ends.
 func (s *Server) purgeLoop(ctx context.Context) {
-	t := time.NewTicker(uploadPurgeInterval)
+	t := time.NewTicker(purgeInterval(time.Duration(s.cfg.Limits.UploadMaxAge)))
 	defer t.Stop()
 	for {
 		select {
