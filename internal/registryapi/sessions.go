@@ -57,13 +57,13 @@ func (c *sessionCounter) reserve(o sessionOwner) error {
 	var msg string
 	switch {
 	case c.byCred[o.credential] >= c.perCredential:
-		who := "anonymous callers hold"
+		who := "anonymous callers have"
 		if o.credential != "" {
-			who = fmt.Sprintf("credential %q holds", o.credential)
+			who = fmt.Sprintf("credential %q has", o.credential)
 		}
-		msg = fmt.Sprintf("%s %d open upload sessions, the limit; finish or cancel some, or retry later", who, c.perCredential)
+		msg = fmt.Sprintf("%s reached the limit of %d open upload sessions; finish or cancel some, or retry later", who, c.perCredential)
 	case c.byRepo[o.repo] >= c.perRepository:
-		msg = fmt.Sprintf("repository %s already has %d open upload sessions, the limit; retry later", o.repo, c.perRepository)
+		msg = fmt.Sprintf("repository %s has reached the limit of %d open upload sessions; retry later", o.repo, c.perRepository)
 	default:
 		c.byCred[o.credential]++
 		c.byRepo[o.repo]++
