@@ -40,7 +40,7 @@ func TestUploadSessionsPerRepository(t *testing.T) {
 
 	// Cancelled: a place frees.
 	r.want(http.StatusNoContent, http.MethodDelete, a, nil, nil)
-	a = r.startSession("lib/a")
+	r.startSession("lib/a")
 	r.wantTooMany("lib/a")
 
 	// Committed.

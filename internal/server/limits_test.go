@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -352,7 +353,8 @@ func TestConnectionsPerClient(t *testing.T) {
 	}
 	_, _ = fmt.Fprintf(extra, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
 	n, err := extra.Read(make([]byte, 1))
-	if ne, ok := err.(net.Error); (ok && ne.Timeout()) || n > 0 || time.Since(start) > 4*time.Second {
+	var ne net.Error
+	if (errors.As(err, &ne) && ne.Timeout()) || n > 0 || time.Since(start) > 4*time.Second {
 		t.Fatalf("connection beyond the limit: read %d bytes, %v after %s; want it closed at once", n, err, time.Since(start).Round(time.Millisecond))
 	}
 	// The connections within the limit work.
