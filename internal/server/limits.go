@@ -24,8 +24,12 @@ const sendChunk = 1 << 20
 // keeps moving survives whatever its length; a stalled one fails its next
 // read or write and the server closes the connection. Requests that read
 // no body and write nothing yet (a handler waiting on the parent) are not
-// limited. timeouts counts the reads and writes cut short.
+// limited. timeouts counts the reads and writes cut short. A zero idle
+// (a configuration without defaults) sets no deadline.
 func idleDeadlines(h http.Handler, idle time.Duration, timeouts func()) http.Handler {
+	if idle <= 0 {
+		return h
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		// The previous request of a kept-alive connection left its
@@ -162,7 +166,12 @@ type connLimiter struct {
 	lastLog time.Time
 }
 
-func limitConnections(ln net.Listener, perClient int, log *slog.Logger, refused func()) *connLimiter {
+// limitConnections caps ln at perClient connections per client address;
+// zero or less (a configuration without defaults) sets no cap.
+func limitConnections(ln net.Listener, perClient int, log *slog.Logger, refused func()) net.Listener {
+	if perClient <= 0 {
+		return ln
+	}
 	return &connLimiter{Listener: ln, max: perClient, log: log, refused: refused, open: map[string]int{}}
 }
 

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"time"
+
+	"github.com/outpost-registry/outpost/internal/config"
 )
 
 // purgeInterval separates purges of expired upload sessions while
@@ -19,7 +21,7 @@ func purgeInterval(maxAge time.Duration) time.Duration {
 // committed and stay). The sessions removed stop counting against the
 // session limits.
 func (s *Server) purgeUploads(ctx context.Context, startup bool) {
-	maxAge := time.Duration(s.cfg.Limits.UploadMaxAge)
+	maxAge := s.uploadMaxAge()
 	n, bytes, err := s.blobs.PurgeUploads(ctx, time.Now().Add(-maxAge), startup)
 	if n > 0 {
 		s.log.Info("removed abandoned upload sessions", "sessions", n, "bytes", bytes, "max_idle", maxAge.String(), "startup", startup)
@@ -33,7 +35,7 @@ func (s *Server) purgeUploads(ctx context.Context, startup bool) {
 // purgeLoop purges expired upload sessions every purgeInterval until ctx
 // ends.
 func (s *Server) purgeLoop(ctx context.Context) {
-	t := time.NewTicker(purgeInterval(time.Duration(s.cfg.Limits.UploadMaxAge)))
+	t := time.NewTicker(purgeInterval(s.uploadMaxAge()))
 	defer t.Stop()
 	for {
 		select {
@@ -43,4 +45,13 @@ func (s *Server) purgeLoop(ctx context.Context) {
 			s.purgeUploads(ctx, false)
 		}
 	}
+}
+
+// uploadMaxAge is limits.uploadMaxAge, or its default in a configuration
+// without defaults (never zero, which would purge every session).
+func (s *Server) uploadMaxAge() time.Duration {
+	if d := time.Duration(s.cfg.Limits.UploadMaxAge); d > 0 {
+		return d
+	}
+	return time.Duration(config.Default().Limits.UploadMaxAge)
 }
