@@ -208,7 +208,7 @@ func FuzzParseRoute(f *testing.F) {
 				t.Fatalf("ParseRoute(%q): reference %q is neither tag nor digest", path, r.Reference)
 			}
 		case KindUpload:
-			if r.Reference == "" || strings.Contains(r.Reference, "/") {
+			if r.Reference == "" || r.Reference == "." || r.Reference == ".." || strings.Contains(r.Reference, "/") {
 				t.Fatalf("ParseRoute(%q): upload ID %q", path, r.Reference)
 			}
 		case KindTags, KindUploadStart:
