@@ -40,6 +40,7 @@ type Server struct {
 	edge     *edgeParts
 	tls      *pki.Source
 	metrics  *Metrics
+	api      *registryapi.Handler
 	handler  http.Handler
 	logLevel *logging.Level
 }
@@ -127,6 +128,9 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		Limits: registryapi.Limits{
 			ManifestMaxBytes: int64(cfg.Limits.ManifestMaxBytes),
 			PageSizeMax:      cfg.Limits.PageSizeMax,
+
+			UploadSessionsPerCredential: cfg.Limits.UploadSessionsPerCredential,
+			UploadSessionsPerRepository: cfg.Limits.UploadSessionsPerRepository,
 		},
 		Logger:     log,
 		Observer:   metrics,
@@ -136,6 +140,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		_ = s.Close()
 		return nil, err
 	}
+	s.api = api
 	if s.tls, err = newTLS(cfg, log); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -155,7 +160,8 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry(), promhttp.HandlerOpts{}))
-	s.handler = instrument(mux, metrics, log, routeLabel)
+	s.handler = idleDeadlines(instrument(exactPaths(mux, api), metrics, log, routeLabel),
+		time.Duration(cfg.Limits.IdleTimeout), metrics.idleTimeouts.Inc)
 	return s, nil
 }
 
@@ -208,7 +214,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // Serve accepts connections on ln until ctx is cancelled, then shuts down
 // gracefully: new connections are refused and in-flight requests get
 // ShutdownTimeout to finish. Client upload sessions stay on disk and
-// resume after a restart, unless idle for uploadPurgeAge.
+// resume after a restart, unless idle for limits.uploadMaxAge.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.purgeUploads(ctx, true)
 	go s.purgeLoop(ctx)
@@ -218,7 +224,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnState:         clearWriteDeadline,
 	}
+	// Counted before TLS, so that a refused connection costs no handshake.
+	ln = limitConnections(ln, s.cfg.Limits.ConnectionsPerClient, s.log, s.metrics.connRefused.Inc)
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls.TLSConfig())
 		go s.tls.Run(ctx)
