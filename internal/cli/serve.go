@@ -23,14 +23,14 @@ type serveOptions struct {
 	// (flag or file): the parent's configured level then does not apply.
 	levelPinned bool
 	// warnings found while loading, logged once the logger exists.
-	warnings []string
-	configFile  string
-	addr        string
-	data        string
-	logLevel    string
-	logFormat   string
-	anonPull    bool
-	adminFile   string
+	warnings   []string
+	configFile string
+	addr       string
+	data       string
+	logLevel   string
+	logFormat  string
+	anonPull   bool
+	adminFile  string
 
 	connString     string
 	connStringFile string

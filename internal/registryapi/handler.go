@@ -113,7 +113,7 @@ type Handler struct {
 	// readManifest), so that memory stays bounded whatever the
 	// concurrency.
 	manifestBytes *semaphore.Weighted
-	sessions *sessionCounter
+	sessions      *sessionCounter
 }
 
 type noObserver struct{}
