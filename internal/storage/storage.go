@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -26,7 +27,22 @@ var (
 	ErrDigestMismatch      = errors.New("digest mismatch")
 	ErrOffsetMismatch      = errors.New("upload offset mismatch")
 	ErrManifestBlobUnknown = errors.New("manifest references unknown content")
+	// ErrBlobCorrupt marks a stored blob whose content does not hash to
+	// its digest. It comes wrapped together with ErrBlobUnknown: the store
+	// has moved the content aside and no longer holds the blob.
+	ErrBlobCorrupt = errors.New("blob corrupt")
+	// ErrInsufficientStorage marks a write that failed because the volume
+	// holding the store is full (ENOSPC) or its quota is exhausted
+	// (EDQUOT).
+	ErrInsufficientStorage = errors.New("insufficient storage: the data volume is full")
 )
+
+// NoSpace reports whether err is a write that failed for lack of space:
+// ErrInsufficientStorage, or ENOSPC or EDQUOT from the operating system
+// not yet wrapped in it (as a metadata store may return them).
+func NoSpace(err error) bool {
+	return errors.Is(err, ErrInsufficientStorage) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
 
 // BlobStore holds immutable blobs addressed by digest.
 type BlobStore interface {
