@@ -48,7 +48,9 @@ func NoSpace(err error) bool {
 type BlobStore interface {
 	// Stat returns the size of a blob, or ErrBlobUnknown.
 	Stat(ctx context.Context, d digest.Digest) (int64, error)
-	// Open returns the blob's content and size. The local filesystem
+	// Open returns the blob's content and size. It never returns content
+	// known not to hash to d: a blob found corrupt is reported as
+	// ErrBlobUnknown wrapped with ErrBlobCorrupt. The local filesystem
 	// implementation returns an *os.File so that the HTTP server can hand
 	// it to sendfile.
 	Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error)
