@@ -322,26 +322,6 @@ func (s *Store) AppendUpload(_ context.Context, repo, id string, offset int64, r
 	return size, nil
 }
 
-// undoAppend handles an append that ran out of space: it gives the bytes
-// of this append back to the volume by truncating the session to the
-// size it had before, so that a full disk is not kept full by the
-// sessions that filled it, and the client may retry the same chunk.
-func (s *Store) undoAppend(f *os.File, st *session, id string, before int64, state []byte, cause error) (int64, error) {
-	st.hash = nil
-	if err := f.Truncate(before); err != nil {
-		st.size = -1
-		return before, s.noSpace(fmt.Errorf("append to upload %s: %w (and truncating it back failed: %v)", id, cause, err))
-	}
-	st.size = before
-	if state != nil {
-		h := sha256.New()
-		if h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state) == nil {
-			st.hash = h
-		}
-	}
-	return before, s.noSpace(fmt.Errorf("append to upload %s: %w", id, cause))
-}
-
 // copyBuffers hold the buffers uploads are copied through: 256 KiB
 // instead of io.Copy's 32 KiB means an eighth of the read and write system
 // calls for large blobs, pushed or synced.

@@ -1,7 +1,10 @@
 package fs
 
 import (
+	"crypto/sha256"
+	"encoding"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -34,6 +37,26 @@ func (s *Store) noSpace(err error) error {
 		s.log.Error("the data volume is full: writes fail until space is freed; pulls are still served", "data", s.root, "free_bytes", free, "err", err)
 	}
 	return fmt.Errorf("%w: %w", storage.ErrInsufficientStorage, err)
+}
+
+// undoAppend handles an append that ran out of space: it gives the bytes
+// of this append back to the volume by truncating the session to the
+// size it had before, so that a full disk is not kept full by the
+// sessions that filled it, and the client may retry the same chunk.
+func (s *Store) undoAppend(f *os.File, st *session, id string, before int64, state []byte, cause error) (int64, error) {
+	st.hash = nil
+	if err := f.Truncate(before); err != nil {
+		st.size = -1
+		return before, s.noSpace(fmt.Errorf("append to upload %s: %w (and truncating it back failed: %v)", id, cause, err))
+	}
+	st.size = before
+	if state != nil {
+		h := sha256.New()
+		if h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state) == nil {
+			st.hash = h
+		}
+	}
+	return before, s.noSpace(fmt.Errorf("append to upload %s: %w", id, cause))
 }
 
 // Space describes the volume holding the store.
