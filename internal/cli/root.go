@@ -55,7 +55,7 @@ Start a registry with the embedded defaults (local disk):
 	}
 	root.AddCommand(newServeCommand(), newVersionCommand(), newConfigCommand(),
 		newLoginCommand(), newScopeMapCommand(), newTokenCommand(), newConnectedRegistryCommand(),
-		newStatusCommand(), newPKICommand(), newStageCommand())
+		newStatusCommand(), newPKICommand(), newStageCommand(), newStorageCommand())
 	root.AddCommand(newTrustCommand(), newHelmValuesCommand())
 	return root
 }

@@ -54,7 +54,27 @@ type Config struct {
 	// DebugAddr, when set, serves Go's pprof profiles on a separate
 	// listener (keep it on loopback).
 	DebugAddr string `yaml:"debugAddr,omitempty"`
+	// Storage tunes the integrity checks and the free-space reporting of
+	// the data directory.
+	Storage Storage `yaml:"storage"`
 }
+
+// Storage tunes the data directory's integrity checks and free-space
+// reporting.
+type Storage struct {
+	// ScrubInterval is how often serve re-reads every blob and checks its
+	// digest, quarantining (and at a connected registry fetching again)
+	// each that fails; 0 turns the scheduled scrub off. Default 168h.
+	ScrubInterval *Duration `yaml:"scrubInterval"`
+	// MinFreeBytes is the free space of the data volume below which
+	// /readyz reports writes degraded, and by which free space must grow
+	// after a write failed for lack of space before they read ok again.
+	// Default 64MiB.
+	MinFreeBytes ByteSize `yaml:"minFreeBytes"`
+}
+
+// DefaultScrubInterval is the default of storage.scrubInterval.
+const DefaultScrubInterval = Duration(7 * 24 * time.Hour)
 
 // TLS configures HTTPS: mode auto (built-in CA), files (your certificate)
 // or off (plain HTTP, only on request).
@@ -242,6 +262,13 @@ func (c *Config) ApplyDefaults() {
 	if c.Auth.TokenTTL == 0 {
 		c.Auth.TokenTTL = Duration(5 * time.Minute)
 	}
+	if c.Storage.ScrubInterval == nil {
+		d := DefaultScrubInterval
+		c.Storage.ScrubInterval = &d
+	}
+	if c.Storage.MinFreeBytes == 0 {
+		c.Storage.MinFreeBytes = 64 << 20
+	}
 }
 
 // Validate reports every problem of c, joined, each naming its key.
@@ -303,6 +330,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdownTimeout: %s is negative", c.ShutdownTimeout))
+	}
+	if si := c.Storage.ScrubInterval; si != nil && *si != 0 && *si < Duration(time.Minute) {
+		errs = append(errs, fmt.Errorf("storage.scrubInterval: %s is shorter than 1m (0 turns the scrub off)", *si))
+	}
+	if c.Storage.MinFreeBytes < 0 {
+		errs = append(errs, fmt.Errorf("storage.minFreeBytes: %d is negative", c.Storage.MinFreeBytes))
 	}
 	return errors.Join(errs...)
 }

@@ -54,6 +54,9 @@ tls:
   caFile: /etc/outpost/ca.crt
   certLifetime: 720h
 debugAddr: 127.0.0.1:6060
+storage:
+  scrubInterval: 24h
+  minFreeBytes: 1GiB
 `
 
 var wantFull = Config{
@@ -79,7 +82,10 @@ var wantFull = Config{
 		CAFile: "/etc/outpost/ca.crt", CertLifetime: Duration(720 * time.Hour),
 	},
 	DebugAddr: "127.0.0.1:6060",
+	Storage:   Storage{ScrubInterval: durationPtr(24 * time.Hour), MinFreeBytes: 1 << 30},
 }
+
+func durationPtr(d time.Duration) *Duration { v := Duration(d); return &v }
 
 var loadCases = []struct {
 	name    string
@@ -94,6 +100,7 @@ var loadCases = []struct {
 	{name: "size in bytes", in: "limits:\n  manifestMaxBytes: 1048576\n", want: Config{Limits: Limits{ManifestMaxBytes: 1 << 20}}},
 	{name: "null duration", in: "shutdownTimeout: ~\n", want: Config{}},
 	{name: "anchored duration", in: "shutdownTimeout: &t 5s\nsync:\n  heartbeatInterval: *t\n", want: Config{ShutdownTimeout: Duration(5 * time.Second), Sync: Sync{HeartbeatInterval: Duration(5 * time.Second)}}},
+	{name: "scrub off", in: "storage:\n  scrubInterval: 0s\n", want: Config{Storage: Storage{ScrubInterval: durationPtr(0)}}},
 	{name: "second document ignored", in: "addr: :1\n---\naddr: :2\n", want: Config{Addr: ":1"}},
 
 	{name: "unknown key", in: "version: 1\nlisten: :5000\n", wantErr: []string{"line 2", "field listen not found"}},
@@ -193,6 +200,7 @@ func TestDefaults(t *testing.T) {
 		Auth:            Auth{TokenTTL: Duration(5 * time.Minute)},
 		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second)},
 		TLS:             TLS{Mode: TLSAuto, Hosts: hosts, CertLifetime: Duration(90 * 24 * time.Hour)},
+		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {
@@ -207,6 +215,13 @@ func TestDefaults(t *testing.T) {
 	c.ApplyDefaults()
 	if !reflect.DeepEqual(c, wantFull) {
 		t.Errorf("ApplyDefaults changed set fields:\ngot  %+v\nwant %+v", c, wantFull)
+	}
+
+	// A scrub turned off stays off.
+	c = Config{Storage: Storage{ScrubInterval: durationPtr(0)}}
+	c.ApplyDefaults()
+	if *c.Storage.ScrubInterval != 0 {
+		t.Errorf("storage.scrubInterval 0 defaulted to %s, want it kept at 0 (off)", *c.Storage.ScrubInterval)
 	}
 
 	// A generic parent gets its mode and schedule; other TLS modes no hosts.
@@ -249,6 +264,9 @@ func TestValidate(t *testing.T) {
 		{"concurrency", func(c *Config) { c.Sync.Concurrency = 65 }, []string{"sync.concurrency: 65 is outside 1..64"}},
 		{"heartbeat", func(c *Config) { c.Sync.HeartbeatInterval = Duration(time.Millisecond) }, []string{"sync.heartbeatInterval: 1ms is shorter than 1s"}},
 		{"shutdown", func(c *Config) { c.ShutdownTimeout = Duration(-time.Second) }, []string{"shutdownTimeout: -1s is negative"}},
+		{"scrub off", func(c *Config) { c.Storage.ScrubInterval = durationPtr(0) }, nil},
+		{"scrub interval", func(c *Config) { c.Storage.ScrubInterval = durationPtr(time.Second) }, []string{"storage.scrubInterval: 1s is shorter than 1m"}},
+		{"min free", func(c *Config) { c.Storage.MinFreeBytes = -1 }, []string{"storage.minFreeBytes: -1 is negative"}},
 		{"every problem at once", func(c *Config) {
 			c.Version, c.Addr, c.Sync.Concurrency, c.Parent.Mode = 0, "x", 0, "x"
 		}, []string{"version:", "addr:", "sync.concurrency:", "parent.mode:"}},

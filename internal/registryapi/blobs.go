@@ -17,29 +17,44 @@ import (
 
 // getBlob serves GET and HEAD /v2/<name>/blobs/<digest>, with Range
 // (spec § "Pulling blobs"). The file goes to http.ServeContent, which hands
-// an *os.File to sendfile(2) and answers Range requests with 206.
+// an *os.File to sendfile(2) and answers Range requests with 206. The blob
+// store never opens a blob whose content does not hash to its digest: it
+// quarantines it and reports it unknown, and then the fallback (a
+// connected registry's parent) is asked for it again, as for a miss.
 func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
 	if err := h.authorize(r, rt, ActionPull); err != nil {
 		return err
 	}
 	d := digest.Digest(rt.Reference)
-	_, err := h.meta.BlobSize(r.Context(), rt.Name, d)
+	recorded, err := h.meta.BlobSize(r.Context(), rt.Name, d)
 	if errors.Is(err, storage.ErrBlobUnknown) && h.fallback != nil {
-		if h.fallback.FetchBlob(r.Context(), rt.Name, d) == nil {
-			_, err = h.meta.BlobSize(r.Context(), rt.Name, d)
+		if err = h.fetchBlob(r, rt, d, err); err == nil {
+			recorded, err = h.meta.BlobSize(r.Context(), rt.Name, d)
 		}
 	}
 	if err != nil {
 		return err
 	}
 	f, size, err := h.blobs.Open(r.Context(), d)
+	if errors.Is(err, storage.ErrBlobUnknown) && h.fallback != nil {
+		// Linked here but missing from the store, or found corrupt and
+		// quarantined just now: fetch it again.
+		if err = h.fetchBlob(r, rt, d, err); err == nil {
+			f, size, err = h.blobs.Open(r.Context(), d)
+		}
+	}
 	if errors.Is(err, storage.ErrBlobUnknown) {
-		return newError(CodeBlobUnknown, "", fmt.Errorf("blob %s is linked in %s but missing from the store: %w", d, rt.Name, err))
+		return newError(CodeBlobUnknown, "", fmt.Errorf("blob %s is linked in %s but missing from the store or corrupt: %w", d, rt.Name, err))
 	}
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if size != recorded {
+		// The content verified against its digest, so it is what is
+		// served; the record is what is wrong.
+		h.log.WarnContext(r.Context(), "blob size differs from the size recorded for the repository", "repo", rt.Name, "digest", string(d), "size", size, "recorded", recorded)
+	}
 	hd := w.Header()
 	hd.Set("Content-Type", "application/octet-stream")
 	hd.Set("Docker-Content-Digest", string(d))
@@ -115,6 +130,22 @@ func (w *rangeErrorWriter) ReadFrom(src io.Reader) (int64, error) {
 }
 
 func (w *rangeErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// fetchBlob asks the fallback for blob d after the local lookup failed
+// with unknown. It returns nil when the blob came, the fallback's error
+// when the volume is full (a pull must not read "unknown" then), and
+// unknown otherwise.
+func (h *Handler) fetchBlob(r *http.Request, rt Route, d digest.Digest, unknown error) error {
+	err := h.fallback.FetchBlob(r.Context(), rt.Name, d)
+	switch {
+	case err == nil:
+		return nil
+	case storage.NoSpace(err):
+		return err
+	default:
+		return unknown
+	}
+}
 
 // emptySuffixRange reports whether a Range header holds a suffix range
 // that selects no bytes: "-0", or any suffix of an empty blob.

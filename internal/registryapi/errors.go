@@ -126,10 +126,18 @@ func toAPIError(err error) *Error {
 		return newError(CodeBlobUploadUnknown, "", err)
 	case errors.Is(err, storage.ErrOffsetMismatch):
 		return newError(CodeRangeInvalid, err.Error(), nil)
+	case storage.NoSpace(err):
+		// RFC 4918 § 11.5. The spec has no code for it; DENIED (the
+		// request is refused as made) with a message naming the cause.
+		return &Error{Code: CodeDenied, Message: insufficientStorageMessage, Status: http.StatusInsufficientStorage, Err: err}
 	default:
 		return newError(CodeUnknown, "", err)
 	}
 }
+
+// insufficientStorageMessage is the message of a write refused because
+// the registry's data volume is full.
+const insufficientStorageMessage = "insufficient storage: the registry's data volume is full (no space left on device or quota exceeded); the data of this request was not stored; retry once space is freed"
 
 type errorBody struct {
 	Errors []errorEntry `json:"errors"`

@@ -30,38 +30,9 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 	if cfg.ConnectionString == "" && cfg.Parent.URL == "" {
 		return nil, nil
 	}
-	var (
-		popts      syncer.ParentOptions
-		name, sync string
-		static     *controlplane.EdgeConfig
-	)
-	popts.CAFile = cfg.Parent.CAFile
-	popts.TokenRealmHosts = cfg.Parent.TokenRealmHosts
-	if cfg.ConnectionString != "" {
-		cs, err := controlplane.ParseConnectionString(cfg.ConnectionString)
-		if err != nil {
-			return nil, err
-		}
-		popts.URL, popts.Username, popts.Password = cs.ParentURL(), cs.SyncTokenName, cs.SyncTokenPassword
-		name, sync = cs.ConnectedRegistryName, cs.SyncTokenName
-	} else {
-		popts.URL, popts.Username = cfg.Parent.URL, cfg.Parent.Username
-		if cfg.Parent.PasswordFile != "" {
-			b, err := os.ReadFile(cfg.Parent.PasswordFile)
-			if err != nil {
-				return nil, fmt.Errorf("parent password file: %w", err)
-			}
-			popts.Password = strings.TrimSpace(string(b))
-		}
-		mode, err := controlplane.ParseMode(cfg.Parent.Mode)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := controlplane.ParseSchedule(cfg.Parent.SyncSchedule); err != nil {
-			return nil, err
-		}
-		static = &controlplane.EdgeConfig{Mode: mode, Repositories: cfg.Parent.Repositories, SyncSchedule: cfg.Parent.SyncSchedule,
-			SyncWindow: cfg.Parent.SyncWindow, SyncMessageTTL: controlplane.DefaultTTL, LogLevel: string(cfg.Log.Level)}
+	popts, name, sync, static, err := parentSettings(cfg)
+	if err != nil {
+		return nil, err
 	}
 	popts.Metrics = s.metrics
 	parent, err := syncer.NewParent(popts)
@@ -102,6 +73,40 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 	}
 	s.metrics.registerEdge(engine.Pending, ed.OutboxCounts)
 	return &edgeParts{engine: engine, edge: ed}, nil
+}
+
+// parentSettings reads what cfg says of the parent: how to reach it, and
+// with a connection string the registry's and sync token's names, or
+// with a generic parent the settings the control plane would send.
+func parentSettings(cfg config.Config) (popts syncer.ParentOptions, name, sync string, static *controlplane.EdgeConfig, err error) {
+	popts.CAFile = cfg.Parent.CAFile
+	popts.TokenRealmHosts = cfg.Parent.TokenRealmHosts
+	if cfg.ConnectionString != "" {
+		cs, err := controlplane.ParseConnectionString(cfg.ConnectionString)
+		if err != nil {
+			return popts, "", "", nil, err
+		}
+		popts.URL, popts.Username, popts.Password = cs.ParentURL(), cs.SyncTokenName, cs.SyncTokenPassword
+		return popts, cs.ConnectedRegistryName, cs.SyncTokenName, nil, nil
+	}
+	popts.URL, popts.Username = cfg.Parent.URL, cfg.Parent.Username
+	if cfg.Parent.PasswordFile != "" {
+		b, err := os.ReadFile(cfg.Parent.PasswordFile)
+		if err != nil {
+			return popts, "", "", nil, fmt.Errorf("parent password file: %w", err)
+		}
+		popts.Password = strings.TrimSpace(string(b))
+	}
+	mode, err := controlplane.ParseMode(cfg.Parent.Mode)
+	if err != nil {
+		return popts, "", "", nil, err
+	}
+	if _, err := controlplane.ParseSchedule(cfg.Parent.SyncSchedule); err != nil {
+		return popts, "", "", nil, err
+	}
+	static = &controlplane.EdgeConfig{Mode: mode, Repositories: cfg.Parent.Repositories, SyncSchedule: cfg.Parent.SyncSchedule,
+		SyncWindow: cfg.Parent.SyncWindow, SyncMessageTTL: controlplane.DefaultTTL, LogLevel: string(cfg.Log.Level)}
+	return popts, "", "", static, nil
 }
 
 // loginServerFromAddr turns a listening address into one clients can use.

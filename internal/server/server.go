@@ -41,6 +41,7 @@ type Server struct {
 	tls      *pki.Source
 	metrics  *Metrics
 	api      *registryapi.Handler
+	scrub    *scrubber
 	handler  http.Handler
 	logLevel *logging.Level
 }
@@ -94,7 +95,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 			log.Error("admin password not updated", "err", err)
 		}
 	}()
-	blobs, err := fs.New(cfg.Data)
+	blobs, err := fs.NewWithOptions(cfg.Data, fs.Options{Logger: log, MinFreeBytes: uint64(cfg.Storage.MinFreeBytes)}) //nolint:gosec // validated non-negative
 	if err != nil {
 		_ = s.Close()
 		return nil, err
@@ -114,6 +115,8 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		return nil, err
 	}
 	s.edge = ep
+	s.scrub = newScrubber(cfg.Data, blobs, meta, ep, log)
+	metrics.registerStorage(blobs, s.scrub)
 	var fallback registryapi.Fallback
 	z := authorizer{svc: authSvc}
 	if ep != nil {
@@ -207,8 +210,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "metadata store unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain")
-	_, _ = w.Write([]byte("ok\n"))
+	s.writeReadiness(w, r)
 }
 
 // Serve accepts connections on ln until ctx is cancelled, then shuts down
@@ -218,6 +220,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.purgeUploads(ctx, true)
 	go s.purgeLoop(ctx)
+	go s.scrub.loop(ctx, scrubInterval(s.cfg))
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -26,13 +27,30 @@ var (
 	ErrDigestMismatch      = errors.New("digest mismatch")
 	ErrOffsetMismatch      = errors.New("upload offset mismatch")
 	ErrManifestBlobUnknown = errors.New("manifest references unknown content")
+	// ErrBlobCorrupt marks a stored blob whose content does not hash to
+	// its digest. It comes wrapped together with ErrBlobUnknown: the store
+	// has moved the content aside and no longer holds the blob.
+	ErrBlobCorrupt = errors.New("blob corrupt")
+	// ErrInsufficientStorage marks a write that failed because the volume
+	// holding the store is full (ENOSPC) or its quota is exhausted
+	// (EDQUOT).
+	ErrInsufficientStorage = errors.New("insufficient storage: the data volume is full")
 )
+
+// NoSpace reports whether err is a write that failed for lack of space:
+// ErrInsufficientStorage, or ENOSPC or EDQUOT from the operating system
+// not yet wrapped in it (as a metadata store may return them).
+func NoSpace(err error) bool {
+	return errors.Is(err, ErrInsufficientStorage) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
 
 // BlobStore holds immutable blobs addressed by digest.
 type BlobStore interface {
 	// Stat returns the size of a blob, or ErrBlobUnknown.
 	Stat(ctx context.Context, d digest.Digest) (int64, error)
-	// Open returns the blob's content and size. The local filesystem
+	// Open returns the blob's content and size. It never returns content
+	// known not to hash to d: a blob found corrupt is reported as
+	// ErrBlobUnknown wrapped with ErrBlobCorrupt. The local filesystem
 	// implementation returns an *os.File so that the HTTP server can hand
 	// it to sendfile.
 	Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error)

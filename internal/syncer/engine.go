@@ -635,7 +635,11 @@ func (e *Engine) copyBlobs(ctx context.Context, repo string, blobs []v1.Descript
 // share one download.
 func (e *Engine) copyBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
 	if _, err := e.o.Metadata.BlobSize(ctx, repo, d); err == nil {
-		return nil
+		if _, err := e.o.Blobs.Stat(ctx, d); err == nil {
+			return nil
+		}
+		// Linked but gone from the store (quarantined as corrupt, or
+		// lost): download it again.
 	}
 	if n, err := e.o.Blobs.Stat(ctx, d); err == nil {
 		return e.o.Metadata.LinkBlob(ctx, repo, d, n)
@@ -696,6 +700,9 @@ func (e *Engine) download(ctx context.Context, repo string, d digest.Digest, siz
 		}
 		n, err := e.o.Uploads.AppendUpload(ctx, repo, id, offset, r)
 		e.addProgress(0, n-offset)
+		if storage.NoSpace(err) {
+			return err // retrying cannot help until space is freed
+		}
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrConnection, err)
 		}

@@ -6,9 +6,15 @@
 //	uploads/<id>                                     session content
 //	uploads/<id>.repo                                the session's repository
 //	uploads/<id>.sync                                marks a session of the sync engine
+//	quarantine/<algorithm>-<hex>-<time>              blobs found corrupt, moved aside
 //
 // A blob appears under blobs/ only by rename(2) after its content has been
-// verified and fsynced, so a reader never sees a partial blob.
+// verified and fsynced, so a reader never sees a partial blob. A file
+// damaged later (truncated, overwritten, rotted) is caught before it is
+// served: Open hashes each blob the first time it is opened after start
+// and compares the file's size and change time with the verified ones on
+// every later open; Scrub re-reads them all. A blob that fails is moved
+// to quarantine/ and is unknown from then on.
 package fs
 
 import (
@@ -19,6 +25,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,17 +35,45 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/outpost-registry/outpost/internal/storage"
 )
 
 // Store is a filesystem blob store with resumable uploads.
 type Store struct {
-	root string
+	root    string
+	log     *slog.Logger
+	minFree uint64
 
 	mu       sync.Mutex
 	sessions map[string]*session
+
+	// commitMu orders the renames that put a blob in place (commit) and
+	// take it away (quarantine), so that a corrupt copy found by one
+	// goroutine is never confused with a good copy just committed.
+	commitMu sync.Mutex
+	// verified maps each blob whose content was hashed since start to the
+	// identity of the file that held it.
+	vmu      sync.RWMutex
+	verified map[digest.Digest]fileID
+	flight   singleflight.Group
+	stats    counters
+	space    spaceState
 }
+
+// Options configure a Store.
+type Options struct {
+	// Logger receives the errors an operator must act on: blobs found
+	// corrupt and quarantined, the data volume running full.
+	Logger *slog.Logger
+	// MinFreeBytes is the free space on the data volume below which
+	// writes are reported degraded (default 64 MiB).
+	MinFreeBytes uint64
+}
+
+// DefaultMinFreeBytes is the default of Options.MinFreeBytes.
+const DefaultMinFreeBytes = 64 << 20
 
 // session tracks the running hash of an upload so that committing does not
 // read the content again. It is lost on restart; the content is then
@@ -54,14 +89,24 @@ var (
 	_ storage.Uploads   = (*Store)(nil)
 )
 
-// New opens (creating if needed) a store rooted at dir.
-func New(dir string) (*Store, error) {
+// New opens (creating if needed) a store rooted at dir, with default
+// options.
+func New(dir string) (*Store, error) { return NewWithOptions(dir, Options{}) }
+
+// NewWithOptions opens (creating if needed) a store rooted at dir.
+func NewWithOptions(dir string, o Options) (*Store, error) {
 	for _, sub := range []string{"blobs", "uploads"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o750); err != nil {
 			return nil, fmt.Errorf("create storage directory: %w", err)
 		}
 	}
-	return &Store{root: dir, sessions: map[string]*session{}}, nil
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = DefaultMinFreeBytes
+	}
+	return &Store{root: dir, log: o.Logger, minFree: o.MinFreeBytes, sessions: map[string]*session{}, verified: map[digest.Digest]fileID{}}, nil
 }
 
 func (s *Store) blobPath(d digest.Digest) (string, error) {
@@ -85,10 +130,16 @@ func (s *Store) Stat(_ context.Context, d digest.Digest) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("stat blob %s: %w", d, err)
 	}
+	if _, err := s.checkSize(d, p, fi, TriggerRead); err != nil {
+		return 0, err
+	}
 	return fi.Size(), nil
 }
 
-// Open implements storage.BlobStore. The reader is an *os.File.
+// Open implements storage.BlobStore. The reader is an *os.File. A blob
+// not yet verified since start is hashed first (once, however many open
+// it at the same time); a blob that fails is quarantined and reported as
+// ErrBlobUnknown wrapped with ErrBlobCorrupt.
 func (s *Store) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
 	p, err := s.blobPath(d)
 	if err != nil {
@@ -106,6 +157,10 @@ func (s *Store) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int
 		_ = f.Close()
 		return nil, 0, fmt.Errorf("stat blob %s: %w", d, err)
 	}
+	if err := s.check(d, p, f, fi); err != nil {
+		_ = f.Close()
+		return nil, 0, err
+	}
 	return f, fi.Size(), nil
 }
 
@@ -115,6 +170,9 @@ func (s *Store) Delete(_ context.Context, d digest.Digest) error {
 	if err != nil {
 		return err
 	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.forgetVerified(d)
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete blob %s: %w", d, err)
 	}
@@ -173,22 +231,25 @@ func (s *Store) StartUpload(ctx context.Context, repo string) (string, error) {
 	p := filepath.Join(s.root, "uploads", id)
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
-		return "", fmt.Errorf("create upload: %w", err)
+		return "", s.noSpace(fmt.Errorf("create upload: %w", err))
 	}
 	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("create upload: %w", err)
+		return "", s.noSpace(fmt.Errorf("create upload: %w", err))
 	}
 	if err := os.WriteFile(p+".repo", []byte(repo), 0o640); err != nil {
+		// WriteFile may have created the file before the write failed.
+		_ = os.Remove(p + ".repo")
 		_ = os.Remove(p)
-		return "", fmt.Errorf("create upload: %w", err)
+		return "", s.noSpace(fmt.Errorf("create upload: %w", err))
 	}
 	if storage.OriginFrom(ctx) == storage.OriginSync {
 		// The sync engine keeps a session's ID in memory only: after a
 		// restart nothing resumes it, and PurgeUploads may remove it.
 		if err := os.WriteFile(p+".sync", nil, 0o640); err != nil {
+			_ = os.Remove(p + ".sync")
 			_ = os.Remove(p + ".repo")
 			_ = os.Remove(p)
-			return "", fmt.Errorf("create upload: %w", err)
+			return "", s.noSpace(fmt.Errorf("create upload: %w", err))
 		}
 	}
 	s.mu.Lock()
@@ -237,12 +298,17 @@ func (s *Store) AppendUpload(_ context.Context, repo, id string, offset int64, r
 		st.hash = nil
 	}
 	var w io.Writer = f
+	var state []byte // the running hash before this append
 	if st.hash != nil {
 		w = io.MultiWriter(f, st.hash)
+		state, _ = st.hash.(encoding.BinaryMarshaler).MarshalBinary()
 	}
 	buf := copyBuffers.Get().(*[]byte)
 	n, copyErr := io.CopyBuffer(w, r, *buf)
 	copyBuffers.Put(buf)
+	if copyErr != nil && storage.NoSpace(copyErr) {
+		return s.undoAppend(f, st, id, size, state, copyErr)
+	}
 	size += n
 	st.size = size
 	if copyErr != nil {
@@ -301,21 +367,35 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, want digest.D
 	}
 	if err := f.Sync(); err != nil {
 		_ = f.Close()
-		return 0, fmt.Errorf("sync upload %s: %w", id, err)
+		return 0, s.noSpace(fmt.Errorf("sync upload %s: %w", id, err))
 	}
 	if err := f.Close(); err != nil {
-		return 0, fmt.Errorf("close upload %s: %w", id, err)
+		return 0, s.noSpace(fmt.Errorf("close upload %s: %w", id, err))
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-		return 0, fmt.Errorf("create blob directory: %w", err)
-	}
-	if err := os.Rename(p, dst); err != nil {
-		return 0, fmt.Errorf("commit blob %s: %w", want, err)
+	if err := s.place(p, dst, want); err != nil {
+		return 0, err
 	}
 	_ = os.Remove(p + ".repo")
 	_ = os.Remove(p + ".sync")
 	s.forget(id)
 	return fi.Size(), nil
+}
+
+// place renames verified content at p to blob path dst and remembers it
+// as verified.
+func (s *Store) place(p, dst string, d digest.Digest) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return s.noSpace(fmt.Errorf("create blob directory: %w", err))
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if err := os.Rename(p, dst); err != nil {
+		return s.noSpace(fmt.Errorf("commit blob %s: %w", d, err))
+	}
+	if fi, err := os.Stat(dst); err == nil {
+		s.markVerified(d, idOf(fi))
+	}
+	return nil
 }
 
 // sum returns the digest of the upload's content, from the running hash
