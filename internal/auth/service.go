@@ -191,6 +191,32 @@ func (s *Service) Authenticate(r *http.Request) (*Principal, error) {
 	return nil, &Denial{Status: http.StatusUnauthorized, Message: "unsupported authorization scheme " + strconv.Quote(scheme)}
 }
 
+// AuthenticateBasic identifies the caller of the management API, which
+// takes only Basic credentials (docs/api.md). A registry token is refused
+// whatever its subject or scopes: it was issued for the registry API, for
+// a set of repository actions, and must not stand in for the password that
+// obtained it. It returns nil and no error for a request without
+// credentials.
+func (s *Service) AuthenticateBasic(r *http.Request) (*Principal, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil, nil
+	}
+	scheme, _, _ := strings.Cut(h, " ")
+	if !strings.EqualFold(scheme, "basic") {
+		return nil, &Denial{Status: http.StatusUnauthorized, Message: "the management API takes Basic credentials only, not " + strconv.Quote(scheme), Challenge: BasicChallenge}
+	}
+	p, err := s.Authenticate(r)
+	var d *Denial
+	if errors.As(err, &d) && d.Status == http.StatusUnauthorized && d.Challenge == "" {
+		d.Challenge = BasicChallenge
+	}
+	return p, err
+}
+
+// BasicChallenge is the challenge of the management API.
+const BasicChallenge = `Basic realm="outpost"`
+
 // login checks a name and password, with failure limits. The answer is
 // the same whether the name is unknown or the password wrong.
 func (s *Service) login(r *http.Request, user, pw string) (*Principal, error) {
