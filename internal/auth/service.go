@@ -243,9 +243,17 @@ func (s *Service) login(r *http.Request, user, pw string) (*Principal, error) {
 	return p, nil
 }
 
+// loginComparisons is the number of password-hash comparisons a login by
+// token name costs when no remembered verification answers it: one per
+// password slot (password1, password2). An unknown name, a token with one
+// or no password, and a wrong password all cost this many, so the time of
+// a failed login does not tell which token names exist.
+const loginComparisons = 2
+
 // verifyPassword returns the principal for valid credentials, or nil.
 func (s *Service) verifyPassword(user, pw string, now time.Time) *Principal {
 	if user == AdminUser {
+		// The admin always exists: its timing tells nothing about names.
 		if s.verifier.verify(s.store.AdminHash(), pw, now) {
 			return &Principal{Name: AdminUser, Admin: true}
 		}
@@ -253,29 +261,31 @@ func (s *Service) verifyPassword(user, pw string, now time.Time) *Principal {
 	}
 	t, err := s.store.Token(user)
 	if err != nil {
-		s.verifier.verify("", pw, now)
-		return nil
+		t = &Token{}
 	}
 	matched := false
-	// A recently verified password skips bcrypt altogether; otherwise both
-	// slots are checked, so timing does not tell which one matched.
+	// A recently verified password skips bcrypt altogether (only a right
+	// password is remembered, so a wrong one never takes this path).
 	for i := range t.Passwords {
 		p := &t.Passwords[i]
 		if s.verifier.cached(p.Hash, pw, now) && !p.Expired(now) {
 			matched = true
 		}
 	}
-	for i := range t.Passwords {
-		if matched {
-			break
+	if !matched {
+		// Every slot is compared, and missing slots against the dummy hash,
+		// so that neither the name nor which slot matched shows in the time.
+		compared := 0
+		for i := range t.Passwords {
+			p := &t.Passwords[i]
+			if s.verifier.verify(p.Hash, pw, now) && !p.Expired(now) {
+				matched = true
+			}
+			compared++
 		}
-		p := &t.Passwords[i]
-		if s.verifier.verify(p.Hash, pw, now) && !p.Expired(now) {
-			matched = true
+		for ; compared < loginComparisons; compared++ {
+			s.verifier.verify("", pw, now)
 		}
-	}
-	if len(t.Passwords) == 0 {
-		s.verifier.verify("", pw, now)
 	}
 	if !matched || t.Status != StatusEnabled {
 		return nil
