@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -204,14 +203,4 @@ func BootstrapAdmin(s *Store, dataDir, explicit string) (string, error) {
 		return "", err
 	}
 	return path, nil
-}
-
-func checkPasswordStrength(pw string) error {
-	if len(pw) < 12 {
-		return errors.New("admin password: at least 12 characters are required")
-	}
-	if len(pw) > 72 {
-		return errors.New("admin password: at most 72 bytes are allowed")
-	}
-	return nil
 }
