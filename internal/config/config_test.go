@@ -40,6 +40,7 @@ sync:
   bandwidthLimit: 10MB
   heartbeatInterval: 15s
   messageTTL: 1h
+  onDemandTimeout: 3s
 loginServer: edge.example.com:5443
 tls:
   mode: files
@@ -63,7 +64,7 @@ var wantFull = Config{
 		URL: "https://registry.example.com", Username: "mirror", PasswordFile: "/run/secrets/parent", CAFile: "/etc/ssl/parent.pem",
 		Repositories: []string{"library/alpine", "library/nginx"}, Mode: "ReadWrite", SyncSchedule: "*/5 * * * *", SyncWindow: "2h",
 	},
-	Sync:        Sync{Concurrency: 8, BandwidthLimit: 10e6, HeartbeatInterval: Duration(15 * time.Second), MessageTTL: Duration(time.Hour)},
+	Sync:        Sync{Concurrency: 8, BandwidthLimit: 10e6, HeartbeatInterval: Duration(15 * time.Second), MessageTTL: Duration(time.Hour), OnDemandTimeout: Duration(3 * time.Second)},
 	LoginServer: "edge.example.com:5443",
 	TLS: TLS{
 		Mode: TLSFiles, Hosts: []string{"edge.example.com"}, CertFile: "/etc/outpost/tls.crt", KeyFile: "/etc/outpost/tls.key",
@@ -178,7 +179,7 @@ func TestDefaults(t *testing.T) {
 		Limits:          Limits{ManifestMaxBytes: 4 << 20, PageSizeMax: 1000},
 		ShutdownTimeout: Duration(30 * time.Second),
 		Auth:            Auth{TokenTTL: Duration(5 * time.Minute)},
-		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second)},
+		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second), OnDemandTimeout: Duration(5 * time.Second)},
 		TLS:             TLS{Mode: TLSAuto, Hosts: hosts, CertLifetime: Duration(90 * 24 * time.Hour)},
 	}
 	got := Default()
@@ -229,6 +230,7 @@ func TestValidate(t *testing.T) {
 		{"parent mode", func(c *Config) { c.Parent.Mode = "readonly" }, []string{`parent.mode: "readonly" is not ReadOnly or ReadWrite`}},
 		{"concurrency", func(c *Config) { c.Sync.Concurrency = 65 }, []string{"sync.concurrency: 65 is outside 1..64"}},
 		{"heartbeat", func(c *Config) { c.Sync.HeartbeatInterval = Duration(time.Millisecond) }, []string{"sync.heartbeatInterval: 1ms is shorter than 1s"}},
+		{"on-demand timeout", func(c *Config) { c.Sync.OnDemandTimeout = Duration(time.Millisecond) }, []string{"sync.onDemandTimeout: 1ms is outside 100ms..10m"}},
 		{"shutdown", func(c *Config) { c.ShutdownTimeout = Duration(-time.Second) }, []string{"shutdownTimeout: -1s is negative"}},
 		{"every problem at once", func(c *Config) {
 			c.Version, c.Addr, c.Sync.Concurrency, c.Parent.Mode = 0, "x", 0, "x"

@@ -76,7 +76,7 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 		Parent: parent, Blobs: blobs, Uploads: uploads, Metadata: meta, Logger: s.log,
 		Concurrency: cfg.Sync.Concurrency, BandwidthLimit: int64(cfg.Sync.BandwidthLimit),
 		ChangeFeed: static == nil, Cursors: cursors, ManifestMaxBytes: int64(cfg.Limits.ManifestMaxBytes),
-		Metrics: s.metrics,
+		Metrics: s.metrics, OnDemandTimeout: time.Duration(cfg.Sync.OnDemandTimeout),
 	})
 	outboxCursors, err := syncer.OpenCursors(filepath.Join(cfg.Data, "outbox-cursors.json"))
 	if err != nil {
