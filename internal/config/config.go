@@ -363,9 +363,11 @@ func LoadFile(path string) (Config, error) {
 	return c, nil
 }
 
-// Marshal renders c as YAML, for `outpost config show`.
+// Marshal renders c as YAML for printing (`outpost config validate`),
+// with its secrets redacted (see Redacted).
 func (c *Config) Marshal() ([]byte, error) {
-	return yaml.Marshal(c)
+	r := c.Redacted()
+	return yaml.Marshal(&r)
 }
 
 // LogLevel is one of Debug, Information, Warning, Error, None.

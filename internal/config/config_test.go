@@ -34,7 +34,7 @@ parent:
   repositories: [library/alpine, library/nginx]
   mode: ReadWrite
   syncSchedule: "*/5 * * * *"
-  syncWindow: 2h
+  syncWindow: PT2H
 sync:
   concurrency: 8
   bandwidthLimit: 10MB
@@ -62,7 +62,7 @@ var wantFull = Config{
 	Auth:            Auth{AnonymousPull: true, AdminPasswordFile: "/run/secrets/admin", TokenTTL: Duration(10 * time.Minute)},
 	Parent: Parent{
 		URL: "https://registry.example.com", Username: "mirror", PasswordFile: "/run/secrets/parent", CAFile: "/etc/ssl/parent.pem",
-		Repositories: []string{"library/alpine", "library/nginx"}, Mode: "ReadWrite", SyncSchedule: "*/5 * * * *", SyncWindow: "2h",
+		Repositories: []string{"library/alpine", "library/nginx"}, Mode: "ReadWrite", SyncSchedule: "*/5 * * * *", SyncWindow: "PT2H",
 	},
 	Sync:        Sync{Concurrency: 8, BandwidthLimit: 10e6, HeartbeatInterval: Duration(15 * time.Second), MessageTTL: Duration(time.Hour), OnDemandTimeout: Duration(3 * time.Second)},
 	LoginServer: "edge.example.com:5443",

@@ -1,12 +1,10 @@
 package server
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/outpost-registry/outpost/internal/adminapi"
@@ -27,42 +25,11 @@ type edgeParts struct {
 // newEdge builds the sync engine and edge runtime when cfg names a parent
 // (a connection string or a generic parent URL); it returns nil otherwise.
 func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads storage.Uploads, meta storage.Metadata, version string, fleet *controlplane.Service) (*edgeParts, error) {
-	if cfg.ConnectionString == "" && cfg.Parent.URL == "" {
-		return nil, nil
+	ps, err := parentSettingsOf(cfg, true)
+	if err != nil || ps == nil {
+		return nil, err
 	}
-	var (
-		popts      syncer.ParentOptions
-		name, sync string
-		static     *controlplane.EdgeConfig
-	)
-	popts.CAFile = cfg.Parent.CAFile
-	popts.TokenRealmHosts = cfg.Parent.TokenRealmHosts
-	if cfg.ConnectionString != "" {
-		cs, err := controlplane.ParseConnectionString(cfg.ConnectionString)
-		if err != nil {
-			return nil, err
-		}
-		popts.URL, popts.Username, popts.Password = cs.ParentURL(), cs.SyncTokenName, cs.SyncTokenPassword
-		name, sync = cs.ConnectedRegistryName, cs.SyncTokenName
-	} else {
-		popts.URL, popts.Username = cfg.Parent.URL, cfg.Parent.Username
-		if cfg.Parent.PasswordFile != "" {
-			b, err := os.ReadFile(cfg.Parent.PasswordFile)
-			if err != nil {
-				return nil, fmt.Errorf("parent password file: %w", err)
-			}
-			popts.Password = strings.TrimSpace(string(b))
-		}
-		mode, err := controlplane.ParseMode(cfg.Parent.Mode)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := controlplane.ParseSchedule(cfg.Parent.SyncSchedule); err != nil {
-			return nil, err
-		}
-		static = &controlplane.EdgeConfig{Mode: mode, Repositories: cfg.Parent.Repositories, SyncSchedule: cfg.Parent.SyncSchedule,
-			SyncWindow: cfg.Parent.SyncWindow, SyncMessageTTL: controlplane.DefaultTTL, LogLevel: string(cfg.Log.Level)}
-	}
+	popts, name, sync, static := ps.popts, ps.name, ps.sync, ps.static
 	popts.Metrics = s.metrics
 	parent, err := syncer.NewParent(popts)
 	if err != nil {

@@ -104,7 +104,11 @@ type Parent struct {
 func NewParent(o ParentOptions) (*Parent, error) {
 	u, err := url.Parse(strings.TrimRight(o.URL, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("parent URL %q: want http(s)://host[:port]", o.URL)
+		shown := "(not a URL)"
+		if err == nil {
+			shown = u.Redacted()
+		}
+		return nil, fmt.Errorf("parent URL %q: want http(s)://host[:port]", shown)
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
