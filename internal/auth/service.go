@@ -273,18 +273,20 @@ func (s *Service) verifyPassword(user, pw string, now time.Time) *Principal {
 		}
 	}
 	if !matched {
-		// Every slot is compared, and missing slots against the dummy hash,
-		// so that neither the name nor which slot matched shows in the time.
-		compared := 0
+		// Every slot is compared, and missing slots against a dummy hash of
+		// the same cost as the token's own (the cost of new hashes for an
+		// unknown name), so that neither the name nor which slot matched
+		// shows in the time.
+		compared, cost := 0, bcryptCost
 		for i := range t.Passwords {
 			p := &t.Passwords[i]
 			if s.verifier.verify(p.Hash, pw, now) && !p.Expired(now) {
 				matched = true
 			}
-			compared++
+			compared, cost = compared+1, hashCost(p.Hash)
 		}
 		for ; compared < loginComparisons; compared++ {
-			s.verifier.verify("", pw, now)
+			s.verifier.dummy(pw, cost)
 		}
 	}
 	if !matched || t.Status != StatusEnabled {
