@@ -1,7 +1,8 @@
 // Package agent is the node agent behind `outpost trust`: it makes a
 // node's container runtimes trust an Outpost registry by writing
 // containerd's certs.d/<host:port>/hosts.toml and ca.crt and docker's
-// certs.d/<host:port>/ca.crt, optionally makes Outpost a transparent
+// certs.d/<host:port>/ca.crt (and the same under the host's other
+// spelling when the port is 443), optionally makes Outpost a transparent
 // mirror of upstream registry hosts, removes exactly what it wrote, and
 // checks a node (doctor).
 //
@@ -82,7 +83,7 @@ func (o *Options) validate() error {
 		if err := validHost(m); err != nil {
 			return fmt.Errorf("%w: --mirror-of %q: %w", ErrInvalidOptions, m, err)
 		}
-		if m == o.Host {
+		if m == o.Host || (m != "" && m == o.alias()) {
 			return fmt.Errorf("%w: --mirror-of %q is the Outpost host itself", ErrInvalidOptions, m)
 		}
 	}
@@ -133,6 +134,31 @@ func validHost(h string) error {
 		return errors.New("empty host name")
 	}
 	return nil
+}
+
+// alias returns the other spelling of Host when its port is HTTPS's
+// default: "10.0.0.5" for "10.0.0.5:443" and the reverse. Images named
+// either way reach the same registry, and containerd and docker look for
+// the directory named exactly as the image's registry part, so both are
+// written. It returns "" for any other port.
+func (o *Options) alias() string {
+	h := o.Host
+	if name, port, err := net.SplitHostPort(h); err == nil {
+		if port != "443" || name == "" {
+			return ""
+		}
+		if strings.Contains(name, ":") {
+			return "[" + name + "]"
+		}
+		return name
+	}
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		return h + ":443"
+	}
+	if strings.Contains(h, ":") {
+		return ""
+	}
+	return h + ":443"
 }
 
 // onNode returns a node path under Root.

@@ -81,6 +81,9 @@ type dirPlan struct {
 	files   map[string][]byte // name → content
 	mirrors []string
 	own     bool // Outpost's own containerd directory (records mirrors)
+	// alias: the directory of the host's other spelling (see
+	// Options.alias); it yields to anything it does not own.
+	alias bool
 }
 
 // Install writes the trust files for o, atomically and idempotently: a
@@ -96,6 +99,10 @@ func Install(o Options) (Result, error) {
 		return res, err
 	}
 	plans, stale, err := o.plan(ca, &res)
+	if err != nil {
+		return res, err
+	}
+	plans, err = o.dropBlockedAliases(plans, &res)
 	if err != nil {
 		return res, err
 	}
@@ -145,6 +152,12 @@ func (o *Options) plan(ca []byte, res *Result) ([]*dirPlan, []string, error) {
 		own.mirrors = slices.Compact(own.mirrors)
 		own.files[hostsFile] = ownHosts(o.Host, caPath)
 		own.files[caFile] = ca
+		if alias := o.alias(); alias != "" {
+			p := want(filepath.Join(d, alias))
+			p.alias = true
+			p.files[hostsFile] = aliasHosts(alias, o.Host, caPath)
+			p.files[caFile] = ca
+		}
 		for _, up := range own.mirrors {
 			want(filepath.Join(d, up)).files[hostsFile] = mirrorHosts(up, o.Host, filepath.Join("..", o.Host, caFile))
 		}
@@ -162,6 +175,11 @@ func (o *Options) plan(ca []byte, res *Result) ([]*dirPlan, []string, error) {
 	}
 	if d, ok := o.certsDir(o.DockerCertsDir, "docker", res); ok {
 		want(filepath.Join(d, o.Host)).files[caFile] = ca
+		if alias := o.alias(); alias != "" {
+			p := want(filepath.Join(d, alias))
+			p.alias = true
+			p.files[caFile] = ca
+		}
 	}
 	if len(order) == 0 {
 		return nil, nil, fmt.Errorf("%w: neither %q nor %q exists under %q", ErrNothingToDo,
@@ -172,6 +190,37 @@ func (o *Options) plan(ca []byte, res *Result) ([]*dirPlan, []string, error) {
 		plans = append(plans, byDir[d])
 	}
 	return plans, stale, nil
+}
+
+// dropBlockedAliases leaves out each alias directory that holds what this
+// install does not own: files outpost did not write (unless Force, which
+// keeps them aside as for the host's own directory), or a marker of an
+// install for another host, which is never taken over. The host's own
+// directory is what was asked for, so a blocked alias is reported as
+// skipped rather than failing the install.
+func (o *Options) dropBlockedAliases(plans []*dirPlan, res *Result) ([]*dirPlan, error) {
+	kept := plans[:0]
+	for _, p := range plans {
+		if !p.alias {
+			kept = append(kept, p)
+			continue
+		}
+		m, err := readMarker(p.dir)
+		if err != nil {
+			return nil, err
+		}
+		if m != nil && m.Host != o.Host {
+			res.add(Skipped, p.dir, fmt.Sprintf("written by outpost for %s, not %s: left as it is", m.Host, o.Host))
+			continue
+		}
+		if errs := checkForeign(p, o.Force); len(errs) > 0 {
+			res.add(Skipped, p.dir, fmt.Sprintf("holds files not written by outpost: left as it is, so images named %s "+
+				"(without or with the default port) use those files; --force replaces them (%v)", filepath.Base(p.dir), errors.Join(errs...)))
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept, nil
 }
 
 // certsDir returns a runtime's certs directory under Root, or false when

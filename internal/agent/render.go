@@ -28,6 +28,14 @@ func ownHosts(host, caPath string) []byte {
 		"`outpost trust uninstall` removes this file.", host), "https://"+host, host, caPath)
 }
 
+// aliasHosts is the hosts.toml of the directory named alias, the other
+// spelling of host (with or without :443).
+func aliasHosts(alias, host, caPath string) []byte {
+	return renderHosts(fmt.Sprintf("Written by `outpost trust install`: containerd verifies %s (%s without or with\n"+
+		"the default port) with its CA. `outpost trust uninstall` removes this file.", alias, host),
+		"https://"+alias, alias, caPath)
+}
+
 // mirrorHosts is the hosts.toml that makes Outpost a mirror of upstream.
 func mirrorHosts(upstream, host, caPath string) []byte {
 	return renderHosts(fmt.Sprintf("Written by `outpost trust install`: containerd pulls %s images from Outpost at %s\n"+

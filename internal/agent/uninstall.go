@@ -20,6 +20,9 @@ func Uninstall(o Options) (Result, error) {
 	if err := o.validate(); err != nil {
 		return res, err
 	}
+	// The host's own directory goes last in each certs directory: it was
+	// written first, so its marker is the one that may record creating
+	// the certs directory itself.
 	if o.ContainerdCertsDir != "" {
 		d := o.onNode(o.ContainerdCertsDir)
 		own := filepath.Join(d, o.Host)
@@ -37,16 +40,29 @@ func Uninstall(o Options) (Result, error) {
 				return res, err
 			}
 		}
-		if err := uninstallDir(own, o.Host, &res); err != nil {
+		if err := o.uninstallOwn(d, &res); err != nil {
 			return res, err
 		}
 	}
 	if o.DockerCertsDir != "" {
-		if err := uninstallDir(filepath.Join(o.onNode(o.DockerCertsDir), o.Host), o.Host, &res); err != nil {
+		if err := o.uninstallOwn(o.onNode(o.DockerCertsDir), &res); err != nil {
 			return res, err
 		}
 	}
 	return res, nil
+}
+
+// uninstallOwn undoes install in the alias directory (Options.alias) and
+// then in the host's own directory of the certs directory d. An alias
+// directory that another install owns is kept, as uninstallDir checks the
+// marker's host.
+func (o *Options) uninstallOwn(d string, res *Result) error {
+	if alias := o.alias(); alias != "" {
+		if err := uninstallDir(filepath.Join(d, alias), o.Host, res); err != nil {
+			return err
+		}
+	}
+	return uninstallDir(filepath.Join(d, o.Host), o.Host, res)
 }
 
 // uninstallDir undoes install in one host directory, if outpost wrote

@@ -26,6 +26,9 @@ problem it prints every problem found and exits non-zero.`,
 			if err != nil {
 				return err
 			}
+			for _, w := range o.warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
 			out, err := cfg.Marshal()
 			if err != nil {
 				return err

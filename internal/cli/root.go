@@ -6,13 +6,10 @@ package cli
 import (
 	"context"
 	"io"
-	"log/slog"
 	"os"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
-
-	"github.com/outpost-registry/outpost/internal/config"
 )
 
 // Set at build time with -ldflags "-X …/internal/cli.version=… -X …/internal/cli.commit=…".
@@ -59,7 +56,7 @@ Start a registry with the embedded defaults (local disk):
 	root.AddCommand(newServeCommand(), newVersionCommand(), newConfigCommand(),
 		newLoginCommand(), newScopeMapCommand(), newTokenCommand(), newConnectedRegistryCommand(),
 		newStatusCommand(), newPKICommand(), newStageCommand())
-	root.AddCommand(newTrustCommand())
+	root.AddCommand(newTrustCommand(), newHelmValuesCommand())
 	return root
 }
 
@@ -70,19 +67,6 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	return root.ExecuteContext(ctx)
-}
-
-// newLogger builds the server's logger for a level and format.
-func newLogger(w io.Writer, level config.LogLevel, format config.LogFormat) *slog.Logger {
-	lvl, on := level.Slog()
-	if !on {
-		return slog.New(slog.DiscardHandler)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if format == config.FormatText {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
 var stderrWriter io.Writer = os.Stderr

@@ -13,12 +13,18 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/outpost-registry/outpost/internal/config"
+	"github.com/outpost-registry/outpost/internal/logging"
 	"github.com/outpost-registry/outpost/internal/server"
 )
 
 // serveOptions are the flags of `outpost serve`; each overrides the
 // config file's value when given.
 type serveOptions struct {
+	// levelPinned is set once load has seen a log level given locally
+	// (flag or file): the parent's configured level then does not apply.
+	levelPinned bool
+	// warnings found while loading, logged once the logger exists.
+	warnings   []string
 	configFile string
 	addr       string
 	data       string
@@ -112,6 +118,7 @@ func (o *serveOptions) load(fs *pflag.FlagSet) (config.Config, error) {
 			return cfg, fmt.Errorf("--log-format: %w", err)
 		}
 	}
+	o.levelPinned = cfg.Log.Level != ""
 	if err := o.applyEdgeFlags(fs, &cfg); err != nil {
 		return cfg, err
 	}
@@ -145,13 +152,20 @@ gracefully: in-flight requests finish, upload sessions resume after restart.`,
 			if err != nil {
 				return err
 			}
-			log := newLogger(stderrWriter, cfg.Log.Level, cfg.Log.Format)
+			log, level := logging.New(stderrWriter, cfg.Log.Level, cfg.Log.Format)
+			for _, w := range o.warnings {
+				log.Warn(w)
+			}
 			v, _ := Version()
 			adminPassword, err := adminPassword(cfg)
 			if err != nil {
 				return err
 			}
-			srv, err := server.New(cfg, log, v, adminPassword)
+			var opts []server.Option
+			if !o.levelPinned {
+				opts = append(opts, server.WithLogLevel(level))
+			}
+			srv, err := server.New(cfg, log, v, adminPassword, opts...)
 			if err != nil {
 				return err
 			}
@@ -199,7 +213,14 @@ func (o *serveOptions) applyEdgeFlags(fs *pflag.FlagSet, cfg *config.Config) err
 		if err != nil {
 			return fmt.Errorf("--connection-string-file: %w", err)
 		}
-		cfg.ConnectionString = strings.TrimSpace(string(b))
+		text := string(b)
+		if t, ok := strings.CutPrefix(text, "\ufeff"); ok {
+			// Windows editors save UTF-8 with a byte order mark; it is
+			// not part of the connection string.
+			text = t
+			o.warnings = append(o.warnings, "--connection-string-file "+o.connStringFile+" starts with a UTF-8 byte order mark; ignoring it")
+		}
+		cfg.ConnectionString = strings.TrimSpace(text)
 	}
 	set := func(name string, dst *string, v string) {
 		if fs.Changed(name) {

@@ -54,13 +54,18 @@ func newTrustInstall() *cobra.Command {
   <containerd-certs-dir>/<host>/hosts.toml   server and [host."https://<host>"] with ca
   <containerd-certs-dir>/<host>/ca.crt       the CA of --ca-file
   <docker-certs-dir>/<host>/ca.crt           the same CA, for docker
+  <both certs dirs>/<alias>/...              the same three files for the host's other
+                                             spelling when the port is 443: <ip> for <ip>:443
+                                             and <ip>:443 for <ip>
   <containerd-certs-dir>/<upstream>/hosts.toml   for each --mirror-of: pull from Outpost first,
                                                  then from the upstream
 and a .outpost-trust marker in each directory listing what outpost wrote, so
 that uninstall removes exactly that. A runtime whose configuration directory
 (the parent of its certs directory) does not exist is skipped. A hosts.toml
 or ca.crt that outpost did not write is never replaced without --force
-(which keeps the original as <name>.outpost-orig; uninstall restores it).
+(which keeps the original as <name>.outpost-orig; uninstall restores it);
+an alias directory holding such files, or written by outpost for another
+--host, is skipped and reported, and the rest is installed.
 
 containerd rereads certs.d on every pull: no restart is needed, but its
 config_path must name the certs directory (check with "outpost trust doctor").

@@ -153,6 +153,20 @@ type Log struct {
 type Limits struct {
 	ManifestMaxBytes ByteSize `yaml:"manifestMaxBytes"`
 	PageSizeMax      int      `yaml:"pageSizeMax"`
+
+	// IdleTimeout closes a connection whose request body or response
+	// moves no byte for this long; a slow transfer that moves survives.
+	IdleTimeout Duration `yaml:"idleTimeout"`
+	// ConnectionsPerClient caps the open connections of one client IP
+	// address; further connections are closed as they are accepted.
+	ConnectionsPerClient int `yaml:"connectionsPerClient"`
+	// UploadSessionsPerCredential and UploadSessionsPerRepository cap the
+	// open blob upload sessions; beyond them a new session gets 429.
+	UploadSessionsPerCredential int `yaml:"uploadSessionsPerCredential"`
+	UploadSessionsPerRepository int `yaml:"uploadSessionsPerRepository"`
+	// UploadMaxAge is how long an upload session may stay idle before it
+	// is removed (checked while running, not only at start).
+	UploadMaxAge Duration `yaml:"uploadMaxAge"`
 }
 
 // Default returns the configuration used when nothing is set.
@@ -184,6 +198,21 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Limits.PageSizeMax == 0 {
 		c.Limits.PageSizeMax = 1000
+	}
+	if c.Limits.IdleTimeout == 0 {
+		c.Limits.IdleTimeout = Duration(60 * time.Second)
+	}
+	if c.Limits.ConnectionsPerClient == 0 {
+		c.Limits.ConnectionsPerClient = 256
+	}
+	if c.Limits.UploadSessionsPerCredential == 0 {
+		c.Limits.UploadSessionsPerCredential = 1000
+	}
+	if c.Limits.UploadSessionsPerRepository == 0 {
+		c.Limits.UploadSessionsPerRepository = 1000
+	}
+	if c.Limits.UploadMaxAge == 0 {
+		c.Limits.UploadMaxAge = Duration(24 * time.Hour)
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(30 * time.Second)
@@ -239,6 +268,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.PageSizeMax < 1 || c.Limits.PageSizeMax > 100000 {
 		errs = append(errs, fmt.Errorf("limits.pageSizeMax: %d is outside 1..100000", c.Limits.PageSizeMax))
+	}
+	if c.Limits.IdleTimeout < Duration(time.Second) || c.Limits.IdleTimeout > Duration(time.Hour) {
+		errs = append(errs, fmt.Errorf("limits.idleTimeout: %s is outside 1s..1h", c.Limits.IdleTimeout))
+	}
+	if c.Limits.ConnectionsPerClient < 1 || c.Limits.ConnectionsPerClient > 1000000 {
+		errs = append(errs, fmt.Errorf("limits.connectionsPerClient: %d is outside 1..1000000", c.Limits.ConnectionsPerClient))
+	}
+	if c.Limits.UploadSessionsPerCredential < 1 || c.Limits.UploadSessionsPerCredential > 1000000 {
+		errs = append(errs, fmt.Errorf("limits.uploadSessionsPerCredential: %d is outside 1..1000000", c.Limits.UploadSessionsPerCredential))
+	}
+	if c.Limits.UploadSessionsPerRepository < 1 || c.Limits.UploadSessionsPerRepository > 1000000 {
+		errs = append(errs, fmt.Errorf("limits.uploadSessionsPerRepository: %d is outside 1..1000000", c.Limits.UploadSessionsPerRepository))
+	}
+	if c.Limits.UploadMaxAge < Duration(time.Second) {
+		errs = append(errs, fmt.Errorf("limits.uploadMaxAge: %s is shorter than 1s", c.Limits.UploadMaxAge))
 	}
 	if c.Auth.TokenTTL < Duration(time.Minute) || c.Auth.TokenTTL > Duration(24*time.Hour) {
 		errs = append(errs, fmt.Errorf("auth.tokenTTL: %s is outside 1m..24h", c.Auth.TokenTTL))

@@ -21,6 +21,11 @@ log:
 limits:
   manifestMaxBytes: 8MiB
   pageSizeMax: 500
+  idleTimeout: 2m
+  connectionsPerClient: 64
+  uploadSessionsPerCredential: 200
+  uploadSessionsPerRepository: 300
+  uploadMaxAge: 12h
 shutdownTimeout: 45s
 auth:
   anonymousPull: true
@@ -53,11 +58,15 @@ debugAddr: 127.0.0.1:6060
 `
 
 var wantFull = Config{
-	Version:         1,
-	Addr:            "127.0.0.1:5443",
-	Data:            "/var/lib/outpost",
-	Log:             Log{Level: LevelDebug, Format: FormatText},
-	Limits:          Limits{ManifestMaxBytes: 8 << 20, PageSizeMax: 500},
+	Version: 1,
+	Addr:    "127.0.0.1:5443",
+	Data:    "/var/lib/outpost",
+	Log:     Log{Level: LevelDebug, Format: FormatText},
+	Limits: Limits{
+		ManifestMaxBytes: 8 << 20, PageSizeMax: 500,
+		IdleTimeout: Duration(2 * time.Minute), ConnectionsPerClient: 64,
+		UploadSessionsPerCredential: 200, UploadSessionsPerRepository: 300, UploadMaxAge: Duration(12 * time.Hour),
+	},
 	ShutdownTimeout: Duration(45 * time.Second),
 	Auth:            Auth{AnonymousPull: true, AdminPasswordFile: "/run/secrets/admin", TokenTTL: Duration(10 * time.Minute)},
 	Parent: Parent{
@@ -172,11 +181,15 @@ func TestDefaults(t *testing.T) {
 		hosts = append([]string{h}, hosts...)
 	}
 	want := Config{
-		Version:         1,
-		Addr:            ":5000",
-		Data:            "./outpost-data",
-		Log:             Log{Level: LevelInformation, Format: FormatJSON},
-		Limits:          Limits{ManifestMaxBytes: 4 << 20, PageSizeMax: 1000},
+		Version: 1,
+		Addr:    ":5000",
+		Data:    "./outpost-data",
+		Log:     Log{Level: LevelInformation, Format: FormatJSON},
+		Limits: Limits{
+			ManifestMaxBytes: 4 << 20, PageSizeMax: 1000,
+			IdleTimeout: Duration(time.Minute), ConnectionsPerClient: 256,
+			UploadSessionsPerCredential: 1000, UploadSessionsPerRepository: 1000, UploadMaxAge: Duration(24 * time.Hour),
+		},
 		ShutdownTimeout: Duration(30 * time.Second),
 		Auth:            Auth{TokenTTL: Duration(5 * time.Minute)},
 		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second), OnDemandTimeout: Duration(5 * time.Second)},
@@ -220,6 +233,12 @@ func TestValidate(t *testing.T) {
 		{"manifest size small", func(c *Config) { c.Limits.ManifestMaxBytes = 1023 }, []string{"limits.manifestMaxBytes: 1023 is outside 1KiB..64MiB"}},
 		{"manifest size large", func(c *Config) { c.Limits.ManifestMaxBytes = 64<<20 + 1 }, []string{"limits.manifestMaxBytes"}},
 		{"page size", func(c *Config) { c.Limits.PageSizeMax = 100001 }, []string{"limits.pageSizeMax: 100001 is outside 1..100000"}},
+		{"idle timeout short", func(c *Config) { c.Limits.IdleTimeout = Duration(500 * time.Millisecond) }, []string{"limits.idleTimeout: 500ms is outside 1s..1h"}},
+		{"connections per client", func(c *Config) { c.Limits.ConnectionsPerClient = -1 }, []string{"limits.connectionsPerClient: -1 is outside 1..1000000"}},
+		{"upload sessions", func(c *Config) { c.Limits.UploadSessionsPerCredential, c.Limits.UploadSessionsPerRepository = -1, -2 }, []string{
+			"limits.uploadSessionsPerCredential: -1 is outside 1..1000000", "limits.uploadSessionsPerRepository: -2 is outside 1..1000000",
+		}},
+		{"upload max age", func(c *Config) { c.Limits.UploadMaxAge = Duration(time.Millisecond) }, []string{"limits.uploadMaxAge: 1ms is shorter than 1s"}},
 		{"token TTL", func(c *Config) { c.Auth.TokenTTL = Duration(25 * time.Hour) }, []string{"auth.tokenTTL: 25h0m0s is outside 1m..24h"}},
 		{"files without key", func(c *Config) { c.TLS.Mode, c.TLS.CertFile = TLSFiles, "a.crt" }, []string{"tls.certFile and tls.keyFile: both are required"}},
 		{"cert lifetime", func(c *Config) { c.TLS.CertLifetime = Duration(time.Second) }, []string{"tls.certLifetime: 1s is shorter than 10s"}},

@@ -39,6 +39,10 @@ type EdgeConfig struct {
 	Descendants []*ConnectedRegistry `json:"descendants,omitempty"`
 	// GatewayTokens are the descendants' sync and client tokens.
 	GatewayTokens []*auth.Token `json:"gatewayTokens,omitempty"`
+	// DescendantJobs are the staging jobs that target a descendant: the
+	// gateway hands them down as its children's tasks and reports their
+	// progress back up.
+	DescendantJobs []*StagingJob `json:"descendantJobs,omitempty"`
 }
 
 // DescendantRepositories lists the repositories of every descendant.
@@ -78,6 +82,9 @@ type Heartbeat struct {
 	Staging []StageReport `json:"staging,omitempty"`
 	// Descendants carries the status of the registries below a gateway.
 	Descendants []*ConnectedRegistry `json:"descendants,omitempty"`
+	// DescendantStaging is the staging progress of the registries below a
+	// gateway, as they reported it to the gateway.
+	DescendantStaging []SiteReport `json:"descendantStaging,omitempty"`
 }
 
 // Event is a notification of a push or delete at a connected registry.
@@ -116,7 +123,6 @@ func (s *Service) edgeConfig(c *ConnectedRegistry) *EdgeConfig {
 		SyncWindow: c.SyncWindow, SyncMessageTTL: c.SyncMessageTTL, LogLevel: c.LogLevel,
 		Notifications: c.Notifications, ClientTokens: []*auth.Token{}, ScopeMaps: []*auth.ScopeMap{},
 	}
-	cfg.Staging = s.tasksFor(c.Name)
 	addScopeMap := func(t *auth.Token) {
 		if m, err := s.store.ScopeMap(t.ScopeMap); err == nil && !slices.ContainsFunc(cfg.ScopeMaps, func(x *auth.ScopeMap) bool { return x.Name == m.Name }) {
 			cfg.ScopeMaps = append(cfg.ScopeMaps, m)
@@ -151,6 +157,14 @@ func (s *Service) edgeConfig(c *ConnectedRegistry) *EdgeConfig {
 		}
 		queue = append(queue, children[d.Name]...)
 	}
+	// A gateway stages what its descendants must stage (it is their
+	// source), and hands the jobs down.
+	names := []string{c.Name}
+	for _, d := range cfg.Descendants {
+		names = append(names, d.Name)
+	}
+	cfg.Staging = s.tasksFor(names...)
+	cfg.DescendantJobs = s.jobsFor(names[1:]...)
 	return cfg
 }
 
@@ -326,8 +340,17 @@ func (s *Service) RecordHeartbeat(name string, hb Heartbeat) (*EdgeConfig, error
 		if err := recordStaging(tx, name, hb.Staging); err != nil {
 			return err
 		}
+		s.noteFinished(hb.Staging)
 		if err := recordDescendants(tx, name, hb.Descendants); err != nil {
 			return err
+		}
+		for _, r := range hb.DescendantStaging {
+			if isDescendant(tx, r.Site, name) {
+				if err := recordStaging(tx, r.Site, []StageReport{r.StageReport}); err != nil {
+					return err
+				}
+				s.noteFinished([]StageReport{r.StageReport})
+			}
 		}
 		c.Events = append(c.Events, hb.Events...)
 		if len(c.Events) > maxEvents {

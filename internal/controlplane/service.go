@@ -18,12 +18,19 @@ const bucket = "connected-registries"
 type Service struct {
 	store *auth.Store
 	now   func() time.Time
+	// staged is signalled when a site reports a job finished, so that a
+	// gateway relays it up at once rather than with its next heartbeat.
+	staged chan struct{}
 }
 
 // NewService returns a Service on the identity store.
 func NewService(store *auth.Store) *Service {
-	return &Service{store: store, now: time.Now}
+	return &Service{store: store, now: time.Now, staged: make(chan struct{}, 1)}
 }
+
+// StagingFinished is signalled (coalesced) when a site reports that a
+// staging job ended, Staged or Failed.
+func (s *Service) StagingFinished() <-chan struct{} { return s.staged }
 
 func decodeCR(raw []byte) (*ConnectedRegistry, error) {
 	c := &ConnectedRegistry{}

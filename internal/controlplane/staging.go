@@ -28,9 +28,9 @@ const (
 	StageFailed  = "Failed"
 )
 
-// StagedImage is one image of a job, resolved to a digest at creation
-// (Digest is empty when the root does not have the image; sites then
-// fail that image with a clear reason).
+// StagedImage is one image of a job, resolved to a digest at creation (a
+// job naming an image the root does not have is refused; a site fails an
+// image removed from its parent since, with the reason).
 type StagedImage struct {
 	Reference  string `json:"reference"`
 	Repository string `json:"repository"`
@@ -141,6 +141,7 @@ func (s *Service) CreateStaging(req StagingRequest, resolve func(repo, ref strin
 		return nil, fmt.Errorf("%w: a job needs at least one connected registry and one image", auth.ErrInvalid)
 	}
 	job := &StagingJob{Name: req.Name, Targets: req.Targets, RespectWindow: req.RespectWindow, Sites: map[string]SiteProgress{}}
+	var missing []string
 	for _, ref := range req.Images {
 		repo, r, err := ParseImageRef(ref)
 		if err != nil {
@@ -150,10 +151,16 @@ func (s *Service) CreateStaging(req StagingRequest, resolve func(repo, ref strin
 		if !oci.IsDigest(r) {
 			im.Tag = r
 		}
-		if d, err := resolve(repo, r); err == nil {
-			im.Digest = d
+		d, err := resolve(repo, r)
+		if err != nil {
+			missing = append(missing, ref)
+			continue
 		}
+		im.Digest = d
 		job.Images = append(job.Images, im)
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: images: not found at this registry, so no site could stage them: %s", auth.ErrInvalid, strings.Join(missing, ", "))
 	}
 	err := s.store.Update(func(tx *auth.Tx) error {
 		var existing StagingJob
@@ -211,19 +218,106 @@ func (s *Service) DeleteStaging(name string) error {
 	})
 }
 
-// tasksFor returns the jobs a connected registry must stage.
-func (s *Service) tasksFor(name string) []StageTask {
+// tasksFor returns the jobs that target any of names: a connected
+// registry's own, and those of its descendants, which a gateway stages as
+// their source.
+func (s *Service) tasksFor(names ...string) []StageTask {
+	var out []StageTask
+	for _, j := range s.jobsFor(names...) {
+		out = append(out, StageTask{Job: j.Name, Images: j.Images, RespectWindow: j.RespectWindow})
+	}
+	return out
+}
+
+// jobsFor returns the jobs that target any of names.
+func (s *Service) jobsFor(names ...string) []*StagingJob {
+	if len(names) == 0 {
+		return nil
+	}
 	jobs, err := s.Jobs()
 	if err != nil {
 		return nil
 	}
-	var out []StageTask
+	var out []*StagingJob
 	for _, j := range jobs {
-		if slices.Contains(j.Targets, name) {
-			out = append(out, StageTask{Job: j.Name, Images: j.Images, RespectWindow: j.RespectWindow})
+		if slices.ContainsFunc(j.Targets, func(t string) bool { return slices.Contains(names, t) }) {
+			out = append(out, j)
 		}
 	}
 	return out
+}
+
+// SiteReport is a descendant's progress on a job, relayed by its gateway.
+type SiteReport struct {
+	Site string `json:"site"`
+	StageReport
+}
+
+// ReplicateStaging installs, at a gateway, the jobs its parent hands down
+// for its descendants, keeping the progress its children reported to it
+// and removing jobs its parent no longer lists.
+func (s *Service) ReplicateStaging(jobs []*StagingJob) error {
+	return s.store.Update(func(tx *auth.Tx) error {
+		keep := map[string]bool{}
+		for _, j := range jobs {
+			keep[j.Name] = true
+			var old StagingJob
+			if tx.Record(stagingBucket, j.Name, &old) == nil {
+				for site, p := range old.Sites {
+					if _, ok := j.Sites[site]; ok && p.Updated != nil {
+						j.Sites[site] = p
+					}
+				}
+			}
+			if err := tx.PutRecord(stagingBucket, j.Name, j); err != nil {
+				return err
+			}
+		}
+		existing, err := allJobs(tx)
+		if err != nil {
+			return err
+		}
+		for _, j := range existing {
+			if !keep[j.Name] {
+				if err := tx.DeleteRecord(stagingBucket, j.Name); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// DescendantStaging returns the progress the gateway's children reported
+// on the jobs handed down, for the gateway's heartbeat.
+func (s *Service) DescendantStaging() []SiteReport {
+	jobs, err := s.Jobs()
+	if err != nil {
+		return nil
+	}
+	var out []SiteReport
+	for _, j := range jobs {
+		for site, p := range j.Sites {
+			if p.Updated != nil {
+				out = append(out, SiteReport{Site: site, StageReport: StageReport{Job: j.Name, SiteProgress: p}})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b SiteReport) int { return strings.Compare(a.Job+"\x00"+a.Site, b.Job+"\x00"+b.Site) })
+	return out
+}
+
+// noteFinished signals StagingFinished when a report ends a job.
+func (s *Service) noteFinished(reports []StageReport) {
+	for _, r := range reports {
+		if r.State == StageStaged || r.State == StageFailed {
+			select {
+			case s.staged <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
 }
 
 // recordStaging stores the progress reports of a site (inside tx).

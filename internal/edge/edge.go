@@ -56,6 +56,9 @@ type Options struct {
 	// connected registries below it, it keeps their records (replicated
 	// from the parent) and answers their activation and heartbeats.
 	Fleet *controlplane.Service
+	// SetLogLevel, when set, applies the log level of the configuration
+	// on every refresh (nil when the level was given locally).
+	SetLogLevel func(level string) error
 }
 
 // Status is what `outpost status` shows at the edge.
@@ -109,7 +112,12 @@ type Edge struct {
 	events       []controlplane.Event
 	stages       map[string]*controlplane.StageReport
 	stageWake    chan struct{}
-	windowEnd    time.Time
+	// deactivated is set once the parent refused a heartbeat for a
+	// deactivation; nothing talks to the parent again until restart.
+	deactivated bool
+	// beat asks for a heartbeat now (a staging job ended here or below).
+	beat      chan struct{}
+	windowEnd time.Time
 	// refused holds, by key, the sync settings refused and what is done
 	// instead, logged once per value and reported in the status.
 	refused map[string]refusal
@@ -132,7 +140,7 @@ func New(o Options) (*Edge, error) {
 	if o.OutboxInterval <= 0 {
 		o.OutboxInterval = 2 * time.Second
 	}
-	e := &Edge{o: o, log: o.Logger, wake: make(chan string, 4), stages: map[string]*controlplane.StageReport{}, stageWake: make(chan struct{}, 1)}
+	e := &Edge{o: o, log: o.Logger, wake: make(chan string, 4), stages: map[string]*controlplane.StageReport{}, stageWake: make(chan struct{}, 1), beat: make(chan struct{}, 1)}
 	if o.OutboxCursors != nil {
 		e.outbox = syncer.NewOutbox(o.Engine, o.OutboxCursors, e.messageTTL, e.notify)
 	}
@@ -197,6 +205,18 @@ func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
 		}
 	}
 	e.o.Engine.SetScope(scope)
+	// Staged images may be fetched on demand too (a child staging through
+	// this registry may ask before this registry has staged them), but
+	// their repositories are not synced.
+	var staged []string
+	for _, task := range cfg.Staging {
+		for _, im := range task.Images {
+			if !slices.Contains(staged, im.Repository) {
+				staged = append(staged, im.Repository)
+			}
+		}
+	}
+	e.o.Engine.SetStaged(staged)
 	err := e.o.Identity.Update(func(tx *auth.Tx) error {
 		keep := map[string]bool{}
 		for _, m := range cfg.ScopeMaps {
@@ -236,10 +256,24 @@ func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
 		if err := e.o.Fleet.ReplicateDescendants(cfg.Descendants); err != nil {
 			return fmt.Errorf("apply descendants: %w", err)
 		}
+		if err := e.o.Fleet.ReplicateStaging(cfg.DescendantJobs); err != nil {
+			return fmt.Errorf("apply descendants' staging jobs: %w", err)
+		}
 	}
 	e.mu.Lock()
+	prevLevel := ""
+	if e.cfg != nil {
+		prevLevel = e.cfg.LogLevel
+	}
 	e.cfg = cfg
 	e.mu.Unlock()
+	if e.o.SetLogLevel != nil && cfg.LogLevel != "" && cfg.LogLevel != prevLevel {
+		if err := e.o.SetLogLevel(cfg.LogLevel); err != nil {
+			e.log.Warn("the configured log level is not valid; keeping the current one", "level", cfg.LogLevel, "err", err)
+		} else {
+			e.log.Info("log level set by the parent's configuration", "level", cfg.LogLevel)
+		}
+	}
 	if len(cfg.Staging) > 0 {
 		select {
 		case e.stageWake <- struct{}{}:
@@ -274,6 +308,26 @@ func (e *Edge) Run(ctx context.Context) error {
 	return nil
 }
 
+// errDeactivated is a heartbeat refused because the parent no longer
+// knows this deployment's activation: the connected registry was
+// deactivated there (or activated by another deployment since).
+var errDeactivated = errors.New("the parent refused this deployment's heartbeat: the connected registry was deactivated there, or activated by another deployment")
+
+// stopDeactivated stops talking to the parent after a deactivation: no
+// heartbeat, sync or outbox delivery (pushes stay queued), while local
+// content is still served. Activating again takes a restart, so that a
+// deactivation meant to move the registry elsewhere is not undone.
+func (e *Edge) stopDeactivated(err error) {
+	e.mu.Lock()
+	e.deactivated = true
+	e.mu.Unlock()
+	e.setOnline(false, err)
+	_, _, pending := e.OutboxCounts()
+	e.log.Error("connected registry deactivated at the parent: stopped syncing and delivering; local content is still served. "+
+		"To resume here, restart this registry (it activates again and delivers its queued pushes); to move it, run it with the connection string at the new place",
+		"name", e.o.Name, "parent", e.o.Parent.URL(), "queued_pushes", pending, "err", err)
+}
+
 // control activates, then sends heartbeats; both refresh the config.
 func (e *Edge) control(ctx context.Context) {
 	if e.o.Static != nil {
@@ -289,11 +343,21 @@ func (e *Edge) control(ctx context.Context) {
 		} else {
 			err = e.heartbeat(ctx)
 		}
+		if errors.Is(err, errDeactivated) {
+			e.stopDeactivated(err)
+			return
+		}
 		e.setOnline(err == nil, err)
+		var below <-chan struct{}
+		if e.o.Fleet != nil {
+			below = e.o.Fleet.StagingFinished()
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-e.beat:
+		case <-below:
 		}
 	}
 }
@@ -392,6 +456,7 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 	}
 	if e.o.Fleet != nil {
 		hb.Descendants = e.o.Fleet.DescendantStatus()
+		hb.DescendantStaging = e.o.Fleet.DescendantStaging()
 	}
 	if hb.ConnectionState == controlplane.StateOffline {
 		hb.ConnectionState = controlplane.StateOnline
@@ -408,12 +473,14 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 			e.mu.Lock()
 			e.active = false
 			e.mu.Unlock()
+			return fmt.Errorf("%w: %w", errDeactivated, err)
 		}
 		return fmt.Errorf("heartbeat: %w", err)
 	}
 	if err := e.apply(&cfg); err != nil {
 		return err
 	}
+	e.log.Debug("heartbeat sent", "parent", e.o.Parent.URL(), "state", hb.ConnectionState, "events", len(events), "resync", cfg.Resync)
 	if cfg.Resync {
 		e.Trigger("resync")
 	}
@@ -521,7 +588,7 @@ func (e *Edge) deliverLoop(ctx context.Context) {
 		}
 		e.mu.Lock()
 		rw := e.cfg != nil && e.cfg.Mode == controlplane.ReadWrite
-		online := e.online
+		online := e.online && !e.deactivated
 		e.mu.Unlock()
 		if !rw {
 			continue

@@ -52,7 +52,7 @@ func (e *Edge) schedule(ctx context.Context) {
 // runOnce runs the engine, bounded by the sync window.
 func (e *Edge) runOnce(ctx context.Context, trigger string, cfg *controlplane.EdgeConfig) {
 	e.mu.Lock()
-	online := e.online
+	online, deactivated := e.online, e.deactivated
 	e.running = true
 	e.mu.Unlock()
 	defer func() {
@@ -60,7 +60,7 @@ func (e *Edge) runOnce(ctx context.Context, trigger string, cfg *controlplane.Ed
 		e.running = false
 		e.mu.Unlock()
 	}()
-	if !online && trigger == "continuous" {
+	if deactivated || (!online && trigger == "continuous") {
 		return
 	}
 	runCtx := ctx

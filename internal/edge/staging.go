@@ -38,7 +38,7 @@ func (e *Edge) stageOnce(ctx context.Context) {
 		return
 	}
 	e.mu.Lock()
-	online := e.online
+	online := e.online && !e.deactivated
 	inWindow := time.Now().Before(e.windowEnd)
 	// Forget jobs that were deleted.
 	for job := range e.stages {
@@ -107,6 +107,12 @@ func (e *Edge) runStage(ctx context.Context, task controlplane.StageTask, rep *c
 		}
 	})
 	e.log.Info("staging job finished", "job", task.Job, "state", rep.State, "images", done, "bytes", bytes, "reason", rep.Reason)
+	// Report it now: an operator watching `stage show` before a
+	// maintenance window should not wait for the next heartbeat.
+	select {
+	case e.beat <- struct{}{}:
+	default:
+	}
 }
 
 func joinReasons(r []string) string {

@@ -2,6 +2,8 @@ package edge_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,13 +121,22 @@ spec:
 		t.Errorf("check after corruption: got %+v, want a problem naming %s", results[0], layer)
 	}
 
-	// A job with an image the root does not have: Failed with a reason,
-	// the other image still staged.
-	rc.JSON(t, "POST", "/api/v1/staging", controlplane.StagingRequest{Name: "release-43", Targets: []string{"factory1"}, Images: []string{"release/web:4.2", "release/web:nope"}}, nil)
-	ocitest.Eventually(t, 30*time.Second, "release-43 Failed at factory1", func() bool {
-		var j controlplane.StagingJob
-		rc.JSON(t, "GET", "/api/v1/staging/release-43", nil, &j)
-		s := j.Sites["factory1"]
-		return s.State == controlplane.StageFailed && strings.Contains(s.Reason, "release/web:nope not found") && s.ImagesDone == 1
-	})
+	// A job with an image the root does not have is refused at once,
+	// naming it, and nothing is created.
+	resp, body, err := rc.Do(http.MethodPost, "/api/v1/staging", nil, mustJSON(t, controlplane.StagingRequest{Name: "release-43", Targets: []string{"factory1"}, Images: []string{"release/web:4.2", "release/web:nope"}}))
+	if err != nil || resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "release/web:nope") || strings.Contains(string(body), "release/web:4.2") {
+		t.Fatalf("job with a missing image: %v %v %s; want 400 naming release/web:nope only", err, resp.Status, body)
+	}
+	if resp, _, _ := rc.Do(http.MethodGet, "/api/v1/staging/release-43", nil, nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("the refused job exists: %s", resp.Status)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -113,8 +114,9 @@ func ParseManifest(contentType string, body []byte) (Manifest, error) {
 		if raw.Manifests != nil {
 			return Manifest{}, fmt.Errorf("%w: an image manifest has no manifests list", ErrManifestInvalid)
 		}
-		m.Blobs = append(make([]v1.Descriptor, 0, 1+len(raw.Layers)), *raw.Config)
-		m.Blobs = append(m.Blobs, raw.Layers...)
+		// In place when the decoded slice has room (it usually has):
+		// a large manifest's layers are not copied again.
+		m.Blobs = slices.Insert(raw.Layers, 0, *raw.Config)
 		if m.ArtifactType == "" && raw.Config.MediaType != MediaTypeEmptyJSON {
 			// Image spec: artifactType is implied by the config media type.
 			m.ArtifactType = raw.Config.MediaType

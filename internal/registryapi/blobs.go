@@ -3,6 +3,7 @@ package registryapi
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/textproto"
 	"strconv"
@@ -44,12 +45,76 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) erro
 	hd.Set("Docker-Content-Digest", string(d))
 	hd.Set("Etag", `"`+string(d)+`"`)
 	hd.Set("Cache-Control", "max-age=31536000")
-	if emptySuffixRange(r.Header.Get("Range"), size) {
-		r.Header.Del("Range")
+	if rng := r.Header.Get("Range"); rng != "" {
+		switch {
+		case strings.HasPrefix(rng, "bytes="):
+		case len(rng) >= len("bytes=") && strings.EqualFold(rng[:len("bytes=")], "bytes="):
+			// Range units are case-insensitive (RFC 9110 § 14.1);
+			// ServeContent knows only the lowercase spelling.
+			r.Header.Set("Range", "bytes="+rng[len("bytes="):])
+		default:
+			// An unknown unit is ignored (RFC 9110 § 14.2): the
+			// whole blob, not ServeContent's 416.
+			r.Header.Del("Range")
+		}
+		if emptySuffixRange(r.Header.Get("Range"), size) {
+			r.Header.Del("Range")
+		}
 	}
-	http.ServeContent(w, r, "", time.Time{}, f)
+	http.ServeContent(&rangeErrorWriter{ResponseWriter: w, r: r, size: size}, r, "", time.Time{}, f)
 	return nil
 }
+
+// rangeErrorWriter turns the 416 of http.ServeContent (a malformed bytes
+// range, or one past the end of the blob) into an OCI error body with
+// Content-Range "bytes */<size>" (RFC 9110 § 15.5.17), whatever the cause;
+// ServeContent itself sends plain text and names the size only for ranges
+// past the end. Every other answer passes through, with io.ReaderFrom kept
+// so that the blob still reaches sendfile(2).
+type rangeErrorWriter struct {
+	http.ResponseWriter
+	r       *http.Request
+	size    int64
+	refused bool
+}
+
+func (w *rangeErrorWriter) WriteHeader(code int) {
+	if code != http.StatusRequestedRangeNotSatisfiable || w.refused {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.refused = true
+	hd := w.Header()
+	msg := fmt.Sprintf("malformed Range %q", w.r.Header.Get("Range"))
+	if hd.Get("Content-Range") != "" {
+		msg = fmt.Sprintf("Range %q starts past the end of the %d-byte blob", w.r.Header.Get("Range"), w.size)
+	}
+	// An error is not the blob: no year-long caching, no validator.
+	hd.Del("Cache-Control")
+	hd.Del("Etag")
+	writeError(w.ResponseWriter, w.r, &Error{
+		Code:    CodeRangeInvalid,
+		Message: msg,
+		Header:  http.Header{"Content-Range": {"bytes */" + itoa(w.size)}},
+	})
+}
+
+func (w *rangeErrorWriter) Write(b []byte) (int, error) {
+	if w.refused {
+		return len(b), nil // ServeContent's plain-text message
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// ReadFrom lets io.Copy reach the connection's sendfile path.
+func (w *rangeErrorWriter) ReadFrom(src io.Reader) (int64, error) {
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok && !w.refused {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{w}, src)
+}
+
+func (w *rangeErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // emptySuffixRange reports whether a Range header holds a suffix range
 // that selects no bytes: "-0", or any suffix of an empty blob.

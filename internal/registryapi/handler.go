@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/outpost-registry/outpost/internal/storage"
 )
@@ -63,10 +64,14 @@ type Limits struct {
 	ManifestMaxBytes int64
 	// PageSizeMax caps the n parameter of tag and catalog listings.
 	PageSizeMax int
+	// UploadSessionsPerCredential and UploadSessionsPerRepository cap the
+	// open upload sessions; a new session beyond either gets 429.
+	UploadSessionsPerCredential int
+	UploadSessionsPerRepository int
 }
 
 // DefaultLimits are used for zero fields of Limits.
-var DefaultLimits = Limits{ManifestMaxBytes: 4 << 20, PageSizeMax: 1000}
+var DefaultLimits = Limits{ManifestMaxBytes: 4 << 20, PageSizeMax: 1000, UploadSessionsPerCredential: 1000, UploadSessionsPerRepository: 1000}
 
 // UploadObserver is told when upload sessions open and close, for metrics.
 type UploadObserver interface {
@@ -104,6 +109,11 @@ type Handler struct {
 	log      *slog.Logger
 	observer UploadObserver
 	fallback Fallback
+	// manifestBytes bounds the manifest bodies held at once (see
+	// readManifest), so that memory stays bounded whatever the
+	// concurrency.
+	manifestBytes *semaphore.Weighted
+	sessions      *sessionCounter
 }
 
 type noObserver struct{}
@@ -126,6 +136,14 @@ func New(o Options) (*Handler, error) {
 	if h.limits.PageSizeMax <= 0 {
 		h.limits.PageSizeMax = DefaultLimits.PageSizeMax
 	}
+	h.manifestBytes = semaphore.NewWeighted(manifestBudget(h.limits.ManifestMaxBytes))
+	if h.limits.UploadSessionsPerCredential <= 0 {
+		h.limits.UploadSessionsPerCredential = DefaultLimits.UploadSessionsPerCredential
+	}
+	if h.limits.UploadSessionsPerRepository <= 0 {
+		h.limits.UploadSessionsPerRepository = DefaultLimits.UploadSessionsPerRepository
+	}
+	h.sessions = newSessionCounter(h.limits.UploadSessionsPerCredential, h.limits.UploadSessionsPerRepository)
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

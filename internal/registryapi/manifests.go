@@ -1,9 +1,9 @@
 package registryapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
@@ -49,17 +49,11 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	if err := h.authorize(r, rt, ActionPush); err != nil {
 		return err
 	}
-	if r.ContentLength > h.limits.ManifestMaxBytes {
-		return tooLarge(h.limits.ManifestMaxBytes)
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.limits.ManifestMaxBytes))
-	var maxErr *http.MaxBytesError
-	if errors.As(err, &maxErr) {
-		return tooLarge(h.limits.ManifestMaxBytes)
-	}
+	body, release, err := h.readManifest(w, r)
 	if err != nil {
-		return newError(CodeManifestInvalid, "reading the manifest body failed", err)
+		return err
 	}
+	defer release()
 	parsed, err := oci.ParseManifest(r.Header.Get("Content-Type"), body)
 	if err != nil {
 		return err
@@ -107,6 +101,9 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	if parsed.Subject != nil {
 		rec.Subject = parsed.Subject.Digest
 	}
+	if err := h.checkSizes(r.Context(), rt.Name, parsed); err != nil {
+		return err
+	}
 	if err := h.meta.PutManifest(r.Context(), rt.Name, rec, tags, optional); err != nil {
 		return err
 	}
@@ -151,4 +148,46 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt Rout
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+// checkSizes refuses a manifest whose descriptors give a size other than
+// that of the blob or child manifest stored under the digest (image spec §
+// "Descriptor": size must be the exact byte count): a client trusting the
+// descriptor would read short or wait for bytes that never come. Content
+// not stored yet is left to PutManifest, which answers
+// MANIFEST_BLOB_UNKNOWN unless it is optional.
+func (h *Handler) checkSizes(ctx context.Context, repo string, m oci.Manifest) error {
+	for _, b := range m.Blobs {
+		size, err := h.meta.BlobSize(ctx, repo, b.Digest)
+		if errors.Is(err, storage.ErrBlobUnknown) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if size != b.Size {
+			return sizeMismatch("blob", b.Digest, b.Size, size)
+		}
+	}
+	for _, c := range m.Manifests {
+		child, err := h.meta.GetManifest(ctx, repo, string(c.Digest))
+		if errors.Is(err, storage.ErrManifestUnknown) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if child.Size() != c.Size {
+			return sizeMismatch("manifest", c.Digest, c.Size, child.Size())
+		}
+	}
+	return nil
+}
+
+func sizeMismatch(kind string, d digest.Digest, claimed, stored int64) *Error {
+	return &Error{
+		Code:    CodeManifestInvalid,
+		Message: fmt.Sprintf("the descriptor of %s %s gives size %d, the stored %s has %d bytes", kind, d, claimed, kind, stored),
+		Detail:  map[string]any{"digest": d, "size": claimed, "storedSize": stored},
+	}
 }

@@ -256,3 +256,38 @@ func TestManifestTypeFromContentType(t *testing.T) {
 		}
 	}
 }
+
+// TestManifestSizeMismatch: a descriptor whose size differs from that of
+// the stored blob or child manifest is refused with MANIFEST_INVALID and
+// nothing is stored; the right sizes are accepted.
+func TestManifestSizeMismatch(t *testing.T) {
+	t.Parallel()
+	r := newRegistry(t)
+	m := r.pushImage("lib/app", "a", "layer one")
+	for name, mutate := range map[string]func(*manifest){
+		"layer larger": func(m *manifest) { m.layers[0].Size++ },
+		"layer zero":   func(m *manifest) { m.layers[0].Size = 0 },
+		"config short": func(m *manifest) { m.config.Size-- },
+	} {
+		bad := m
+		bad.layers = slices.Clone(m.layers)
+		mutate(&bad)
+		r.wantError(http.StatusBadRequest, "MANIFEST_INVALID", http.MethodPut, "/v2/lib/app/manifests/"+strings.ReplaceAll(name, " ", "-"), manifestType, bad.body())
+		r.wantError(http.StatusNotFound, "MANIFEST_UNKNOWN", http.MethodGet, "/v2/lib/app/manifests/"+string(digest.FromBytes(bad.body())), nil, nil)
+	}
+	body := m.body()
+	d := r.pushManifest("lib/app", "v1", body)
+
+	index := func(size int64) []byte {
+		b, err := json.Marshal(v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: v1.MediaTypeImageIndex,
+			Manifests: []v1.Descriptor{{MediaType: v1.MediaTypeImageManifest, Digest: d, Size: size}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	hdr := http.Header{"Content-Type": {v1.MediaTypeImageIndex}}
+	r.wantError(http.StatusBadRequest, "MANIFEST_INVALID", http.MethodPut, "/v2/lib/app/manifests/multi", hdr, index(int64(len(body))+1))
+	r.wantError(http.StatusNotFound, "MANIFEST_UNKNOWN", http.MethodGet, "/v2/lib/app/manifests/multi", nil, nil)
+	r.want(http.StatusCreated, http.MethodPut, "/v2/lib/app/manifests/multi", hdr, index(int64(len(body))))
+}

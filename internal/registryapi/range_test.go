@@ -3,6 +3,7 @@ package registryapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -205,12 +206,18 @@ func TestBlobRangeEdges(t *testing.T) {
 		{name: "end past the blob", rng: "bytes=90-1000", status: http.StatusPartialContent, contentRange: "bytes 90-99/100", body: blobData[90:]},
 		{name: "start at the end", rng: "bytes=100-", status: http.StatusRequestedRangeNotSatisfiable, contentRange: "bytes */100"},
 		{name: "start past the end", rng: "bytes=1000-2000", status: http.StatusRequestedRangeNotSatisfiable, contentRange: "bytes */100"},
-		// A malformed range is refused without a Content-Range: only a
-		// range past the end names the size.
-		{name: "end before start", rng: "bytes=10-5", status: http.StatusRequestedRangeNotSatisfiable},
-		{name: "malformed", rng: "bytes=abc", status: http.StatusRequestedRangeNotSatisfiable},
-		{name: "negative start", rng: "bytes=-5-10", status: http.StatusRequestedRangeNotSatisfiable},
-		{name: "unknown unit", rng: "items=0-5", status: http.StatusRequestedRangeNotSatisfiable},
+		// A malformed bytes range is refused naming the size, as a range
+		// past the end is (RFC 9110 § 15.5.17).
+		{name: "end before start", rng: "bytes=10-5", status: http.StatusRequestedRangeNotSatisfiable, contentRange: "bytes */100"},
+		{name: "malformed", rng: "bytes=abc", status: http.StatusRequestedRangeNotSatisfiable, contentRange: "bytes */100"},
+		{name: "negative start", rng: "bytes=-5-10", status: http.StatusRequestedRangeNotSatisfiable, contentRange: "bytes */100"},
+		{name: "one malformed among good ones", rng: "bytes=0-1,x-2", status: http.StatusRequestedRangeNotSatisfiable, contentRange: "bytes */100"},
+		// Another unit is ignored (RFC 9110 § 14.2); units are
+		// case-insensitive.
+		{name: "unknown unit", rng: "items=0-5", status: http.StatusOK, body: blobData},
+		{name: "no unit", rng: "0-5", status: http.StatusOK, body: blobData},
+		{name: "capitalised unit", rng: "Bytes=0-0", status: http.StatusPartialContent, contentRange: "bytes 0-0/100", body: blobData[:1]},
+		{name: "malformed range, stale If-Range", rng: "bytes=abc", ifRange: `"sha256:0000"`, status: http.StatusOK, body: blobData},
 		{name: "zero suffix is ignored", rng: "bytes=-0", status: http.StatusOK, body: blobData},
 		{name: "zero suffix among others is ignored", rng: "bytes=0-1, -0", status: http.StatusOK, body: blobData},
 		{name: "matching If-Range", rng: "bytes=10-19", ifRange: etag, status: http.StatusPartialContent, contentRange: "bytes 10-19/100", body: blobData[10:20]},
@@ -233,6 +240,7 @@ func TestBlobRangeEdges(t *testing.T) {
 				t.Errorf("Range %q: got Content-Range %q, want %q", tc.rng, got, tc.contentRange)
 			}
 			if tc.status == http.StatusRequestedRangeNotSatisfiable {
+				wantRangeError(t, tc.rng, rec)
 				return
 			}
 			if !bytes.Equal(rec.Body.Bytes(), tc.body) {
@@ -256,6 +264,27 @@ func TestBlobRangeEdges(t *testing.T) {
 			t.Errorf("got parts %q, want %q", parts, want)
 		}
 	})
+}
+
+// wantRangeError checks that a 416 carries one OCI RANGE_INVALID error
+// and none of the blob's caching headers.
+func wantRangeError(t *testing.T, rng string, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Range %q: 416 with Content-Type %q, want application/json", rng, ct)
+	}
+	var body struct {
+		Errors []struct{ Code, Message string } `json:"errors"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || len(body.Errors) != 1 || body.Errors[0].Code != string(CodeRangeInvalid) || body.Errors[0].Message == "" {
+		t.Errorf("Range %q: 416 body %q (%v), want one RANGE_INVALID error with a message", rng, rec.Body.Bytes(), err)
+	}
+	if got := rec.Header().Get("Content-Length"); got != strconv.Itoa(rec.Body.Len()) {
+		t.Errorf("Range %q: 416 Content-Length %q for %d bytes", rng, got, rec.Body.Len())
+	}
+	if cc := rec.Header().Get("Cache-Control"); cc != "" {
+		t.Errorf("Range %q: 416 with Cache-Control %q", rng, cc)
+	}
 }
 
 func TestEmptySuffixRange(t *testing.T) {
@@ -314,7 +343,8 @@ func readParts(tb testing.TB, rec *httptest.ResponseRecorder) []string {
 
 // FuzzRange sends arbitrary Range headers to a blob GET and checks the
 // answer: the whole blob (200), exactly the bytes its Content-Range names
-// (206, one range or several), or 416 naming the blob's size.
+// (206, one range or several), or 416 naming the blob's size with an OCI
+// error body.
 func FuzzRange(f *testing.F) {
 	for _, s := range []string{"", "bytes=0-0", "bytes=64-", "bytes=-1", "bytes=-500", "bytes=90-1000", "bytes=100-",
 		"bytes=10-5", "bytes=abc", "items=0-5", "bytes=0-1,98-", "bytes=0-1,1-2,50-", "bytes= 1 - 2 ", "bytes=99-99,-1", "bytes=-0"} {
@@ -330,9 +360,10 @@ func FuzzRange(f *testing.F) {
 				t.Fatalf("Range %q: 200 with %d bytes", rng, rec.Body.Len())
 			}
 		case http.StatusRequestedRangeNotSatisfiable:
-			if got := rec.Header().Get("Content-Range"); got != "" && got != "bytes */100" {
-				t.Fatalf("Range %q: 416 with Content-Range %q", rng, got)
+			if got := rec.Header().Get("Content-Range"); got != "bytes */100" {
+				t.Fatalf("Range %q: 416 with Content-Range %q, want bytes */100", rng, got)
 			}
+			wantRangeError(t, rng, rec)
 		case http.StatusPartialContent:
 			if cr := rec.Header().Get("Content-Range"); cr != "" {
 				checkPart(t, rng, cr, rec.Body.Bytes(), size)

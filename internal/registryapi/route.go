@@ -106,7 +106,7 @@ func ParseRoute(path string) (Route, error) {
 		return named(Route{Kind: KindReferrers, Name: name, Reference: ref})
 	case "uploads":
 		name, ok := strings.CutSuffix(name, "/blobs")
-		if !ok || ref == "" {
+		if !ok || ref == "" || ref == "." || ref == ".." {
 			return Route{}, errNotFound
 		}
 		return named(Route{Kind: KindUpload, Name: name, Reference: ref})

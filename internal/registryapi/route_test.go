@@ -58,6 +58,11 @@ var routeCases = []struct {
 	{name: "only a name", path: "/v2/alpine", wantErr: errNotFound},
 	{name: "verb without name", path: "/v2/manifests/latest", wantErr: errNotFound},
 	{name: "empty name", path: "/v2//manifests/latest", wantErr: errNotFound},
+	{name: "dot segment", path: "/v2/./alpine/tags/list", wantErr: oci.ErrNameInvalid},
+	{name: "dot-dot in the middle", path: "/v2/team/../alpine/manifests/latest", wantErr: oci.ErrNameInvalid},
+	{name: "dot-dot upload ID", path: "/v2/alpine/blobs/uploads/..", wantErr: errNotFound},
+	{name: "dot upload ID", path: "/v2/alpine/blobs/uploads/.", wantErr: errNotFound},
+	{name: "dot-dot verb", path: "/v2/alpine/blobs/uploads/../x", wantErr: errNotFound},
 	{name: "uploads without blobs", path: "/v2/alpine/uploads/" + uuidA, wantErr: errNotFound},
 	{name: "tags without list", path: "/v2/alpine/tags/", wantErr: errNotFound},
 	{name: "uppercase name", path: "/v2/Alpine/tags/list", wantErr: oci.ErrNameInvalid},
@@ -203,7 +208,7 @@ func FuzzParseRoute(f *testing.F) {
 				t.Fatalf("ParseRoute(%q): reference %q is neither tag nor digest", path, r.Reference)
 			}
 		case KindUpload:
-			if r.Reference == "" || strings.Contains(r.Reference, "/") {
+			if r.Reference == "" || r.Reference == "." || r.Reference == ".." || strings.Contains(r.Reference, "/") {
 				t.Fatalf("ParseRoute(%q): upload ID %q", path, r.Reference)
 			}
 		case KindTags, KindUploadStart:

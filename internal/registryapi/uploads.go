@@ -54,10 +54,13 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt Route) 
 			return err
 		}
 	}
-	if err := h.authorize(r, rt, ActionPush); err != nil {
+	owner, err := h.authorizeAs(r, rt, ActionPush)
+	if err != nil {
 		return err
 	}
 	if ds := q.Get("digest"); ds != "" {
+		// A monolithic upload closes its session before answering, so
+		// it is not counted against the session limits.
 		d, err := oci.ParseDigest(ds)
 		if err != nil {
 			return err
@@ -73,10 +76,15 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt Route) 
 		blobCreated(w, rt.Name, d)
 		return nil
 	}
-	id, err := h.uploads.StartUpload(r.Context(), rt.Name)
-	if err != nil {
+	if err := h.sessions.reserve(owner); err != nil {
 		return err
 	}
+	id, err := h.uploads.StartUpload(r.Context(), rt.Name)
+	if err != nil {
+		h.sessions.release(owner)
+		return err
+	}
+	h.sessions.bind(id, owner)
 	h.observer.UploadStarted()
 	setUploadHeaders(w, rt, id, 0)
 	w.WriteHeader(http.StatusAccepted)
@@ -187,13 +195,16 @@ func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt Route) (
 // patchUpload serves PATCH /v2/<name>/blobs/uploads/<id>: one chunk, in
 // order, or the whole blob streamed.
 func (h *Handler) patchUpload(w http.ResponseWriter, r *http.Request, rt Route) error {
-	if err := h.authorize(r, rt, ActionPush); err != nil {
+	owner, err := h.authorizeAs(r, rt, ActionPush)
+	if err != nil {
 		return err
 	}
 	size, err := h.appendBody(w, r, rt)
 	if err != nil {
+		h.endIfGone(rt, err)
 		return err
 	}
+	h.sessionUsed(rt.Reference, owner)
 	setUploadHeaders(w, rt, rt.Reference, size)
 	w.WriteHeader(http.StatusAccepted)
 	return nil
@@ -230,17 +241,19 @@ func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt Route)
 	}
 	if r.ContentLength != 0 {
 		if _, err := h.appendBody(w, r, rt); err != nil {
+			h.endIfGone(rt, err)
 			return err
 		}
 	}
 	size, err := h.uploads.CommitUpload(r.Context(), rt.Name, rt.Reference, d)
 	if err != nil {
-		if errors.Is(err, storage.ErrDigestMismatch) {
-			h.observer.UploadEnded()
+		if errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrUploadUnknown) {
+			// The session is discarded, or gone already.
+			h.sessionEnded(rt.Reference, rt.Name)
 		}
 		return err
 	}
-	h.observer.UploadEnded()
+	h.sessionEnded(rt.Reference, rt.Name)
 	if err := h.meta.LinkBlob(r.Context(), rt.Name, d, size); err != nil {
 		return err
 	}
@@ -250,13 +263,16 @@ func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt Route)
 
 // uploadStatus serves GET /v2/<name>/blobs/uploads/<id>.
 func (h *Handler) uploadStatus(w http.ResponseWriter, r *http.Request, rt Route) error {
-	if err := h.authorize(r, rt, ActionPush); err != nil {
+	owner, err := h.authorizeAs(r, rt, ActionPush)
+	if err != nil {
 		return err
 	}
 	size, err := h.uploads.UploadSize(r.Context(), rt.Name, rt.Reference)
 	if err != nil {
+		h.endIfGone(rt, err)
 		return err
 	}
+	h.sessionUsed(rt.Reference, owner)
 	setUploadHeaders(w, rt, rt.Reference, size)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -268,9 +284,10 @@ func (h *Handler) cancelUpload(w http.ResponseWriter, r *http.Request, rt Route)
 		return err
 	}
 	if err := h.uploads.CancelUpload(r.Context(), rt.Name, rt.Reference); err != nil {
+		h.endIfGone(rt, err)
 		return err
 	}
-	h.observer.UploadEnded()
+	h.sessionEnded(rt.Reference, rt.Name)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
 	return nil

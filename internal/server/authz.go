@@ -20,6 +20,7 @@ type authorizer struct {
 
 var (
 	_ registryapi.Authorizer    = authorizer{}
+	_ registryapi.Identifier    = authorizer{}
 	_ registryapi.CatalogFilter = authorizer{}
 )
 
@@ -42,19 +43,33 @@ func needFor(a registryapi.Access) auth.Need {
 }
 
 func (z authorizer) Authorize(r *http.Request, access []registryapi.Access) error {
+	_, err := z.AuthorizeAs(r, access)
+	return err
+}
+
+// AuthorizeAs implements registryapi.Identifier: the credential is the
+// token name (or "admin") behind Basic credentials or a registry token,
+// and "" for an anonymous caller.
+func (z authorizer) AuthorizeAs(r *http.Request, access []registryapi.Access) (string, error) {
 	needs := make([]auth.Need, len(access))
 	for i, a := range access {
 		needs[i] = needFor(a)
 	}
-	_, err := z.svc.Check(r, needs)
+	p, err := z.svc.Check(r, needs)
 	if err == nil && z.readOnly != nil && z.readOnly() {
 		for _, a := range access {
 			if a.Action == registryapi.ActionPush || a.Action == registryapi.ActionDelete {
-				return denial(readOnlyDenial())
+				return "", denial(readOnlyDenial())
 			}
 		}
 	}
-	return denial(err)
+	if err != nil {
+		return "", denial(err)
+	}
+	if p.Anonymous() {
+		return "", nil
+	}
+	return p.Name, nil
 }
 
 func (z authorizer) CatalogFilter(r *http.Request) (func(string) bool, error) {

@@ -25,6 +25,9 @@ type Metrics struct {
 	syncRuns    *prometheus.CounterVec
 	lastSuccess prometheus.Gauge
 	parent      *prometheus.HistogramVec
+	// Limits: connections refused, transfers cut by the idle timeout.
+	connRefused  prometheus.Counter
+	idleTimeouts prometheus.Counter
 }
 
 // NewMetrics registers Outpost's metrics, plus Go runtime and process
@@ -83,6 +86,15 @@ func NewMetrics(version string) *Metrics {
 		Help:    "Time for the parent to answer a request (to the response headers), by method and status code (0: no answer).",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"method", "code"})
+	m.connRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "outpost_connections_refused_total",
+		Help: "Connections closed on accept because their client address already held limits.connectionsPerClient.",
+	})
+	m.idleTimeouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "outpost_http_idle_timeouts_total",
+		Help: "Request body reads and response writes that moved no byte for limits.idleTimeout; their connections are closed.",
+	})
+	m.registry.MustRegister(m.connRefused, m.idleTimeouts)
 	m.registry.MustRegister(m.syncBytes, m.onDemand, m.syncRuns, m.lastSuccess, m.parent)
 	m.registry.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.uploads, m.inFlight, m.buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -3,33 +3,39 @@ package server
 import (
 	"context"
 	"time"
+
+	"github.com/outpost-registry/outpost/internal/config"
 )
 
-// uploadPurgeAge is how long a client upload session may stay idle before
-// it is removed as abandoned (the OCI distribution spec lets a registry
-// expire upload sessions); a client resuming later starts over.
-const uploadPurgeAge = 24 * time.Hour
+// purgeInterval separates purges of expired upload sessions while
+// serving: a quarter of limits.uploadMaxAge, at most an hour, so that a
+// session outlives its idle age by at most a quarter of it (an hour).
+func purgeInterval(maxAge time.Duration) time.Duration {
+	return min(max(maxAge/4, 100*time.Millisecond), time.Hour)
+}
 
-// uploadPurgeInterval separates purges while serving.
-const uploadPurgeInterval = time.Hour
-
-// purgeUploads removes upload sessions idle for uploadPurgeAge and, at
-// start-up, the sync engine's partial downloads, which it never resumes
-// after a restart (verified blobs are committed and stay).
+// purgeUploads removes upload sessions idle for limits.uploadMaxAge (the
+// OCI distribution spec lets a registry expire them; a client resuming
+// later starts over) and, at start-up, the sync engine's partial
+// downloads, which it never resumes after a restart (verified blobs are
+// committed and stay). The sessions removed stop counting against the
+// session limits.
 func (s *Server) purgeUploads(ctx context.Context, startup bool) {
-	n, bytes, err := s.blobs.PurgeUploads(ctx, time.Now().Add(-uploadPurgeAge), startup)
+	maxAge := s.uploadMaxAge()
+	n, bytes, err := s.blobs.PurgeUploads(ctx, time.Now().Add(-maxAge), startup)
 	if n > 0 {
-		s.log.Info("removed abandoned upload sessions", "sessions", n, "bytes", bytes, "max_idle", uploadPurgeAge.String(), "startup", startup)
+		s.log.Info("removed abandoned upload sessions", "sessions", n, "bytes", bytes, "max_idle", maxAge.String(), "startup", startup)
 	}
 	if err != nil {
 		s.log.Warn("purge upload sessions", "err", err)
 	}
+	s.api.SweepUploads(ctx)
 }
 
-// purgeLoop purges abandoned upload sessions every uploadPurgeInterval
-// until ctx ends.
+// purgeLoop purges expired upload sessions every purgeInterval until ctx
+// ends.
 func (s *Server) purgeLoop(ctx context.Context) {
-	t := time.NewTicker(uploadPurgeInterval)
+	t := time.NewTicker(purgeInterval(s.uploadMaxAge()))
 	defer t.Stop()
 	for {
 		select {
@@ -39,4 +45,13 @@ func (s *Server) purgeLoop(ctx context.Context) {
 			s.purgeUploads(ctx, false)
 		}
 	}
+}
+
+// uploadMaxAge is limits.uploadMaxAge, or its default in a configuration
+// without defaults (never zero, which would purge every session).
+func (s *Server) uploadMaxAge() time.Duration {
+	if d := time.Duration(s.cfg.Limits.UploadMaxAge); d > 0 {
+		return d
+	}
+	return time.Duration(config.Default().Limits.UploadMaxAge)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/logging"
 	"github.com/outpost-registry/outpost/internal/pki"
 	"github.com/outpost-registry/outpost/internal/registryapi"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
@@ -39,13 +40,23 @@ type Server struct {
 	edge     *edgeParts
 	tls      *pki.Source
 	metrics  *Metrics
+	api      *registryapi.Handler
 	handler  http.Handler
+	logLevel *logging.Level
 }
+
+// Option changes how New builds the server.
+type Option func(*Server)
+
+// WithLogLevel lets a connected registry apply the log level its parent
+// configures, on every configuration refresh. Without it the level given
+// at start stays.
+func WithLogLevel(l *logging.Level) Option { return func(s *Server) { s.logLevel = l } }
 
 // New opens the data directory and builds the handler tree. adminPassword,
 // when not empty, sets the admin password (from OUTPOST_ADMIN_PASSWORD or
 // the admin password file).
-func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*Server, error) {
+func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opts ...Option) (*Server, error) {
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -57,6 +68,9 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, identity: identity}
+	for _, o := range opts {
+		o(s)
+	}
 	written, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
 	if err != nil {
 		_ = s.Close()
@@ -114,6 +128,9 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 		Limits: registryapi.Limits{
 			ManifestMaxBytes: int64(cfg.Limits.ManifestMaxBytes),
 			PageSizeMax:      cfg.Limits.PageSizeMax,
+
+			UploadSessionsPerCredential: cfg.Limits.UploadSessionsPerCredential,
+			UploadSessionsPerRepository: cfg.Limits.UploadSessionsPerRepository,
 		},
 		Logger:     log,
 		Observer:   metrics,
@@ -123,6 +140,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 		_ = s.Close()
 		return nil, err
 	}
+	s.api = api
 	if s.tls, err = newTLS(cfg, log); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -142,7 +160,8 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string) (*S
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry(), promhttp.HandlerOpts{}))
-	s.handler = instrument(mux, metrics, log, routeLabel)
+	s.handler = idleDeadlines(instrument(exactPaths(mux, api), metrics, log, routeLabel),
+		time.Duration(cfg.Limits.IdleTimeout), metrics.idleTimeouts.Inc)
 	return s, nil
 }
 
@@ -195,7 +214,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // Serve accepts connections on ln until ctx is cancelled, then shuts down
 // gracefully: new connections are refused and in-flight requests get
 // ShutdownTimeout to finish. Client upload sessions stay on disk and
-// resume after a restart, unless idle for uploadPurgeAge.
+// resume after a restart, unless idle for limits.uploadMaxAge.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.purgeUploads(ctx, true)
 	go s.purgeLoop(ctx)
@@ -205,7 +224,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnState:         clearWriteDeadline,
 	}
+	// Counted before TLS, so that a refused connection costs no handshake.
+	ln = limitConnections(ln, s.cfg.Limits.ConnectionsPerClient, s.log, s.metrics.connRefused.Inc)
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls.TLSConfig())
 		go s.tls.Run(ctx)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,6 +77,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	scope    []string
+	staged   []string // repositories of staging jobs, fetched on demand only
 	progress Progress
 	// blobsPending counts blob copies queued or in progress.
 	blobsPending atomic.Int64
@@ -171,6 +173,24 @@ func (e *Engine) SetScope(repos []string) {
 	e.mu.Lock()
 	e.scope = append([]string(nil), repos...)
 	e.mu.Unlock()
+}
+
+// SetStaged sets the repositories of staging jobs: on-demand fetches may
+// bring their content, sync runs leave them alone.
+func (e *Engine) SetStaged(repos []string) {
+	e.mu.Lock()
+	e.staged = append([]string(nil), repos...)
+	e.mu.Unlock()
+}
+
+// onDemand reports whether a pull that missed locally may fetch repo.
+func (e *Engine) onDemand(repo string) bool {
+	if e.InScope(repo) {
+		return true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Contains(e.staged, repo)
 }
 
 // SetOnline tells whether the parent answered lately; pull-through skips
@@ -743,7 +763,7 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 // FetchManifest brings a manifest (by tag or digest) of a repository in
 // scope from the parent for a client pull that missed locally.
 func (e *Engine) FetchManifest(ctx context.Context, repo, ref string) error {
-	if !e.onDemand(repo) {
+	if !e.mayFetch(repo) {
 		return ErrNotFound
 	}
 	ctx, cancel := context.WithTimeout(e.onDemandContext(ctx), 60*time.Second)
@@ -764,7 +784,7 @@ func (e *Engine) FetchManifest(ctx context.Context, repo, ref string) error {
 
 // FetchBlob brings a blob of a repository in scope from the parent.
 func (e *Engine) FetchBlob(ctx context.Context, repo string, d digest.Digest) error {
-	if !e.onDemand(repo) {
+	if !e.mayFetch(repo) {
 		return ErrNotFound
 	}
 	ctx, cancel := context.WithTimeout(e.onDemandContext(ctx), 10*time.Minute)
@@ -774,11 +794,12 @@ func (e *Engine) FetchBlob(ctx context.Context, repo string, d digest.Digest) er
 	return err
 }
 
-// onDemand reports whether a pull-through of repo may ask the parent: the
-// repository is in scope, the parent is online and it has not lately
-// left an on-demand fetch unanswered. A miss it refuses is counted.
-func (e *Engine) onDemand(repo string) bool {
-	if e.InScope(repo) && e.online.Load() && time.Now().UnixNano() >= e.silentUntil.Load() {
+// mayFetch reports whether a pull-through of repo may ask the parent: the
+// repository may be fetched on demand, the parent is online and it has
+// not lately left an on-demand fetch unanswered. A miss it refuses is
+// counted.
+func (e *Engine) mayFetch(repo string) bool {
+	if e.onDemand(repo) && e.online.Load() && time.Now().UnixNano() >= e.silentUntil.Load() {
 		return true
 	}
 	e.o.Metrics.OnDemand(false)

@@ -68,6 +68,13 @@ func startOutpost(t *testing.T, extra ...string) *registry {
 		t.Fatal("OUTPOST_BIN must name the built outpost binary")
 	}
 	r := &registry{host: freePort(t), dir: t.TempDir()}
+	// An --addr among extra (given after the default, so it wins) is the
+	// registry's address.
+	for i, a := range extra {
+		if a == "--addr" && i+1 < len(extra) {
+			r.host = extra[i+1]
+		}
+	}
 	args := append([]string{"serve", "--addr", r.host, "--data", filepath.Join(r.dir, "data"), "--log-level", "Warning"}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, args...)

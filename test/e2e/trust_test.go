@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,6 +94,43 @@ func TestTrust(t *testing.T) {
 	out, err = trustCLI(t, true, "trust", "doctor", "--host", r.host, "--containerd-config", cfg, "--containerd-certs-dir", c.certsD)
 	must(t, err != nil && strings.Contains(out, "FAIL  hosts.toml") && strings.Contains(out, "run: outpost trust install"),
 		"doctor after uninstall: %v\n%s", err, out)
+}
+
+// TestTrustDefaultPort: for a registry on port 443, `outpost trust
+// install --host <ip>:443` (as the chart's DaemonSet runs it) makes
+// containerd pull images named with and without the port, and uninstall
+// removes both directories.
+func TestTrustDefaultPort(t *testing.T) {
+	t.Parallel()
+	const host = "127.0.0.1:443"
+	ln, err := net.Listen("tcp", host)
+	if err != nil {
+		t.Skipf("cannot listen on %s (busy, or binding port 443 is not allowed): %v", host, err)
+	}
+	_ = ln.Close()
+	r := startOutpost(t, "--addr", host)
+	env := clientEnv(t, r)
+	craneLogin(t, env, r, "admin", adminPassword)
+	testImage(t, env, r, "app")
+	run(t, env, false, "crane", "tag", r.host+"/app:multi", "1")
+	user := "port-puller:" + r.token(t, "port-puller", "_repositories_pull")
+	c := startContainerd(t)
+	node := []string{"--host", host, "--containerd-certs-dir", c.certsD, "--docker-certs-dir", ""}
+
+	if out, err := c.ctrPull(t, "127.0.0.1/app:1", user); err == nil {
+		t.Fatalf("pull without trust succeeded:\n%s", out)
+	}
+	trustCLI(t, false, append([]string{"trust", "install", "--ca-file", r.ca}, node...)...)
+	for _, ref := range []string{"127.0.0.1:443/app:1", "127.0.0.1/app:1"} {
+		if out, err := c.ctrPull(t, ref, user); err != nil {
+			t.Fatalf("pull %s after trust install --host %s: %v\n%s", ref, host, err, out)
+		}
+	}
+	trustCLI(t, false, append([]string{"trust", "uninstall"}, node...)...)
+	entries, _ := os.ReadDir(c.certsD)
+	must(t, len(entries) == 0, "certs.d after uninstall: %v", entries)
+	out, err := c.ctrPull(t, "127.0.0.1/app:1", user)
+	must(t, err != nil, "pull after trust uninstall succeeded:\n%s", out)
 }
 
 // chartTrustArgs renders the Helm chart for a registry at host and

@@ -70,7 +70,6 @@ func TestLint(t *testing.T) {
 
 // TestTemplates renders each setup of docs/kubernetes.md.
 func TestTemplates(t *testing.T) {
-	base := []string{"--namespace", "connected-registry", "--set", "connectionString=" + cs}
 	const (
 		noTrust  = iota // no trust DaemonSet
 		labelled        // on labelled nodes only
@@ -83,16 +82,21 @@ func TestTemplates(t *testing.T) {
 		ca    string // the Secret the DaemonSet takes ca.crt from
 	}{
 		{"quickstart", []string{"service.clusterIP=192.100.100.1", "pvc.storageRequest=20Gi", "cert-manager.install=false", "cert-manager.enabled=false", "trustDistribution.enabled=false"}, noTrust, ""},
-		{"cert-manager-installed", []string{"service.clusterIP=192.100.100.1"}, labelled, "outpost-tls"},
+		{"cert-manager-installed", []string{"service.clusterIP=192.100.100.1"}, every, "outpost-tls"},
 		{"cert-manager-preinstalled", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "trustDistribution.skipNodeSelector=true"}, every, "outpost-tls"},
-		{"built-in-ca", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "cert-manager.enabled=false"}, labelled, "outpost-ca-cert"},
+		{"built-in-ca", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "cert-manager.enabled=false"}, every, "outpost-ca-cert"},
 		{"own-certificate", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "cert-manager.enabled=false",
-			"tls.crt=Y2VydA==", "tls.key=a2V5", "tls.cacrt=Y2E=", "pvc.storageClassName=fast"}, labelled, "outpost-tls"},
+			"tls.crt=Y2VydA==", "tls.key=a2V5", "tls.cacrt=Y2E=", "pvc.storageClassName=fast", "trustDistribution.skipNodeSelector=false"}, labelled, "outpost-tls"},
 		{"tls-secret", []string{"service.clusterIP=192.100.100.1", "cert-manager.install=false", "cert-manager.enabled=false", "tls.secret=site-tls",
-			"existingConnectionStringSecret=site-connection", "trustDistribution.useNodeSelector=false"}, every, "site-tls"},
+			"existingConnectionStringSecret=site-connection", "trustDistribution.useNodeSelector=true"}, labelled, "site-tls"},
+		{"root", []string{"mode=root", "service.clusterIP=192.100.100.1", "cert-manager.install=false", "cert-manager.enabled=false",
+			"loginServer=registry.example.com:443", "service.type=LoadBalancer", "admin.existingSecret=root-admin"}, every, "outpost-ca-cert"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			args := append([]string{"template", "outpost", chart}, base...)
+			args := []string{"template", "outpost", chart, "--namespace", "connected-registry"}
+			if c.name != "root" {
+				args = append(args, "--set", "connectionString="+cs)
+			}
 			for _, s := range c.set {
 				args = append(args, "--set", s)
 			}
@@ -142,6 +146,10 @@ func checkTrust(t *testing.T, rendered string, present, selector bool, caSecret 
 	if got := strings.Contains(ds, "containerd-configured-by: connected-registry"); got != selector {
 		t.Errorf("trust DaemonSet node selector: %v, want %v", got, selector)
 	}
+	// Tainted nodes are nodes too.
+	if !strings.Contains(ds, "tolerations:\n        - operator: Exists\n") {
+		t.Errorf("trust DaemonSet does not tolerate every taint:\n%s", ds)
+	}
 	for _, want := range []string{"secretName: " + caSecret + "\n", "- --host=192.100.100.1:443\n", "- --root=/host\n", "- --uninstall-on-exit\n",
 		"mountPath: /host/etc/containerd/certs.d}", "hostPath: {path: /etc/containerd/certs.d, type: DirectoryOrCreate}"} {
 		if !strings.Contains(ds, want) {
@@ -159,6 +167,9 @@ func TestRequiredValues(t *testing.T) {
 	}{
 		{[]string{"connectionString=x"}, "service.clusterIP is required"},
 		{[]string{"service.clusterIP=10.96.0.5"}, "connectionString is required"},
+		{[]string{"service.clusterIP=10.96.0.5", "connectionString=x", "tls.key=a2V5"}, "tls.crt is required"},
+		{[]string{"service.clusterIP=10.96.0.5", "connectionString=x", "tls.crt=Y2VydA==", "tls.key=a2V5", "tls.secret=site-tls"}, "two ways of giving your certificate"},
+		{[]string{"service.clusterIP=10.96.0.5", "connectionString=x", "tls.crt=-----BEGIN CERTIFICATE-----", "tls.key=a2V5"}, "tls.crt must be base64-encoded"},
 	} {
 		args := []string{"template", "outpost", chart}
 		for _, s := range c.set {

@@ -48,9 +48,10 @@ type setup struct {
 
 var setups = []setup{
 	{name: "quickstart", set: []string{"pvc.storageRequest=20Gi", "cert-manager.install=false", "cert-manager.enabled=false", "trustDistribution.enabled=false"}},
-	{name: "builtin-ca", set: []string{"cert-manager.install=false", "cert-manager.enabled=false"}, trust: true},
+	{name: "builtin-ca", set: []string{"cert-manager.install=false", "cert-manager.enabled=false"}, trust: true, allNodes: true},
 	{name: "own-certificate", set: []string{"cert-manager.install=false", "cert-manager.enabled=false",
-		"tls.crt=Y2VydA==", "tls.key=a2V5", "tls.cacrt=Y2E=", "pvc.storageClassName=fast"}, storageClass: "fast", trust: true},
+		"tls.crt=Y2VydA==", "tls.key=a2V5", "tls.cacrt=Y2E=", "pvc.storageClassName=fast", "trustDistribution.skipNodeSelector=false"},
+		storageClass: "fast", trust: true},
 	{name: "tls-secret", set: []string{"cert-manager.install=false", "cert-manager.enabled=false", "tls.secret=site-tls",
 		"existingConnectionStringSecret=site-connection", "trustDistribution.useNodeSelector=false"}, trust: true, allNodes: true,
 		prepare: func(t *testing.T, c *cluster, ns string) {

@@ -51,7 +51,7 @@ var _ storage.Metadata = (*Store)(nil)
 
 // Open opens or creates the database file at path.
 func Open(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, InitialMmapSize: initialMmapSize})
 	if err != nil {
 		return nil, fmt.Errorf("open metadata %s: %w", path, err)
 	}
@@ -155,14 +155,33 @@ func (s *Store) UnlinkBlob(_ context.Context, repo string, d digest.Digest) erro
 }
 
 func encodeRecord(m *storage.ManifestRecord) ([]byte, error) {
-	meta, err := json.Marshal(m)
-	if err != nil {
+	// One buffer sized for the whole record: encoding a large manifest's
+	// record must not cost several times its size.
+	buf := bytes.NewBuffer(make([]byte, 4, 4+metaSizeHint(m)+len(m.Body)))
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
 		return nil, fmt.Errorf("encode manifest %s: %w", m.Digest, err)
 	}
-	buf := make([]byte, 4, 4+len(meta)+len(m.Body))
-	binary.BigEndian.PutUint32(buf, uint32(len(meta)))
-	buf = append(buf, meta...)
-	return append(buf, m.Body...), nil
+	rec := buf.Bytes()
+	binary.BigEndian.PutUint32(rec, uint32(len(rec)-4))
+	return append(rec, m.Body...), nil
+}
+
+// metaSizeHint is about the length of m's JSON encoding: its fixed
+// fields and the strings of its annotations and references.
+func metaSizeHint(m *storage.ManifestRecord) int {
+	n := 256 + len(m.Digest) + len(m.MediaType) + len(m.ArtifactType) + len(m.Subject)
+	for k, v := range m.Annotations {
+		n += len(k) + len(v) + 6
+	}
+	for _, d := range m.Blobs {
+		n += len(d) + 3
+	}
+	for _, d := range m.Manifests {
+		n += len(d) + 3
+	}
+	return n
 }
 
 // recordMeta returns the JSON part of an encoded record.
@@ -199,6 +218,12 @@ func referrerKey(subject, referrer digest.Digest) []byte {
 	k = append(k, 0)
 	return append(k, referrer...)
 }
+
+// initialMmapSize is the address space bbolt maps at open. Growing the
+// map later makes bbolt copy every value of the open transaction onto
+// the heap (a large manifest then costs its size again), so the map
+// starts large; it is virtual memory, not resident memory or disk.
+const initialMmapSize = 1 << 30
 
 // PutManifest implements storage.Metadata.
 func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.ManifestRecord, tags []string, optional map[digest.Digest]bool) error {
