@@ -53,7 +53,7 @@ type Authz func(r *http.Request, p *auth.Principal) error
 // that tokens other than the admin use (connected-registry sync).
 func (a *API) HandleWith(pattern string, authz Authz, h HandlerFunc) {
 	a.handle(pattern, func(r *http.Request) error {
-		p, err := a.svc.Authenticate(r)
+		p, err := a.svc.AuthenticateBasic(r)
 		if err != nil {
 			return err
 		}
@@ -93,14 +93,15 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
 }
 
-// admin lets only the administrator through.
+// admin lets only the administrator through, by Basic credentials: a
+// registry token, even one issued to the admin, is refused.
 func (a *API) admin(r *http.Request) error {
-	p, err := a.svc.Authenticate(r)
+	p, err := a.svc.AuthenticateBasic(r)
 	if err != nil {
 		return err
 	}
 	if p == nil {
-		return &auth.Denial{Status: http.StatusUnauthorized, Message: "authentication required", Challenge: `Basic realm="outpost"`}
+		return &auth.Denial{Status: http.StatusUnauthorized, Message: "authentication required", Challenge: auth.BasicChallenge}
 	}
 	if !p.Admin {
 		return &auth.Denial{Status: http.StatusForbidden, Message: "the management API is for the admin only"}

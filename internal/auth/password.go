@@ -5,12 +5,12 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -42,13 +42,29 @@ func HashPassword(pw string) (string, error) {
 	return string(h), nil
 }
 
-// dummyHash is compared against when a name is unknown, so that a failed
-// login costs the same whether or not the name exists. It is made on first
-// use: a bcrypt at program start would delay every command.
-var dummyHash = sync.OnceValue(func() string {
-	h, _ := bcrypt.GenerateFromPassword([]byte("outpost-dummy-password"), bcryptCost)
-	return string(h)
-})
+// dummyHashes are compared against, one per bcrypt cost, when a name is
+// unknown or a token has fewer passwords than slots, so that a failed
+// login costs the same whether or not the name exists. Each is made on
+// first use: a bcrypt at program start would delay every command.
+var dummyHashes sync.Map // cost -> hash
+
+func dummyHash(cost int) string {
+	if h, ok := dummyHashes.Load(cost); ok {
+		return h.(string)
+	}
+	h, _ := bcrypt.GenerateFromPassword([]byte("outpost-dummy-password"), cost)
+	v, _ := dummyHashes.LoadOrStore(cost, string(h))
+	return v.(string)
+}
+
+// hashCost is the bcrypt cost of hash, or the cost of new hashes when it
+// is not a bcrypt hash.
+func hashCost(hash string) int {
+	if c, err := bcrypt.Cost([]byte(hash)); err == nil {
+		return c
+	}
+	return bcryptCost
+}
 
 // verifier checks passwords against bcrypt hashes. A slow hash on every
 // registry request (containerd and pull secrets send Basic credentials on
@@ -65,6 +81,9 @@ type verifier struct {
 	// and password (a client's parallel first requests, or a request
 	// arriving while the start-up check of the admin password runs).
 	flight singleflight.Group
+	// compared counts the bcrypt comparisons run, the dummy ones included;
+	// tests read it to check that failed logins cost the same.
+	compared atomic.Int64
 }
 
 func newVerifier() *verifier {
@@ -93,10 +112,18 @@ func (v *verifier) cached(hash, pw string, now time.Time) bool {
 	return hit && now.Before(exp)
 }
 
-// verify reports whether pw matches hash.
+// dummy compares pw against the dummy hash of a cost, for the time it
+// takes; it always fails.
+func (v *verifier) dummy(pw string, cost int) {
+	v.compared.Add(1)
+	_ = bcrypt.CompareHashAndPassword([]byte(dummyHash(cost)), []byte(pw))
+}
+
+// verify reports whether pw matches hash; an empty hash costs a dummy
+// comparison and fails.
 func (v *verifier) verify(hash, pw string, now time.Time) bool {
 	if hash == "" {
-		_ = bcrypt.CompareHashAndPassword([]byte(dummyHash()), []byte(pw))
+		v.dummy(pw, bcryptCost)
 		return false
 	}
 	k := verifierKey(hash, pw)
@@ -107,6 +134,7 @@ func (v *verifier) verify(hash, pw string, now time.Time) bool {
 		return true
 	}
 	ok, _, _ := v.flight.Do(string(k[:]), func() (any, error) {
+		v.compared.Add(1)
 		return bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) == nil, nil
 	})
 	if !ok.(bool) {
@@ -198,14 +226,4 @@ func BootstrapAdmin(s *Store, dataDir, explicit string) (string, error) {
 		return "", err
 	}
 	return path, nil
-}
-
-func checkPasswordStrength(pw string) error {
-	if len(pw) < 12 {
-		return errors.New("admin password: at least 12 characters are required")
-	}
-	if len(pw) > 72 {
-		return errors.New("admin password: at most 72 bytes are allowed")
-	}
-	return nil
 }

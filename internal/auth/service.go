@@ -191,6 +191,32 @@ func (s *Service) Authenticate(r *http.Request) (*Principal, error) {
 	return nil, &Denial{Status: http.StatusUnauthorized, Message: "unsupported authorization scheme " + strconv.Quote(scheme)}
 }
 
+// AuthenticateBasic identifies the caller of the management API, which
+// takes only Basic credentials (docs/api.md). A registry token is refused
+// whatever its subject or scopes: it was issued for the registry API, for
+// a set of repository actions, and must not stand in for the password that
+// obtained it. It returns nil and no error for a request without
+// credentials.
+func (s *Service) AuthenticateBasic(r *http.Request) (*Principal, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil, nil
+	}
+	scheme, _, _ := strings.Cut(h, " ")
+	if !strings.EqualFold(scheme, "basic") {
+		return nil, &Denial{Status: http.StatusUnauthorized, Message: "the management API takes Basic credentials only, not " + strconv.Quote(scheme), Challenge: BasicChallenge}
+	}
+	p, err := s.Authenticate(r)
+	var d *Denial
+	if errors.As(err, &d) && d.Status == http.StatusUnauthorized && d.Challenge == "" {
+		d.Challenge = BasicChallenge
+	}
+	return p, err
+}
+
+// BasicChallenge is the challenge of the management API.
+const BasicChallenge = `Basic realm="outpost"`
+
 // login checks a name and password, with failure limits. The answer is
 // the same whether the name is unknown or the password wrong.
 func (s *Service) login(r *http.Request, user, pw string) (*Principal, error) {
@@ -217,9 +243,17 @@ func (s *Service) login(r *http.Request, user, pw string) (*Principal, error) {
 	return p, nil
 }
 
+// loginComparisons is the number of password-hash comparisons a login by
+// token name costs when no remembered verification answers it: one per
+// password slot (password1, password2). An unknown name, a token with one
+// or no password, and a wrong password all cost this many, so the time of
+// a failed login does not tell which token names exist.
+const loginComparisons = 2
+
 // verifyPassword returns the principal for valid credentials, or nil.
 func (s *Service) verifyPassword(user, pw string, now time.Time) *Principal {
 	if user == AdminUser {
+		// The admin always exists: its timing tells nothing about names.
 		if s.verifier.verify(s.store.AdminHash(), pw, now) {
 			return &Principal{Name: AdminUser, Admin: true}
 		}
@@ -227,29 +261,33 @@ func (s *Service) verifyPassword(user, pw string, now time.Time) *Principal {
 	}
 	t, err := s.store.Token(user)
 	if err != nil {
-		s.verifier.verify("", pw, now)
-		return nil
+		t = &Token{}
 	}
 	matched := false
-	// A recently verified password skips bcrypt altogether; otherwise both
-	// slots are checked, so timing does not tell which one matched.
+	// A recently verified password skips bcrypt altogether (only a right
+	// password is remembered, so a wrong one never takes this path).
 	for i := range t.Passwords {
 		p := &t.Passwords[i]
 		if s.verifier.cached(p.Hash, pw, now) && !p.Expired(now) {
 			matched = true
 		}
 	}
-	for i := range t.Passwords {
-		if matched {
-			break
+	if !matched {
+		// Every slot is compared, and missing slots against a dummy hash of
+		// the same cost as the token's own (the cost of new hashes for an
+		// unknown name), so that neither the name nor which slot matched
+		// shows in the time.
+		compared, cost := 0, bcryptCost
+		for i := range t.Passwords {
+			p := &t.Passwords[i]
+			if s.verifier.verify(p.Hash, pw, now) && !p.Expired(now) {
+				matched = true
+			}
+			compared, cost = compared+1, hashCost(p.Hash)
 		}
-		p := &t.Passwords[i]
-		if s.verifier.verify(p.Hash, pw, now) && !p.Expired(now) {
-			matched = true
+		for ; compared < loginComparisons; compared++ {
+			s.verifier.dummy(pw, cost)
 		}
-	}
-	if len(t.Passwords) == 0 {
-		s.verifier.verify("", pw, now)
 	}
 	if !matched || t.Status != StatusEnabled {
 		return nil

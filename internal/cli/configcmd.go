@@ -15,7 +15,12 @@ func newConfigCommand() *cobra.Command {
 	validate := &cobra.Command{
 		Use:   "validate",
 		Short: "Validate a config file and flags, printing the effective configuration",
-		Args:  cobra.NoArgs,
+		Long: `Validate a config file and flags exactly as serve does before it starts
+(the connection string, a generic parent's URL, mode, sync schedule, sync
+window and password file included) and print the effective configuration,
+with secrets such as the sync token password shown as <redacted>. On any
+problem it prints every problem found and exits non-zero.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := o.load(cmd.Flags())
 			if err != nil {

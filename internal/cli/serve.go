@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -128,7 +129,8 @@ func (o *serveOptions) load(fs *pflag.FlagSet) (config.Config, error) {
 		cfg.Auth.AdminPasswordFile = o.adminFile
 	}
 	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
+	// serve and config validate share this: what validates also starts.
+	if err := errors.Join(cfg.Validate(), server.CheckConfig(cfg)); err != nil {
 		return cfg, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return cfg, nil

@@ -144,6 +144,10 @@ type Sync struct {
 	// MessageTTL overrides the parent's sync message TTL (for tests);
 	// 0 uses the parent's setting.
 	MessageTTL Duration `yaml:"messageTTL,omitempty"`
+	// OnDemandTimeout bounds each wait for the parent during a pull-through
+	// (a client pull that missed locally); a parent that stays silent that
+	// long is skipped for 30s, so the next misses answer at once.
+	OnDemandTimeout Duration `yaml:"onDemandTimeout"`
 }
 
 // Auth configures authentication. It is always on; AnonymousPull opens
@@ -251,6 +255,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Sync.HeartbeatInterval == 0 {
 		c.Sync.HeartbeatInterval = Duration(30 * time.Second)
 	}
+	if c.Sync.OnDemandTimeout == 0 {
+		c.Sync.OnDemandTimeout = Duration(5 * time.Second)
+	}
 	if c.Parent.URL != "" {
 		if c.Parent.Mode == "" {
 			c.Parent.Mode = "ReadOnly"
@@ -327,6 +334,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Sync.HeartbeatInterval < Duration(time.Second) {
 		errs = append(errs, fmt.Errorf("sync.heartbeatInterval: %s is shorter than 1s", c.Sync.HeartbeatInterval))
+	}
+	if c.Sync.OnDemandTimeout < Duration(100*time.Millisecond) || c.Sync.OnDemandTimeout > Duration(10*time.Minute) {
+		errs = append(errs, fmt.Errorf("sync.onDemandTimeout: %s is outside 100ms..10m", c.Sync.OnDemandTimeout))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdownTimeout: %s is negative", c.ShutdownTimeout))
@@ -430,9 +440,11 @@ func LoadFile(path string) (Config, error) {
 	return c, nil
 }
 
-// Marshal renders c as YAML, for `outpost config show`.
+// Marshal renders c as YAML for printing (`outpost config validate`),
+// with its secrets redacted (see Redacted).
 func (c *Config) Marshal() ([]byte, error) {
-	return yaml.Marshal(c)
+	r := c.Redacted()
+	return yaml.Marshal(&r)
 }
 
 // LogLevel is one of Debug, Information, Warning, Error, None.

@@ -39,12 +39,13 @@ parent:
   repositories: [library/alpine, library/nginx]
   mode: ReadWrite
   syncSchedule: "*/5 * * * *"
-  syncWindow: 2h
+  syncWindow: PT2H
 sync:
   concurrency: 8
   bandwidthLimit: 10MB
   heartbeatInterval: 15s
   messageTTL: 1h
+  onDemandTimeout: 3s
 loginServer: edge.example.com:5443
 tls:
   mode: files
@@ -73,9 +74,9 @@ var wantFull = Config{
 	Auth:            Auth{AnonymousPull: true, AdminPasswordFile: "/run/secrets/admin", TokenTTL: Duration(10 * time.Minute)},
 	Parent: Parent{
 		URL: "https://registry.example.com", Username: "mirror", PasswordFile: "/run/secrets/parent", CAFile: "/etc/ssl/parent.pem",
-		Repositories: []string{"library/alpine", "library/nginx"}, Mode: "ReadWrite", SyncSchedule: "*/5 * * * *", SyncWindow: "2h",
+		Repositories: []string{"library/alpine", "library/nginx"}, Mode: "ReadWrite", SyncSchedule: "*/5 * * * *", SyncWindow: "PT2H",
 	},
-	Sync:        Sync{Concurrency: 8, BandwidthLimit: 10e6, HeartbeatInterval: Duration(15 * time.Second), MessageTTL: Duration(time.Hour)},
+	Sync:        Sync{Concurrency: 8, BandwidthLimit: 10e6, HeartbeatInterval: Duration(15 * time.Second), MessageTTL: Duration(time.Hour), OnDemandTimeout: Duration(3 * time.Second)},
 	LoginServer: "edge.example.com:5443",
 	TLS: TLS{
 		Mode: TLSFiles, Hosts: []string{"edge.example.com"}, CertFile: "/etc/outpost/tls.crt", KeyFile: "/etc/outpost/tls.key",
@@ -198,7 +199,7 @@ func TestDefaults(t *testing.T) {
 		},
 		ShutdownTimeout: Duration(30 * time.Second),
 		Auth:            Auth{TokenTTL: Duration(5 * time.Minute)},
-		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second)},
+		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second), OnDemandTimeout: Duration(5 * time.Second)},
 		TLS:             TLS{Mode: TLSAuto, Hosts: hosts, CertLifetime: Duration(90 * 24 * time.Hour)},
 		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20},
 	}
@@ -263,6 +264,7 @@ func TestValidate(t *testing.T) {
 		{"parent mode", func(c *Config) { c.Parent.Mode = "readonly" }, []string{`parent.mode: "readonly" is not ReadOnly or ReadWrite`}},
 		{"concurrency", func(c *Config) { c.Sync.Concurrency = 65 }, []string{"sync.concurrency: 65 is outside 1..64"}},
 		{"heartbeat", func(c *Config) { c.Sync.HeartbeatInterval = Duration(time.Millisecond) }, []string{"sync.heartbeatInterval: 1ms is shorter than 1s"}},
+		{"on-demand timeout", func(c *Config) { c.Sync.OnDemandTimeout = Duration(time.Millisecond) }, []string{"sync.onDemandTimeout: 1ms is outside 100ms..10m"}},
 		{"shutdown", func(c *Config) { c.ShutdownTimeout = Duration(-time.Second) }, []string{"shutdownTimeout: -1s is negative"}},
 		{"scrub off", func(c *Config) { c.Storage.ScrubInterval = durationPtr(0) }, nil},
 		{"scrub interval", func(c *Config) { c.Storage.ScrubInterval = durationPtr(time.Second) }, []string{"storage.scrubInterval: 1s is shorter than 1m"}},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -45,17 +46,17 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 	s = strings.TrimSpace(s)
 	var c ConnectionString
 	seen := map[string]bool{}
-	for _, pair := range strings.Split(s, ";") {
+	for i, pair := range strings.Split(s, ";") {
 		if pair == "" {
 			continue
 		}
 		k, v, ok := strings.Cut(pair, "=")
 		k = strings.TrimSpace(k)
 		if !ok {
-			return ConnectionString{}, fmt.Errorf("%w: %q is not key=value", ErrConnectionString, redactPair(k))
+			return ConnectionString{}, fmt.Errorf("%w: part %d (%d characters) is not key=value", ErrConnectionString, i+1, len(pair))
 		}
 		if !slices.Contains(connKeys, k) {
-			return ConnectionString{}, fmt.Errorf("%w: unknown key %q (want %s)", ErrConnectionString, k, strings.Join(connKeys, ", "))
+			return ConnectionString{}, fmt.Errorf("%w: unknown key %s in part %d (want %s)", ErrConnectionString, shownKey(k), i+1, strings.Join(connKeys, ", "))
 		}
 		if seen[k] {
 			return ConnectionString{}, fmt.Errorf("%w: key %q given twice", ErrConnectionString, k)
@@ -98,10 +99,12 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 	return c, nil
 }
 
-// redactPair never echoes what could be a password.
-func redactPair(k string) string {
-	if len(k) > 40 {
-		return k[:8] + "…"
+// shownKey is an unknown key as an error shows it: quoted when it is a
+// word of at most 40 letters (a misspelt key), else not at all, since a
+// damaged string may put a piece of the password before an '='.
+func shownKey(k string) string {
+	if k == "" || len(k) > 40 || strings.ContainsFunc(k, func(r rune) bool { return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') }) {
+		return "(not shown)"
 	}
-	return k
+	return strconv.Quote(k)
 }

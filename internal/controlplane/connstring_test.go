@@ -38,7 +38,8 @@ var connCases = []struct {
 	{name: "unknown key", in: goodConn + ";Region=eu", wantErr: `unknown key "Region"`},
 	{name: "key case matters", in: strings.Replace(goodConn, "SyncTokenName", "synctokenname", 1), wantErr: `unknown key "synctokenname"`},
 	{name: "duplicate key", in: goodConn + ";SyncTokenName=other", wantErr: `key "SyncTokenName" given twice`},
-	{name: "pair without equals", in: goodConn + ";garbage", wantErr: `"garbage" is not key=value`},
+	{name: "pair without equals", in: goodConn + ";garbage", wantErr: `part 6 (7 characters) is not key=value`},
+	{name: "piece of a password before an equals sign", in: goodConn + ";aB3dE6-gH9_=x", wantErr: `unknown key (not shown) in part 6`},
 	{name: "empty password", in: strings.Replace(goodConn, "cGFzc3dvcmQ=x", "", 1), wantErr: "must not be empty"},
 	{name: "empty token name", in: strings.Replace(goodConn, "edge-01-sync-token", "", 1), wantErr: "must not be empty"},
 	{name: "empty endpoint", in: strings.Replace(goodConn, "registry.example.com:5000", "", 1), wantErr: "must not be empty"},
@@ -105,6 +106,8 @@ func TestConnectionStringErrorsRedact(t *testing.T) {
 	for _, in := range []string{
 		strings.Replace(goodConn, "cGFzc3dvcmQ=x", secret, 1) + ";SyncTokenPassword=" + secret,            // duplicate
 		strings.Replace(goodConn, "SyncTokenPassword=cGFzc3dvcmQ=x", secret, 1),                           // key lost
+		strings.Replace(goodConn, "SyncTokenPassword=cGFzc3dvcmQ=x", "SyncTokenPassword=ab;"+secret, 1),   // split by a ';'
+		strings.Replace(goodConn, "SyncTokenPassword=cGFzc3dvcmQ=x", secret[:10]+"="+secret[10:], 1),      // key lost, '=' inside
 		strings.Replace(goodConn, "SyncTokenPassword=cGFzc3dvcmQ=x", "SyncTokenPasword="+secret, 1),       // misspelt key
 		strings.Replace(goodConn, "cGFzc3dvcmQ=x", secret, 1) + ";ParentEndpointProtocol=https",           // duplicate protocol
 		strings.Replace(strings.Replace(goodConn, "cGFzc3dvcmQ=x", secret, 1), "=https", "=ftp", 1),       // bad protocol
@@ -116,7 +119,7 @@ func TestConnectionStringErrorsRedact(t *testing.T) {
 		if err == nil {
 			t.Fatalf("ParseConnectionString(%q): want an error", in)
 		}
-		if strings.Contains(err.Error(), secret[:16]) {
+		if strings.Contains(err.Error(), secret[:8]) || strings.Contains(err.Error(), secret[10:18]) {
 			t.Errorf("error %q echoes the password", err)
 		}
 	}

@@ -178,6 +178,27 @@ func ParseISODuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// The bounds of a sync window.
+const (
+	MinSyncWindow = time.Hour
+	MaxSyncWindow = 7 * 24 * time.Hour
+)
+
+// DefaultSyncWindow bounds a run whose configured window is not valid: a
+// bad window must not make runs unbounded.
+const DefaultSyncWindow = MinSyncWindow
+
+// ParseSyncWindow parses a sync window: an ISO 8601 duration from PT1H to
+// P7D. The parent checks it when a connected registry is created or
+// updated, serve and config validate check a generic parent's, and an
+// edge checks the one its parent sends.
+func ParseSyncWindow(s string) (time.Duration, error) {
+	if err := checkDuration("syncWindow", s, MinSyncWindow, MaxSyncWindow, "PT1H", "P7D"); err != nil {
+		return 0, err
+	}
+	return ParseISODuration(s)
+}
+
 func checkDuration(field, s string, lo, hi time.Duration, loS, hiS string) error {
 	d, err := ParseISODuration(s)
 	if err != nil {
@@ -275,7 +296,7 @@ func (c *ConnectedRegistry) Validate() error {
 		errs = append(errs, err)
 	}
 	if c.SyncWindow != "" {
-		if err := checkDuration("syncWindow", c.SyncWindow, time.Hour, 7*24*time.Hour, "PT1H", "P7D"); err != nil {
+		if _, err := ParseSyncWindow(c.SyncWindow); err != nil {
 			errs = append(errs, err)
 		}
 	}

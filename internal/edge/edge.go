@@ -77,6 +77,8 @@ type Status struct {
 	LastSyncResult  *controlplane.SyncResult `json:"lastSyncResult,omitempty"`
 	Progress        syncer.Progress          `json:"progress"`
 	LastError       string                   `json:"lastError,omitempty"`
+	// WindowEnd is when the running sync run's window ends.
+	WindowEnd *time.Time `json:"syncWindowEndTime,omitempty"`
 	// Outbox describes local pushes waiting for the parent (ReadWrite).
 	Outbox *OutboxStatus `json:"outbox,omitempty"`
 	// Details are conflicts and dropped messages, also sent to the parent.
@@ -116,6 +118,9 @@ type Edge struct {
 	// beat asks for a heartbeat now (a staging job ended here or below).
 	beat      chan struct{}
 	windowEnd time.Time
+	// refused holds, by key, the sync settings refused and what is done
+	// instead, logged once per value and reported in the status.
+	refused map[string]refusal
 }
 
 // New prepares an Edge, loading the last configuration received so that
@@ -490,6 +495,16 @@ func (e *Edge) Status() Status {
 		LastSyncTime: e.lastSync, LastSyncResult: e.lastResult, Progress: e.o.Engine.Progress(), LastError: e.lastErr}
 	if e.cfg != nil {
 		st.Mode, st.Repositories, st.SyncSchedule, st.SyncWindow = e.cfg.Mode, e.cfg.Repositories, e.cfg.SyncSchedule, e.cfg.SyncWindow
+		// A refused setting is reported while the parent still sends it.
+		current := map[string]string{"syncSchedule": e.cfg.SyncSchedule, "syncWindow": e.cfg.SyncWindow}
+		for _, key := range []string{"syncSchedule", "syncWindow"} {
+			if r, ok := e.refused[key]; ok && r.value == current[key] {
+				st.Details = append(st.Details, r.detail)
+			}
+		}
+	}
+	if end := e.windowEnd; e.running && time.Now().Before(end) {
+		st.WindowEnd = &end
 	}
 	if e.outbox != nil && e.cfg != nil && e.cfg.Mode == controlplane.ReadWrite {
 		dropped, conflicts, pending := e.outbox.Stats()

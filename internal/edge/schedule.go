@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/outpost-registry/outpost/internal/controlplane"
@@ -23,6 +24,8 @@ func (e *Edge) schedule(ctx context.Context) {
 			} else if sch, err := controlplane.ParseSchedule(cfg.SyncSchedule); err == nil {
 				now := time.Now()
 				wait = sch.Next(now).Sub(now)
+			} else {
+				e.refuseSetting("syncSchedule", cfg.SyncSchedule, err, "runs start every minute")
 			}
 		}
 		t := time.NewTimer(wait)
@@ -62,17 +65,21 @@ func (e *Edge) runOnce(ctx context.Context, trigger string, cfg *controlplane.Ed
 	}
 	runCtx := ctx
 	if cfg.SyncWindow != "" {
-		if d, err := controlplane.ParseISODuration(cfg.SyncWindow); err == nil {
-			var cancel context.CancelFunc
-			runCtx, cancel = context.WithTimeout(ctx, d)
-			defer cancel()
-			e.mu.Lock()
-			e.windowEnd = time.Now().Add(d)
-			e.mu.Unlock()
-			select {
-			case e.stageWake <- struct{}{}:
-			default:
-			}
+		d, err := controlplane.ParseSyncWindow(cfg.SyncWindow)
+		if err != nil {
+			// A window the edge cannot read must not make runs unbounded.
+			d = controlplane.DefaultSyncWindow
+			e.refuseSetting("syncWindow", cfg.SyncWindow, err, "runs last at most "+d.String())
+		}
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+		e.mu.Lock()
+		e.windowEnd = time.Now().Add(d)
+		e.mu.Unlock()
+		select {
+		case e.stageWake <- struct{}{}:
+		default:
 		}
 	}
 	res := e.o.Engine.Run(runCtx, trigger)
@@ -89,4 +96,28 @@ func (e *Edge) runOnce(ctx context.Context, trigger string, cfg *controlplane.Ed
 		e.lastSync = &end
 	}
 	e.mu.Unlock()
+}
+
+// refusal is a sync setting the edge refused.
+type refusal struct {
+	value  string
+	detail string
+}
+
+// refuseSetting logs, once per distinct value, a sync setting from the
+// parent (or a generic parent's configuration) that the edge refuses, and
+// what it does instead; the status reports it while the value stands. The
+// operator must fix it on the parent.
+func (e *Edge) refuseSetting(key, value string, err error, instead string) {
+	detail := fmt.Sprintf("%s %q refused (%v); %s", key, value, err, instead)
+	e.mu.Lock()
+	if e.refused == nil {
+		e.refused = map[string]refusal{}
+	}
+	seen := e.refused[key].value == value
+	e.refused[key] = refusal{value: value, detail: detail}
+	e.mu.Unlock()
+	if !seen {
+		e.log.Error("refused a sync setting from the parent; fix it on the parent", "setting", key, "value", value, "err", err, "instead", instead)
+	}
 }

@@ -809,7 +809,8 @@ var azMgmtRoutes = []struct{ method, path string }{
 }
 
 // TestAuthorizationManagementAPI: /api/v1/ is for the admin only, even a
-// token with every repository right gets 403.
+// token with every repository right gets 403; a registry token, even the
+// admin's, gets 401.
 func TestAuthorizationManagementAPI(t *testing.T) {
 	t.Parallel()
 	s := azStart(t, func(tx *auth.Tx) error {
@@ -824,6 +825,7 @@ func TestAuthorizationManagementAPI(t *testing.T) {
 		return nil
 	}, nil)
 	bearer := s.token(t, azBasic("repo-admin", azPW), "repository:x:pull,push,delete")
+	adminBearer := s.token(t, azBasic(auth.AdminUser, azAdminPW), "repository:x:pull,push,delete")
 	for i, rt := range azMgmtRoutes {
 		t.Run(rt.method+rt.path, func(t *testing.T) {
 			t.Parallel()
@@ -841,7 +843,8 @@ func TestAuthorizationManagementAPI(t *testing.T) {
 				{"none", azCred{}, http.StatusUnauthorized, "Unauthorized"},
 				{"wrong-password", azBasic(fmt.Sprintf("mgmt-wrong-%02d", i), "not-"+azPW), http.StatusUnauthorized, "Unauthorized"},
 				{"repository-admin-token", azBasic("repo-admin", azPW), http.StatusForbidden, "Forbidden"},
-				{"repository-admin-bearer", azBearer(bearer), http.StatusForbidden, "Forbidden"},
+				{"repository-admin-bearer", azBearer(bearer), http.StatusUnauthorized, "Unauthorized"},
+				{"admin-bearer", azBearer(adminBearer), http.StatusUnauthorized, "Unauthorized"},
 			} {
 				rec := s.do(rt.method, rt.path, hdr, body, tc.cred)
 				if rec.Code != tc.status {

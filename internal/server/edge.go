@@ -1,12 +1,10 @@
 package server
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/outpost-registry/outpost/internal/adminapi"
@@ -27,13 +25,11 @@ type edgeParts struct {
 // newEdge builds the sync engine and edge runtime when cfg names a parent
 // (a connection string or a generic parent URL); it returns nil otherwise.
 func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads storage.Uploads, meta storage.Metadata, version string, fleet *controlplane.Service) (*edgeParts, error) {
-	if cfg.ConnectionString == "" && cfg.Parent.URL == "" {
-		return nil, nil
-	}
-	popts, name, sync, static, err := parentSettings(cfg)
-	if err != nil {
+	ps, err := parentSettingsOf(cfg, true)
+	if err != nil || ps == nil {
 		return nil, err
 	}
+	popts, name, sync, static := ps.popts, ps.name, ps.sync, ps.static
 	popts.Metrics = s.metrics
 	parent, err := syncer.NewParent(popts)
 	if err != nil {
@@ -47,7 +43,7 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 		Parent: parent, Blobs: blobs, Uploads: uploads, Metadata: meta, Logger: s.log,
 		Concurrency: cfg.Sync.Concurrency, BandwidthLimit: int64(cfg.Sync.BandwidthLimit),
 		ChangeFeed: static == nil, Cursors: cursors, ManifestMaxBytes: int64(cfg.Limits.ManifestMaxBytes),
-		Metrics: s.metrics,
+		Metrics: s.metrics, OnDemandTimeout: time.Duration(cfg.Sync.OnDemandTimeout),
 	})
 	outboxCursors, err := syncer.OpenCursors(filepath.Join(cfg.Data, "outbox-cursors.json"))
 	if err != nil {
@@ -73,40 +69,6 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 	}
 	s.metrics.registerEdge(engine.Pending, ed.OutboxCounts)
 	return &edgeParts{engine: engine, edge: ed}, nil
-}
-
-// parentSettings reads what cfg says of the parent: how to reach it, and
-// with a connection string the registry's and sync token's names, or
-// with a generic parent the settings the control plane would send.
-func parentSettings(cfg config.Config) (popts syncer.ParentOptions, name, sync string, static *controlplane.EdgeConfig, err error) {
-	popts.CAFile = cfg.Parent.CAFile
-	popts.TokenRealmHosts = cfg.Parent.TokenRealmHosts
-	if cfg.ConnectionString != "" {
-		cs, err := controlplane.ParseConnectionString(cfg.ConnectionString)
-		if err != nil {
-			return popts, "", "", nil, err
-		}
-		popts.URL, popts.Username, popts.Password = cs.ParentURL(), cs.SyncTokenName, cs.SyncTokenPassword
-		return popts, cs.ConnectedRegistryName, cs.SyncTokenName, nil, nil
-	}
-	popts.URL, popts.Username = cfg.Parent.URL, cfg.Parent.Username
-	if cfg.Parent.PasswordFile != "" {
-		b, err := os.ReadFile(cfg.Parent.PasswordFile)
-		if err != nil {
-			return popts, "", "", nil, fmt.Errorf("parent password file: %w", err)
-		}
-		popts.Password = strings.TrimSpace(string(b))
-	}
-	mode, err := controlplane.ParseMode(cfg.Parent.Mode)
-	if err != nil {
-		return popts, "", "", nil, err
-	}
-	if _, err := controlplane.ParseSchedule(cfg.Parent.SyncSchedule); err != nil {
-		return popts, "", "", nil, err
-	}
-	static = &controlplane.EdgeConfig{Mode: mode, Repositories: cfg.Parent.Repositories, SyncSchedule: cfg.Parent.SyncSchedule,
-		SyncWindow: cfg.Parent.SyncWindow, SyncMessageTTL: controlplane.DefaultTTL, LogLevel: string(cfg.Log.Level)}
-	return popts, "", "", static, nil
 }
 
 // loginServerFromAddr turns a listening address into one clients can use.

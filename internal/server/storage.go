@@ -310,11 +310,11 @@ func VerifyStorage(ctx context.Context, cfg config.Config, log *slog.Logger, o V
 			return fs.ScrubReport{}, fmt.Errorf("%w (is outpost serve running on this data directory? stop it, or let its scheduled scrub repair: storage.scrubInterval)", err)
 		}
 		defer meta.Close()
-		popts, _, _, _, err := parentSettings(cfg)
+		ps, err := parentSettingsOf(cfg, true)
 		if err != nil {
 			return fs.ScrubReport{}, err
 		}
-		parent, err := syncer.NewParent(popts)
+		parent, err := syncer.NewParent(ps.popts)
 		if err != nil {
 			return fs.ScrubReport{}, err
 		}

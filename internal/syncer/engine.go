@@ -42,6 +42,14 @@ type Options struct {
 	// ManifestMaxBytes bounds manifests fetched (default 4 MiB).
 	ManifestMaxBytes int64
 	Metrics          Observer
+	// OnDemandTimeout bounds each wait for the parent's answer during a
+	// pull-through (sync.onDemandTimeout, default 5s); see
+	// WithAnswerTimeout.
+	OnDemandTimeout time.Duration
+	// OnDemandHold is how long pull-through skips a parent that did not
+	// answer in time, so that the next misses answer at once (default
+	// 30s).
+	OnDemandHold time.Duration
 }
 
 // Observer receives sync events for metrics.
@@ -78,6 +86,10 @@ type Engine struct {
 	// applied locally because a local push made on top of them waits for
 	// delivery.
 	holds atomic.Pointer[holder]
+
+	// silentUntil (Unix nanoseconds) is when pull-through tries again a
+	// parent that did not answer an on-demand fetch in time.
+	silentUntil atomic.Int64
 }
 
 // holder is what the engine asks before it applies a parent's tag state.
@@ -140,6 +152,12 @@ func NewEngine(o Options) *Engine {
 	}
 	if o.Metrics == nil {
 		o.Metrics = noObserver{}
+	}
+	if o.OnDemandTimeout <= 0 {
+		o.OnDemandTimeout = 5 * time.Second
+	}
+	if o.OnDemandHold <= 0 {
+		o.OnDemandHold = 30 * time.Second
 	}
 	e := &Engine{o: o, log: o.Logger}
 	if o.BandwidthLimit > 0 {
@@ -222,7 +240,7 @@ func (e *Engine) retry(ctx context.Context, what string, fn func() error) error 
 	backoff := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if err == nil || !Temporary(err) || attempt >= e.o.Attempts || ctx.Err() != nil {
+		if err == nil || !Temporary(err) || errors.Is(err, ErrNoAnswer) || attempt >= e.o.Attempts || ctx.Err() != nil {
 			return err
 		}
 		wait := backoff
@@ -752,11 +770,10 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 // FetchManifest brings a manifest (by tag or digest) of a repository in
 // scope from the parent for a client pull that missed locally.
 func (e *Engine) FetchManifest(ctx context.Context, repo, ref string) error {
-	if !e.onDemand(repo) || !e.online.Load() {
-		e.o.Metrics.OnDemand(false)
+	if !e.mayFetch(repo) {
 		return ErrNotFound
 	}
-	ctx, cancel := context.WithTimeout(storage.WithOrigin(ctx, storage.OriginSync), 60*time.Second)
+	ctx, cancel := context.WithTimeout(e.onDemandContext(ctx), 60*time.Second)
 	defer cancel()
 	_, err, _ := e.flight.Do("manifest:"+repo+":"+ref, func() (any, error) {
 		if oci.IsDigest(ref) {
@@ -768,21 +785,51 @@ func (e *Engine) FetchManifest(ctx context.Context, repo, ref string) error {
 		}
 		return nil, e.copyTag(ctx, repo, ref, d)
 	})
-	e.o.Metrics.OnDemand(err == nil)
+	e.onDemandDone(ctx, repo, ref, err)
 	return err
 }
 
 // FetchBlob brings a blob of a repository in scope from the parent.
 func (e *Engine) FetchBlob(ctx context.Context, repo string, d digest.Digest) error {
-	if !e.onDemand(repo) || !e.online.Load() {
-		e.o.Metrics.OnDemand(false)
+	if !e.mayFetch(repo) {
 		return ErrNotFound
 	}
-	ctx, cancel := context.WithTimeout(storage.WithOrigin(ctx, storage.OriginSync), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(e.onDemandContext(ctx), 10*time.Minute)
 	defer cancel()
 	err := e.copyBlob(ctx, repo, d, -1)
-	e.o.Metrics.OnDemand(err == nil)
+	e.onDemandDone(ctx, repo, string(d), err)
 	return err
+}
+
+// mayFetch reports whether a pull-through of repo may ask the parent: the
+// repository may be fetched on demand, the parent is online and it has
+// not lately left an on-demand fetch unanswered. A miss it refuses is
+// counted.
+func (e *Engine) mayFetch(repo string) bool {
+	if e.onDemand(repo) && e.online.Load() && time.Now().UnixNano() >= e.silentUntil.Load() {
+		return true
+	}
+	e.o.Metrics.OnDemand(false)
+	return false
+}
+
+func (e *Engine) onDemandContext(ctx context.Context) context.Context {
+	return WithAnswerTimeout(storage.WithOrigin(ctx, storage.OriginSync), e.o.OnDemandTimeout)
+}
+
+// onDemandDone counts a pull-through and, when the parent did not answer
+// in time or could not be reached, skips it for OnDemandHold so that the
+// next misses answer at once rather than wait again.
+func (e *Engine) onDemandDone(ctx context.Context, repo, ref string, err error) {
+	e.o.Metrics.OnDemand(err == nil)
+	if err == nil || !errors.Is(err, ErrConnection) || context.Cause(ctx) == context.Canceled {
+		return
+	}
+	until := time.Now().Add(e.o.OnDemandHold)
+	if prev := e.silentUntil.Swap(until.UnixNano()); time.Now().UnixNano() >= prev {
+		e.log.Warn("parent did not answer a pull-through in time; misses answer at once until it is tried again",
+			"repo", repo, "ref", ref, "retry_at", until.UTC().Format(time.RFC3339), "err", err)
+	}
 }
 
 // Stage copies the graph of manifest d of repo (every platform of an

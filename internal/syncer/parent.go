@@ -104,7 +104,11 @@ type Parent struct {
 func NewParent(o ParentOptions) (*Parent, error) {
 	u, err := url.Parse(strings.TrimRight(o.URL, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("parent URL %q: want http(s)://host[:port]", o.URL)
+		shown := "(not a URL)"
+		if err == nil {
+			shown = u.Redacted()
+		}
+		return nil, fmt.Errorf("parent URL %q: want http(s)://host[:port]", shown)
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
@@ -208,8 +212,10 @@ func foreignCause(err error) error {
 	return err
 }
 
-// send runs req, telling the observer how long the answer took.
+// send runs req, telling the observer how long the answer took. Under
+// WithAnswerTimeout, a parent silent for that long fails with ErrNoAnswer.
 func (p *Parent) send(req *http.Request) (*http.Response, error) {
+	req, w := watch(req)
 	start := time.Now()
 	resp, err := p.client.Do(req)
 	if p.metrics != nil {
@@ -218,6 +224,14 @@ func (p *Parent) send(req *http.Request) (*http.Response, error) {
 			code = resp.StatusCode
 		}
 		p.metrics.ParentRequest(req.Method, code, time.Since(start))
+	}
+	if w != nil {
+		if err != nil {
+			err = w.explain(err)
+			w.stop()
+			return nil, err
+		}
+		resp.Body = w.body(resp.Body)
 	}
 	return resp, err
 }
