@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -72,7 +73,15 @@ values for any command.`,
 			if err != nil {
 				return err
 			}
-			cfg.Servers[server] = client.Credential{Username: user, Password: pw, CAFile: o.caFile}
+			caFile := o.caFile
+			if caFile != "" {
+				// Stored for later commands run from anywhere: a path
+				// relative to today's directory would not be found.
+				if caFile, err = filepath.Abs(caFile); err != nil {
+					return fmt.Errorf("--ca-file: %w", err)
+				}
+			}
+			cfg.Servers[server] = client.Credential{Username: user, Password: pw, CAFile: caFile}
 			cfg.Current = server
 			if err := cfg.Save(); err != nil {
 				return err

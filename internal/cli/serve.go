@@ -81,7 +81,7 @@ func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.IntVar(&o.syncConc, "sync-concurrency", 4, "blobs downloaded at once")
 	fs.StringVar(&o.syncBandwidth, "sync-bandwidth-limit", "0", "download bytes per second, e.g. 10MiB (0: unlimited)")
 	fs.StringVar(&o.heartbeat, "heartbeat-interval", "30s", "how often a connected registry reports its status")
-	fs.StringVar(&o.loginServer, "login-server", "", "host:port local clients use, reported to the parent (default: from --addr)")
+	fs.StringVar(&o.loginServer, "login-server", "", "host:port clients use: reported to the parent, and the parent endpoint of the connection strings this registry hands out (default: from --addr; for connection strings, the address the request reached)")
 	fs.StringVar(&o.tlsMode, "tls-mode", "auto", "auto (built-in CA issues and renews the certificate), files (--tls-cert/--tls-key) or off (plain HTTP)")
 	fs.StringArrayVar(&o.tlsHosts, "tls-host", nil, "DNS name or IP of the auto-mode certificate (repeatable; default: hostname, localhost, 127.0.0.1, ::1)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate file (files mode), reloaded when it changes")

@@ -106,7 +106,13 @@ func Register(api *adminapi.API, s *Service) {
 		if err := adminapi.Decode(r, &req); err != nil {
 			return 0, nil, err
 		}
-		out, err := s.GetSettings(r.PathValue("name"), req.ParentProtocol, req.GeneratePassword, r.Host)
+		// Children of this registry reach it at its configured login
+		// server; without one, at the address the caller used.
+		endpoint := s.loginServer
+		if endpoint == "" {
+			endpoint = r.Host
+		}
+		out, err := s.GetSettings(r.PathValue("name"), req.ParentProtocol, req.GeneratePassword, endpoint)
 		return http.StatusOK, out, err
 	})
 	api.Handle("GET /api/v1/connected-registries/{name}/client-tokens", func(r *http.Request) (int, any, error) {

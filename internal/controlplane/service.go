@@ -21,7 +21,14 @@ type Service struct {
 	// staged is signalled when a site reports a job finished, so that a
 	// gateway relays it up at once rather than with its next heartbeat.
 	staged chan struct{}
+	// loginServer is the address this registry's children use (empty:
+	// the address a get-settings request reached).
+	loginServer string
 }
+
+// SetLoginServer sets the address written into the connection strings of
+// this registry's children.
+func (s *Service) SetLoginServer(addr string) { s.loginServer = addr }
 
 // NewService returns a Service on the identity store.
 func NewService(store *auth.Store) *Service {

@@ -109,6 +109,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	metrics := NewMetrics(version)
 	s.metrics = metrics
 	fleet := controlplane.NewService(identity)
+	fleet.SetLoginServer(cfg.LoginServer)
 	ep, err := newEdge(cfg, s, blobs, blobs, meta, version, fleet)
 	if err != nil {
 		_ = s.Close()
