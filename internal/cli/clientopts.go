@@ -2,7 +2,6 @@ package cli
 
 import (
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -19,7 +18,7 @@ type clientOptions struct {
 }
 
 func (o *clientOptions) bind(fs *pflag.FlagSet) {
-	fs.StringVar(&o.server, "server", "", "server URL or host:port (default: $OUTPOST_SERVER, else the last `outpost login`)")
+	fs.StringVar(&o.server, "server", "", "server URL or host:port (default: $OUTPOST_SERVER, else the last outpost login)")
 	fs.StringVar(&o.caFile, "ca-file", "", "CA certificate to trust for the server, in addition to the system roots")
 }
 
@@ -52,38 +51,6 @@ func (o *clientOptions) client() (*client.Client, error) {
 		ca = cred.CAFile
 	}
 	return client.New(server, cred.Username, cred.Password, ca)
-}
-
-// multiValueFlags take several values after the flag, az style:
-// `--repository repo content/read metadata/read`.
-var multiValueFlags = map[string]bool{
-	"--repository": true, "--add-repository": true, "--remove-repository": true,
-	"--client-tokens": true, "--add-client-tokens": true, "--remove-client-tokens": true,
-	"--notifications": true, "--add-notifications": true, "--remove-notifications": true,
-	"--add": true, "--remove": true,
-}
-
-// groupMultiValues joins the values following a multi-value flag, up to the
-// next flag, into one argument separated by spaces, so pflag sees one value.
-func groupMultiValues(args []string) []string {
-	out := make([]string, 0, len(args))
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			return append(out, args[i:]...)
-		}
-		if !multiValueFlags[a] {
-			out = append(out, a)
-			continue
-		}
-		var vals []string
-		for i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
-			i++
-			vals = append(vals, args[i])
-		}
-		out = append(out, a, strings.Join(vals, " "))
-	}
-	return out
 }
 
 // call sends one management API request and renders its answer, decoded

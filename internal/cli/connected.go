@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -24,15 +23,6 @@ var crShowTable = table{
 }
 
 func crPath(name string) string { return "/api/v1/connected-registries/" + url.PathEscape(name) }
-
-// splitValues flattens grouped multi-value flags ("a b", "c") into a list.
-func splitValues(groups []string) []string {
-	var out []string
-	for _, g := range groups {
-		out = append(out, strings.Fields(g)...)
-	}
-	return out
-}
 
 type crOptions struct {
 	clientOptions
@@ -82,9 +72,9 @@ string to deploy it with.`,
 				return err
 			}
 			req := controlplane.CreateRequest{
-				Name: o.name, Mode: o.mode, Parent: o.parent, Repositories: splitValues(o.repos),
-				ClientTokens: splitValues(o.clientTokens), SyncSchedule: o.schedule, SyncWindow: o.window,
-				SyncMessageTTL: o.ttl, LogLevel: o.logLevel, Notifications: splitValues(o.notifications),
+				Name: o.name, Mode: o.mode, Parent: o.parent, Repositories: o.repos,
+				ClientTokens: o.clientTokens, SyncSchedule: o.schedule, SyncWindow: o.window,
+				SyncMessageTTL: o.ttl, LogLevel: o.logLevel, Notifications: o.notifications,
 			}
 			var out controlplane.ConnectedRegistry
 			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/connected-registries", req, &out); err != nil {
@@ -97,15 +87,15 @@ string to deploy it with.`,
 	o.outputOptions.bind(cmd.Flags())
 	o.bindName(cmd)
 	f := cmd.Flags()
-	f.StringArrayVar(&o.repos, "repository", nil, "repositories to sync (several after one flag, or repeat it)")
+	listFlag(f, &o.repos, listNames, "repository", "repositories to sync")
 	f.StringVar(&o.mode, "mode", "ReadOnly", "ReadOnly or ReadWrite")
 	f.StringVar(&o.parent, "parent", "", "parent connected registry (default: this registry)")
 	f.StringVar(&o.schedule, "sync-schedule", controlplane.DefaultSchedule, "cron schedule (5 fields) of sync runs")
 	f.StringVar(&o.window, "sync-window", "", "ISO 8601 duration a run may last, PT1H to P7D (default: continuous)")
 	f.StringVar(&o.ttl, "sync-message-ttl", controlplane.DefaultTTL, "ISO 8601 duration undelivered messages are kept, P1D to P90D")
 	f.StringVar(&o.logLevel, "log-level", "Information", "Debug, Information, Warning, Error or None")
-	f.StringArrayVar(&o.clientTokens, "client-tokens", nil, "tokens that local clients use at the connected registry (at most 20)")
-	f.StringArrayVar(&o.notifications, "notifications", nil, "events to report, repository:tag:action with action push, delete or *")
+	listFlag(f, &o.clientTokens, listNames, "client-tokens", "tokens that local clients use at the connected registry (at most 20)", "client-token")
+	listFlag(f, &o.notifications, listNames, "notifications", "events to report, repository:tag:action with action push, delete or *", "notification")
 	f.BoolVarP(&o.yes, "yes", "y", false, "do not prompt for confirmation")
 	_ = cmd.MarkFlagRequired("repository")
 	return cmd
@@ -164,8 +154,8 @@ func newCRUpdate() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			u := controlplane.Update{
 				SyncSchedule: o.schedule, SyncMessageTTL: o.ttl, LogLevel: o.logLevel,
-				AddClientTokens: splitValues(o.addTokens), RemoveClientTokens: splitValues(o.removeTokens),
-				AddNotifications: splitValues(o.addNotif), RemoveNotif: splitValues(o.removeNotif),
+				AddClientTokens: o.addTokens, RemoveClientTokens: o.removeTokens,
+				AddNotifications: o.addNotif, RemoveNotif: o.removeNotif,
 			}
 			if cmd.Flags().Changed("sync-window") {
 				u.SyncWindow = &o.window
@@ -181,10 +171,10 @@ func newCRUpdate() *cobra.Command {
 	f.StringVar(&o.window, "sync-window", "", "ISO 8601 duration, PT1H to P7D; empty for continuous sync")
 	f.StringVar(&o.ttl, "sync-message-ttl", "", "ISO 8601 duration, P1D to P90D")
 	f.StringVar(&o.logLevel, "log-level", "", "Debug, Information, Warning, Error or None")
-	f.StringArrayVar(&o.addTokens, "add-client-tokens", nil, "client tokens to add")
-	f.StringArrayVar(&o.removeTokens, "remove-client-tokens", nil, "client tokens to remove")
-	f.StringArrayVar(&o.addNotif, "add-notifications", nil, "notification patterns to add")
-	f.StringArrayVar(&o.removeNotif, "remove-notifications", nil, "notification patterns to remove")
+	listFlag(f, &o.addTokens, listNames, "add-client-tokens", "client tokens to add", "add-client-token")
+	listFlag(f, &o.removeTokens, listNames, "remove-client-tokens", "client tokens to remove", "remove-client-token")
+	listFlag(f, &o.addNotif, listNames, "add-notifications", "notification patterns to add", "add-notification")
+	listFlag(f, &o.removeNotif, listNames, "remove-notifications", "notification patterns to remove", "remove-notification")
 	return cmd
 }
 
@@ -335,7 +325,7 @@ func newCRPermissionsUpdate() *cobra.Command {
 		Short: "Add or remove repositories; the sync scope maps are rewritten",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			u := controlplane.Update{AddRepositories: splitValues(o.add), RemoveRepositories: splitValues(o.remove)}
+			u := controlplane.Update{AddRepositories: o.add, RemoveRepositories: o.remove}
 			if len(u.AddRepositories)+len(u.RemoveRepositories) == 0 {
 				return errors.New("nothing to change: give --add or --remove")
 			}
@@ -353,8 +343,8 @@ func newCRPermissionsUpdate() *cobra.Command {
 	o.clientOptions.bind(cmd.Flags())
 	o.outputOptions.bind(cmd.Flags())
 	o.bindName(cmd)
-	cmd.Flags().StringArrayVar(&o.add, "add", nil, "repositories to add")
-	cmd.Flags().StringArrayVar(&o.remove, "remove", nil, "repositories to remove")
+	listFlag(cmd.Flags(), &o.add, listNames, "add", "repositories to add")
+	listFlag(cmd.Flags(), &o.remove, listNames, "remove", "repositories to remove")
 	return cmd
 }
 

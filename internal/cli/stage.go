@@ -137,9 +137,9 @@ priority over scheduled sync (inside their sync window with
 			if err != nil {
 				return err
 			}
-			images := splitValues(o.images)
+			images := o.images
 			if len(o.manifests) > 0 {
-				more, err := manifestImages(splitValues(o.manifests), serverHost(c), cmd.ErrOrStderr())
+				more, err := manifestImages(o.manifests, serverHost(c), cmd.ErrOrStderr())
 				if err != nil {
 					return err
 				}
@@ -148,7 +148,7 @@ priority over scheduled sync (inside their sync window with
 			if len(images) == 0 {
 				return errors.New("no image to stage: give --image or --from-manifests naming images of this registry")
 			}
-			req := controlplane.StagingRequest{Name: o.name, Targets: splitValues(o.targets), Images: images, RespectWindow: o.respectWindow}
+			req := controlplane.StagingRequest{Name: o.name, Targets: o.targets, Images: images, RespectWindow: o.respectWindow}
 			var out controlplane.StagingJob
 			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/staging", req, &out); err != nil {
 				return err
@@ -159,9 +159,9 @@ priority over scheduled sync (inside their sync window with
 	o.clientOptions.bind(cmd.Flags())
 	o.outputOptions.bind(cmd.Flags())
 	cmd.Flags().StringVarP(&o.name, "name", "n", "", "job name (5-50 letters, digits and -)")
-	cmd.Flags().StringArrayVar(&o.targets, "connected-registry", nil, "connected registries to stage on")
-	cmd.Flags().StringArrayVar(&o.images, "image", nil, "images, repository:tag or repository@digest")
-	cmd.Flags().StringArrayVar(&o.manifests, "from-manifests", nil, "Kubernetes YAML files or directories naming the images")
+	listFlag(cmd.Flags(), &o.targets, listNames, "connected-registry", "connected registries to stage on")
+	listFlag(cmd.Flags(), &o.images, listNames, "image", "images, repository:tag or repository@digest")
+	listFlag(cmd.Flags(), &o.manifests, listPaths, "from-manifests", "Kubernetes YAML files or directories naming the images")
 	cmd.Flags().BoolVar(&o.respectWindow, "respect-window", false, "stage only inside the sites' sync windows")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("connected-registry")
@@ -331,9 +331,9 @@ images of a staging job from the root (--job-server, default --server).`,
 					return err
 				}
 			}
-			images := splitValues(o.images)
+			images := o.images
 			if len(o.manifests) > 0 {
-				more, err := manifestImages(splitValues(o.manifests), serverHost(c), cmd.ErrOrStderr())
+				more, err := manifestImages(o.manifests, serverHost(c), cmd.ErrOrStderr())
 				if err != nil {
 					return err
 				}
@@ -398,8 +398,8 @@ images of a staging job from the root (--job-server, default --server).`,
 	_ = cmd.Flags().Set("output", "text")
 	cmd.Flags().Lookup("output").DefValue = "text"
 	cmd.Flags().Lookup("output").Usage = "output format: text, json, yaml, table or tsv"
-	cmd.Flags().StringArrayVar(&o.images, "image", nil, "images, repository:tag or repository@digest")
-	cmd.Flags().StringArrayVar(&o.manifests, "from-manifests", nil, "Kubernetes YAML files or directories naming the images")
+	listFlag(cmd.Flags(), &o.images, listNames, "image", "images, repository:tag or repository@digest")
+	listFlag(cmd.Flags(), &o.manifests, listPaths, "from-manifests", "Kubernetes YAML files or directories naming the images")
 	cmd.Flags().StringVar(&o.job, "job", "", "check the images of this staging job")
 	cmd.Flags().StringVar(&jobServer, "job-server", "", "root server holding --job (default: --server)")
 	cmd.Flags().StringVarP(&o.username, "username", "u", "", "user at the site (default: saved login or OUTPOST_USERNAME)")

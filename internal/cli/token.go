@@ -98,7 +98,7 @@ answer (credentials.passwords[].value): store them now.`,
 	o.outputOptions.bind(cmd.Flags())
 	cmd.Flags().StringVarP(&o.name, "name", "n", "", "token name (5-50 letters, digits, - and _)")
 	cmd.Flags().StringVar(&o.scopeMap, "scope-map", "", "scope map to bind")
-	cmd.Flags().StringArrayVar(&o.repos, "repository", nil, "repository followed by its actions (repeatable), instead of --scope-map")
+	listFlag(cmd.Flags(), &o.repos, listGroup, "repository", "repository followed by its actions, instead of --scope-map")
 	cmd.Flags().StringVar(&o.status, "status", "enabled", "enabled or disabled")
 	cmd.Flags().IntVar(&o.days, "expiration-in-days", 0, "days until the passwords expire (0: never)")
 	_ = cmd.MarkFlagRequired("name")
