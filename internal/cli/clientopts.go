@@ -24,11 +24,18 @@ func (o *clientOptions) bind(fs *pflag.FlagSet) {
 
 // client builds an API client from the options.
 func (o *clientOptions) client() (*client.Client, error) {
+	return newClient(o.server, o.caFile, "", "")
+}
+
+// newClient builds an API client for server (default: $OUTPOST_SERVER,
+// else the last `outpost login`). The credential is username and password
+// when given, else OUTPOST_USERNAME / OUTPOST_PASSWORD, else the one saved
+// for that server; the CA is caFile, else the one saved with that login.
+func newClient(server, caFile, username, password string) (*client.Client, error) {
 	cfg, err := client.LoadConfig()
 	if err != nil {
 		return nil, err
 	}
-	server := o.server
 	if server == "" {
 		server = os.Getenv("OUTPOST_SERVER")
 	}
@@ -46,16 +53,35 @@ func (o *clientOptions) client() (*client.Client, error) {
 	if p := os.Getenv("OUTPOST_PASSWORD"); p != "" {
 		cred.Password = p
 	}
-	ca := o.caFile
+	if username != "" {
+		cred.Username, cred.Password = username, password
+	}
+	ca := caFile
 	if ca == "" {
 		ca = cred.CAFile
 	}
 	return client.New(server, cred.Username, cred.Password, ca)
 }
 
+// defaultServer is the server of a client command without --server:
+// $OUTPOST_SERVER, else the last `outpost login` ("" when neither).
+func defaultServer() (string, error) {
+	if s := os.Getenv("OUTPOST_SERVER"); s != "" {
+		return client.NormalizeServer(s)
+	}
+	cfg, err := client.LoadConfig()
+	if err != nil || cfg.Current == "" {
+		return "", err
+	}
+	return client.NormalizeServer(cfg.Current)
+}
+
 // call sends one management API request and renders its answer, decoded
 // as T, with the command's output options.
 func call[T any](cmd *cobra.Command, co *clientOptions, oo *outputOptions, method, path string, body any, t table) error {
+	if err := checkQuery[T](oo); err != nil {
+		return err
+	}
 	c, err := co.client()
 	if err != nil {
 		return err

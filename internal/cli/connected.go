@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 
@@ -61,12 +62,17 @@ func newCRCreate() *cobra.Command {
 		Short: "Create a connected registry with its sync token and sync scope map",
 		Long: `Create a connected registry. Its sync scope map (<name>-sync-scope-map) and
 sync token (<name>-sync-token) are created with it; every ancestor's sync
-scope map gains its repositories. Use get-settings to obtain the connection
+scope map gains its repositories. A token already named <name>-sync-token
+becomes the sync token: it is bound to the sync scope map and enabled, and
+a note on standard error says so. Use get-settings to obtain the connection
 string to deploy it with.`,
 		Example: `  outpost connected-registry create --name factory --mode ReadWrite --repository apps/web apps/api --yes
   outpost connected-registry create --name line1 --parent factory --repository apps/web --sync-schedule "0 * * * *" --sync-window PT3H --yes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkQuery[controlplane.CreateAnswer](&o.outputOptions); err != nil {
+				return err
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
@@ -76,9 +82,12 @@ string to deploy it with.`,
 				ClientTokens: o.clientTokens, SyncSchedule: o.schedule, SyncWindow: o.window,
 				SyncMessageTTL: o.ttl, LogLevel: o.logLevel, Notifications: o.notifications,
 			}
-			var out controlplane.ConnectedRegistry
+			var out controlplane.CreateAnswer
 			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/connected-registries", req, &out); err != nil {
 				return err
+			}
+			for _, n := range out.Notes {
+				fmt.Fprintln(cmd.ErrOrStderr(), "Note: "+n+".")
 			}
 			return o.render(cmd.OutOrStdout(), out, crShowTable)
 		},
@@ -232,10 +241,14 @@ func newCRGetSettings() *cobra.Command {
 		Use:   "get-settings --name NAME --parent-protocol https|http [--generate-password 1|2 --yes]",
 		Short: "Print the connection string of a connected registry",
 		Long: `Print the settings a connected registry is deployed with, as JSON whose
-connectionString field holds the connection string. --generate-password 1
+connectionString field holds the connection string (--query also accepts
+az's name for it, ACR_REGISTRY_CONNECTION_STRING). --generate-password 1
 or 2 regenerates that password of the sync token (the old value stops
 working at once) and puts it in the connection string; without it the
-password is omitted.`,
+password is omitted. A --query that selects nothing fails, and is refused
+before any password is regenerated.`,
+		Example: `  outpost connected-registry get-settings --name factory --parent-protocol https --generate-password 1 --yes --query connectionString -o tsv > cs
+  outpost connected-registry get-settings --name factory --parent-protocol https --generate-password 1 --yes --query ACR_REGISTRY_CONNECTION_STRING --output tsv`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.generate != 0 && !o.yes {
@@ -243,6 +256,10 @@ password is omitted.`,
 			}
 			if o.protocol == "" {
 				return errors.New("--parent-protocol is required: https or http")
+			}
+			o.aliases = settingsAliases
+			if err := checkSettingsQuery(&o.outputOptions, o.generate); err != nil {
+				return err
 			}
 			c, err := o.client()
 			if err != nil {
@@ -266,6 +283,34 @@ password is omitted.`,
 	cmd.Flags().IntVar(&o.generate, "generate-password", 0, "regenerate password 1 or 2 of the sync token")
 	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "do not prompt for confirmation")
 	return cmd
+}
+
+// settingsAliases are az's names of the get-settings fields.
+var settingsAliases = map[string]string{"ACR_REGISTRY_CONNECTION_STRING": "connectionString"}
+
+// checkSettingsQuery refuses, before any password is regenerated, a
+// --query that names no field of the settings or selects nothing from
+// the answer get-settings gives with generate: its shape is fixed (the
+// password is there only when one is generated, the note only when not).
+func checkSettingsQuery(o *outputOptions, generate int) error {
+	if err := checkQuery[controlplane.Settings](o); err != nil {
+		return err
+	}
+	if o.query == "" {
+		return nil
+	}
+	sample := controlplane.Settings{ConnectionString: "ConnectedRegistryName=x", SyncTokenName: "x-sync-token"}
+	if generate != 0 {
+		sample.Password = "x"
+	} else {
+		sample.Note = "x"
+	}
+	check := *o
+	check.format = "json"
+	if err := check.render(io.Discard, sample, table{}); err != nil {
+		return fmt.Errorf("%w (nothing was changed)", err)
+	}
+	return nil
 }
 
 func newCRListClientTokens() *cobra.Command {

@@ -98,6 +98,9 @@ below it; * covers every repository.`,
 			if err != nil {
 				return err
 			}
+			if err := checkQuery[auth.ScopeMap](&o.outputOptions); err != nil {
+				return err
+			}
 			c, err := o.client()
 			if err != nil {
 				return err

@@ -82,6 +82,9 @@ answer (credentials.passwords[].value): store them now.`,
 			if (o.scopeMap == "") == (len(grants) == 0) {
 				return errors.New("give either --scope-map or --repository")
 			}
+			if err := checkQuery[adminapi.TokenView](&o.outputOptions); err != nil {
+				return err
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
@@ -147,6 +150,9 @@ func newTokenUpdate() *cobra.Command {
 			if o.scopeMap == "" && o.status == "" {
 				return errors.New("nothing to update: give --scope-map or --status")
 			}
+			if err := checkQuery[adminapi.TokenView](&o.outputOptions); err != nil {
+				return err
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
@@ -205,6 +211,9 @@ func newTokenCredentialGenerate() *cobra.Command {
 			slot := "password1"
 			if o.password2 {
 				slot = "password2"
+			}
+			if err := checkQuery[adminapi.TokenView](&o.outputOptions); err != nil {
+				return err
 			}
 			c, err := o.client()
 			if err != nil {
