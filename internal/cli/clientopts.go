@@ -2,7 +2,6 @@ package cli
 
 import (
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -19,17 +18,24 @@ type clientOptions struct {
 }
 
 func (o *clientOptions) bind(fs *pflag.FlagSet) {
-	fs.StringVar(&o.server, "server", "", "server URL or host:port (default: $OUTPOST_SERVER, else the last `outpost login`)")
+	fs.StringVar(&o.server, "server", "", "server URL or host:port (default: $OUTPOST_SERVER, else the last outpost login)")
 	fs.StringVar(&o.caFile, "ca-file", "", "CA certificate to trust for the server, in addition to the system roots")
 }
 
 // client builds an API client from the options.
 func (o *clientOptions) client() (*client.Client, error) {
+	return newClient(o.server, o.caFile, "", "")
+}
+
+// newClient builds an API client for server (default: $OUTPOST_SERVER,
+// else the last `outpost login`). The credential is username and password
+// when given, else OUTPOST_USERNAME / OUTPOST_PASSWORD, else the one saved
+// for that server; the CA is caFile, else the one saved with that login.
+func newClient(server, caFile, username, password string) (*client.Client, error) {
 	cfg, err := client.LoadConfig()
 	if err != nil {
 		return nil, err
 	}
-	server := o.server
 	if server == "" {
 		server = os.Getenv("OUTPOST_SERVER")
 	}
@@ -47,48 +53,35 @@ func (o *clientOptions) client() (*client.Client, error) {
 	if p := os.Getenv("OUTPOST_PASSWORD"); p != "" {
 		cred.Password = p
 	}
-	ca := o.caFile
+	if username != "" {
+		cred.Username, cred.Password = username, password
+	}
+	ca := caFile
 	if ca == "" {
 		ca = cred.CAFile
 	}
 	return client.New(server, cred.Username, cred.Password, ca)
 }
 
-// multiValueFlags take several values after the flag, az style:
-// `--repository repo content/read metadata/read`.
-var multiValueFlags = map[string]bool{
-	"--repository": true, "--add-repository": true, "--remove-repository": true,
-	"--client-tokens": true, "--add-client-tokens": true, "--remove-client-tokens": true,
-	"--notifications": true, "--add-notifications": true, "--remove-notifications": true,
-	"--add": true, "--remove": true,
-}
-
-// groupMultiValues joins the values following a multi-value flag, up to the
-// next flag, into one argument separated by spaces, so pflag sees one value.
-func groupMultiValues(args []string) []string {
-	out := make([]string, 0, len(args))
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			return append(out, args[i:]...)
-		}
-		if !multiValueFlags[a] {
-			out = append(out, a)
-			continue
-		}
-		var vals []string
-		for i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
-			i++
-			vals = append(vals, args[i])
-		}
-		out = append(out, a, strings.Join(vals, " "))
+// defaultServer is the server of a client command without --server:
+// $OUTPOST_SERVER, else the last `outpost login` ("" when neither).
+func defaultServer() (string, error) {
+	if s := os.Getenv("OUTPOST_SERVER"); s != "" {
+		return client.NormalizeServer(s)
 	}
-	return out
+	cfg, err := client.LoadConfig()
+	if err != nil || cfg.Current == "" {
+		return "", err
+	}
+	return client.NormalizeServer(cfg.Current)
 }
 
 // call sends one management API request and renders its answer, decoded
 // as T, with the command's output options.
 func call[T any](cmd *cobra.Command, co *clientOptions, oo *outputOptions, method, path string, body any, t table) error {
+	if err := checkQuery[T](oo); err != nil {
+		return err
+	}
 	c, err := co.client()
 	if err != nil {
 		return err

@@ -3,9 +3,9 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -24,15 +24,6 @@ var crShowTable = table{
 }
 
 func crPath(name string) string { return "/api/v1/connected-registries/" + url.PathEscape(name) }
-
-// splitValues flattens grouped multi-value flags ("a b", "c") into a list.
-func splitValues(groups []string) []string {
-	var out []string
-	for _, g := range groups {
-		out = append(out, strings.Fields(g)...)
-	}
-	return out
-}
 
 type crOptions struct {
 	clientOptions
@@ -71,24 +62,32 @@ func newCRCreate() *cobra.Command {
 		Short: "Create a connected registry with its sync token and sync scope map",
 		Long: `Create a connected registry. Its sync scope map (<name>-sync-scope-map) and
 sync token (<name>-sync-token) are created with it; every ancestor's sync
-scope map gains its repositories. Use get-settings to obtain the connection
+scope map gains its repositories. A token already named <name>-sync-token
+becomes the sync token: it is bound to the sync scope map and enabled, and
+a note on standard error says so. Use get-settings to obtain the connection
 string to deploy it with.`,
 		Example: `  outpost connected-registry create --name factory --mode ReadWrite --repository apps/web apps/api --yes
   outpost connected-registry create --name line1 --parent factory --repository apps/web --sync-schedule "0 * * * *" --sync-window PT3H --yes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkQuery[controlplane.CreateAnswer](&o.outputOptions); err != nil {
+				return err
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
 			req := controlplane.CreateRequest{
-				Name: o.name, Mode: o.mode, Parent: o.parent, Repositories: splitValues(o.repos),
-				ClientTokens: splitValues(o.clientTokens), SyncSchedule: o.schedule, SyncWindow: o.window,
-				SyncMessageTTL: o.ttl, LogLevel: o.logLevel, Notifications: splitValues(o.notifications),
+				Name: o.name, Mode: o.mode, Parent: o.parent, Repositories: o.repos,
+				ClientTokens: o.clientTokens, SyncSchedule: o.schedule, SyncWindow: o.window,
+				SyncMessageTTL: o.ttl, LogLevel: o.logLevel, Notifications: o.notifications,
 			}
-			var out controlplane.ConnectedRegistry
+			var out controlplane.CreateAnswer
 			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/connected-registries", req, &out); err != nil {
 				return err
+			}
+			for _, n := range out.Notes {
+				fmt.Fprintln(cmd.ErrOrStderr(), "Note: "+n+".")
 			}
 			return o.render(cmd.OutOrStdout(), out, crShowTable)
 		},
@@ -97,15 +96,15 @@ string to deploy it with.`,
 	o.outputOptions.bind(cmd.Flags())
 	o.bindName(cmd)
 	f := cmd.Flags()
-	f.StringArrayVar(&o.repos, "repository", nil, "repositories to sync (several after one flag, or repeat it)")
+	listFlag(f, &o.repos, listNames, "repository", "repositories to sync")
 	f.StringVar(&o.mode, "mode", "ReadOnly", "ReadOnly or ReadWrite")
 	f.StringVar(&o.parent, "parent", "", "parent connected registry (default: this registry)")
 	f.StringVar(&o.schedule, "sync-schedule", controlplane.DefaultSchedule, "cron schedule (5 fields) of sync runs")
 	f.StringVar(&o.window, "sync-window", "", "ISO 8601 duration a run may last, PT1H to P7D (default: continuous)")
 	f.StringVar(&o.ttl, "sync-message-ttl", controlplane.DefaultTTL, "ISO 8601 duration undelivered messages are kept, P1D to P90D")
 	f.StringVar(&o.logLevel, "log-level", "Information", "Debug, Information, Warning, Error or None")
-	f.StringArrayVar(&o.clientTokens, "client-tokens", nil, "tokens that local clients use at the connected registry (at most 20)")
-	f.StringArrayVar(&o.notifications, "notifications", nil, "events to report, repository:tag:action with action push, delete or *")
+	listFlag(f, &o.clientTokens, listNames, "client-tokens", "tokens that local clients use at the connected registry (at most 20)", "client-token")
+	listFlag(f, &o.notifications, listNames, "notifications", "events to report, repository:tag:action with action push, delete or *", "notification")
 	f.BoolVarP(&o.yes, "yes", "y", false, "do not prompt for confirmation")
 	_ = cmd.MarkFlagRequired("repository")
 	return cmd
@@ -164,8 +163,8 @@ func newCRUpdate() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			u := controlplane.Update{
 				SyncSchedule: o.schedule, SyncMessageTTL: o.ttl, LogLevel: o.logLevel,
-				AddClientTokens: splitValues(o.addTokens), RemoveClientTokens: splitValues(o.removeTokens),
-				AddNotifications: splitValues(o.addNotif), RemoveNotif: splitValues(o.removeNotif),
+				AddClientTokens: o.addTokens, RemoveClientTokens: o.removeTokens,
+				AddNotifications: o.addNotif, RemoveNotif: o.removeNotif,
 			}
 			if cmd.Flags().Changed("sync-window") {
 				u.SyncWindow = &o.window
@@ -181,10 +180,10 @@ func newCRUpdate() *cobra.Command {
 	f.StringVar(&o.window, "sync-window", "", "ISO 8601 duration, PT1H to P7D; empty for continuous sync")
 	f.StringVar(&o.ttl, "sync-message-ttl", "", "ISO 8601 duration, P1D to P90D")
 	f.StringVar(&o.logLevel, "log-level", "", "Debug, Information, Warning, Error or None")
-	f.StringArrayVar(&o.addTokens, "add-client-tokens", nil, "client tokens to add")
-	f.StringArrayVar(&o.removeTokens, "remove-client-tokens", nil, "client tokens to remove")
-	f.StringArrayVar(&o.addNotif, "add-notifications", nil, "notification patterns to add")
-	f.StringArrayVar(&o.removeNotif, "remove-notifications", nil, "notification patterns to remove")
+	listFlag(f, &o.addTokens, listNames, "add-client-tokens", "client tokens to add", "add-client-token")
+	listFlag(f, &o.removeTokens, listNames, "remove-client-tokens", "client tokens to remove", "remove-client-token")
+	listFlag(f, &o.addNotif, listNames, "add-notifications", "notification patterns to add", "add-notification")
+	listFlag(f, &o.removeNotif, listNames, "remove-notifications", "notification patterns to remove", "remove-notification")
 	return cmd
 }
 
@@ -242,10 +241,14 @@ func newCRGetSettings() *cobra.Command {
 		Use:   "get-settings --name NAME --parent-protocol https|http [--generate-password 1|2 --yes]",
 		Short: "Print the connection string of a connected registry",
 		Long: `Print the settings a connected registry is deployed with, as JSON whose
-connectionString field holds the connection string. --generate-password 1
+connectionString field holds the connection string (--query also accepts
+az's name for it, ACR_REGISTRY_CONNECTION_STRING). --generate-password 1
 or 2 regenerates that password of the sync token (the old value stops
 working at once) and puts it in the connection string; without it the
-password is omitted.`,
+password is omitted. A --query that selects nothing fails, and is refused
+before any password is regenerated.`,
+		Example: `  outpost connected-registry get-settings --name factory --parent-protocol https --generate-password 1 --yes --query connectionString -o tsv > cs
+  outpost connected-registry get-settings --name factory --parent-protocol https --generate-password 1 --yes --query ACR_REGISTRY_CONNECTION_STRING --output tsv`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.generate != 0 && !o.yes {
@@ -253,6 +256,10 @@ password is omitted.`,
 			}
 			if o.protocol == "" {
 				return errors.New("--parent-protocol is required: https or http")
+			}
+			o.aliases = settingsAliases
+			if err := checkSettingsQuery(&o.outputOptions, o.generate); err != nil {
+				return err
 			}
 			c, err := o.client()
 			if err != nil {
@@ -276,6 +283,34 @@ password is omitted.`,
 	cmd.Flags().IntVar(&o.generate, "generate-password", 0, "regenerate password 1 or 2 of the sync token")
 	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "do not prompt for confirmation")
 	return cmd
+}
+
+// settingsAliases are az's names of the get-settings fields.
+var settingsAliases = map[string]string{"ACR_REGISTRY_CONNECTION_STRING": "connectionString"}
+
+// checkSettingsQuery refuses, before any password is regenerated, a
+// --query that names no field of the settings or selects nothing from
+// the answer get-settings gives with generate: its shape is fixed (the
+// password is there only when one is generated, the note only when not).
+func checkSettingsQuery(o *outputOptions, generate int) error {
+	if err := checkQuery[controlplane.Settings](o); err != nil {
+		return err
+	}
+	if o.query == "" {
+		return nil
+	}
+	sample := controlplane.Settings{ConnectionString: "ConnectedRegistryName=x", SyncTokenName: "x-sync-token"}
+	if generate != 0 {
+		sample.Password = "x"
+	} else {
+		sample.Note = "x"
+	}
+	check := *o
+	check.format = "json"
+	if err := check.render(io.Discard, sample, table{}); err != nil {
+		return fmt.Errorf("%w (nothing was changed)", err)
+	}
+	return nil
 }
 
 func newCRListClientTokens() *cobra.Command {
@@ -335,7 +370,7 @@ func newCRPermissionsUpdate() *cobra.Command {
 		Short: "Add or remove repositories; the sync scope maps are rewritten",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			u := controlplane.Update{AddRepositories: splitValues(o.add), RemoveRepositories: splitValues(o.remove)}
+			u := controlplane.Update{AddRepositories: o.add, RemoveRepositories: o.remove}
 			if len(u.AddRepositories)+len(u.RemoveRepositories) == 0 {
 				return errors.New("nothing to change: give --add or --remove")
 			}
@@ -353,8 +388,8 @@ func newCRPermissionsUpdate() *cobra.Command {
 	o.clientOptions.bind(cmd.Flags())
 	o.outputOptions.bind(cmd.Flags())
 	o.bindName(cmd)
-	cmd.Flags().StringArrayVar(&o.add, "add", nil, "repositories to add")
-	cmd.Flags().StringArrayVar(&o.remove, "remove", nil, "repositories to remove")
+	listFlag(cmd.Flags(), &o.add, listNames, "add", "repositories to add")
+	listFlag(cmd.Flags(), &o.remove, listNames, "remove", "repositories to remove")
 	return cmd
 }
 

@@ -19,6 +19,9 @@ import (
 type outputOptions struct {
 	format string
 	query  string
+	// aliases are other names of top-level answer fields that --query
+	// accepts, such as az's ACR_REGISTRY_CONNECTION_STRING.
+	aliases map[string]string
 }
 
 func (o *outputOptions) bind(fs *pflag.FlagSet) {
@@ -64,6 +67,13 @@ func (o *outputOptions) render(w io.Writer, v any, t table) error {
 	}
 	queried := o.query != ""
 	if queried {
+		if m, ok := generic.(map[string]any); ok {
+			for alias, name := range o.aliases {
+				if v, ok := m[name]; ok {
+					m[alias] = v
+				}
+			}
+		}
 		if generic, err = jmespath.Search(o.query, generic); err != nil {
 			return fmt.Errorf("--query %q: %w", o.query, err)
 		}
@@ -71,6 +81,11 @@ func (o *outputOptions) render(w io.Writer, v any, t table) error {
 	switch o.format {
 	case "none":
 		return nil
+	}
+	if queried && generic == nil {
+		return fmt.Errorf("--query %q selects nothing in the answer", o.query)
+	}
+	switch o.format {
 	case "json", "jsonc", "":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

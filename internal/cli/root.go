@@ -63,7 +63,7 @@ Start a registry with the embedded defaults (local disk):
 // Run executes the command tree with args and returns the error to report.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root := NewRoot()
-	root.SetArgs(groupMultiValues(args))
+	root.SetArgs(expandListArgs(root, args))
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	return root.ExecuteContext(ctx)

@@ -98,6 +98,9 @@ below it; * covers every repository.`,
 			if err != nil {
 				return err
 			}
+			if err := checkQuery[auth.ScopeMap](&o.outputOptions); err != nil {
+				return err
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
@@ -114,7 +117,7 @@ below it; * covers every repository.`,
 	o.outputOptions.bind(cmd.Flags())
 	cmd.Flags().StringVarP(&o.name, "name", "n", "", "scope map name (5-50 letters, digits, - and _)")
 	cmd.Flags().StringVar(&o.description, "description", "", "description")
-	cmd.Flags().StringArrayVar(&o.repos, "repository", nil, "repository followed by its actions (repeatable)")
+	listFlag(cmd.Flags(), &o.repos, listGroup, "repository", "repository followed by its actions")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("repository")
 	return cmd
@@ -182,8 +185,8 @@ read-only.`,
 	o.outputOptions.bind(cmd.Flags())
 	cmd.Flags().StringVarP(&o.name, "name", "n", "", "scope map name")
 	cmd.Flags().StringVar(&o.description, "description", "", "new description")
-	cmd.Flags().StringArrayVar(&o.add, "add-repository", nil, "repository followed by actions to add (repeatable)")
-	cmd.Flags().StringArrayVar(&o.remove, "remove-repository", nil, "repository followed by actions to remove (repeatable)")
+	listFlag(cmd.Flags(), &o.add, listGroup, "add-repository", "repository followed by actions to add")
+	listFlag(cmd.Flags(), &o.remove, listGroup, "remove-repository", "repository followed by actions to remove (none: the whole repository)")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
 }

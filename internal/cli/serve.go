@@ -74,7 +74,7 @@ func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.parentPassFile, "parent-password-file", "", "file holding the generic parent's password")
 	fs.StringVar(&o.parentCAFile, "parent-ca-file", "", "CA certificate to trust for an HTTPS parent, in addition to the system roots")
 	fs.StringArrayVar(&o.realmHosts, "parent-token-realm-host", nil, "host or host:port, besides the parent's own origin, that may receive the parent credentials as its Bearer token realm (repeatable; e.g. auth.docker.io)")
-	fs.StringArrayVar(&o.repos, "repository", nil, "repositories to sync from a generic parent (several after one flag, or repeat it)")
+	listFlag(fs, &o.repos, listNames, "repository", "repositories to sync from a generic parent")
 	fs.StringVar(&o.mode, "mode", "", "mode with a generic parent: ReadOnly or ReadWrite (default ReadOnly)")
 	fs.StringVar(&o.syncSchedule, "sync-schedule", "", "cron schedule of sync runs with a generic parent (default * * * * *)")
 	fs.StringVar(&o.syncWindow, "sync-window", "", "ISO 8601 duration a run may last with a generic parent (default: continuous)")
@@ -257,10 +257,7 @@ func (o *serveOptions) applyEdgeFlags(fs *pflag.FlagSet, cfg *config.Config) err
 		}
 	}
 	if fs.Changed("repository") {
-		cfg.Parent.Repositories = nil
-		for _, g := range o.repos {
-			cfg.Parent.Repositories = append(cfg.Parent.Repositories, strings.Fields(g)...)
-		}
+		cfg.Parent.Repositories = o.repos
 	}
 	if fs.Changed("sync-concurrency") {
 		cfg.Sync.Concurrency = o.syncConc

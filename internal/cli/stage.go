@@ -3,22 +3,16 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/distribution/reference"
 	"github.com/spf13/cobra"
 
 	"github.com/outpost-registry/outpost/internal/client"
 	"github.com/outpost-registry/outpost/internal/controlplane"
-	"github.com/outpost-registry/outpost/internal/kube"
 )
 
 type stageOptions struct {
@@ -30,9 +24,14 @@ type stageOptions struct {
 	manifests     []string
 	respectWindow bool
 	watch         bool
+	aliases       []string
 	job           string
 	username      string
 	password      string
+	jobServer     string
+	jobCAFile     string
+	jobUsername   string
+	jobPassword   string
 	yes           bool
 }
 
@@ -45,110 +44,49 @@ func newStageCommand() *cobra.Command {
 	return cmd
 }
 
-// manifestImages reads Kubernetes YAML files or directories and returns
-// the images hosted by server (host:port), without the host.
-func manifestImages(paths []string, server string, warn io.Writer) ([]string, error) {
-	var files []string
-	for _, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return nil, fmt.Errorf("--from-manifests: %w", err)
-		}
-		if !fi.IsDir() {
-			files = append(files, p)
-			continue
-		}
-		err = filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
-				files = append(files, path)
-			}
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("--from-manifests: %w", err)
-		}
-	}
-	var out []string
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			return nil, fmt.Errorf("--from-manifests: %w", err)
-		}
-		imgs, err := kube.Images(fh)
-		_ = fh.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
-		for _, img := range imgs {
-			ref, ok := hostedImage(img, server)
-			if !ok {
-				fmt.Fprintf(warn, "skipping %s (in %s): not hosted by %s\n", img, f, server)
-				continue
-			}
-			if !slices.Contains(out, ref) {
-				out = append(out, ref)
-			}
-		}
-	}
-	return out, nil
-}
-
-// hostedImage turns "host:port/repo:tag" into "repo:tag" when host:port is
-// server.
-func hostedImage(img, server string) (string, bool) {
-	named, err := reference.ParseNormalizedNamed(img)
-	if err != nil || reference.Domain(named) != server {
-		return "", false
-	}
-	path := reference.Path(named)
-	if d, ok := named.(reference.Digested); ok {
-		return path + "@" + d.Digest().String(), true
-	}
-	if t, ok := named.(reference.Tagged); ok {
-		return path + ":" + t.Tag(), true
-	}
-	return path + ":latest", true
-}
-
-func serverHost(c *client.Client) string {
-	u, err := url.Parse(c.Server())
-	if err != nil {
-		return ""
-	}
-	return u.Host
-}
-
 func newStageCreate() *cobra.Command {
 	o := &stageOptions{}
 	cmd := &cobra.Command{
-		Use:   "create --name NAME --connected-registry C [C2...] (--image REF... | --from-manifests PATH...) [--respect-window]",
+		Use:   "create --name NAME --connected-registry C [C2...] (--image REF... | --from-manifests PATH... [--registry-alias HOST...]) [--respect-window]",
 		Short: "Create a staging job: the sites fetch the images at once",
 		Long: `Create a staging job on the root. Images are resolved to digests now, so the
-job is immutable. --from-manifests reads Kubernetes YAML (Deployments,
-StatefulSets, DaemonSets, Jobs, CronJobs, Pods, rendered Helm output) and
-takes every image this registry hosts. The sites fetch the images with
-priority over scheduled sync (inside their sync window with
---respect-window), every platform and referrer included.`,
+job is immutable. The sites fetch the images with priority over scheduled
+sync (inside their sync window with --respect-window), every platform and
+referrer included.
+
+--from-manifests reads Kubernetes YAML (Deployments, StatefulSets,
+DaemonSets, Jobs, CronJobs, Pods, rendered Helm output) and takes every
+image of the root's repositories: names with the root's address, with the
+login server of any connected registry (as sites name them, e.g.
+<clusterIP>:443/apps/web:1 or <clusterIP>/apps/web:1), or with a
+--registry-alias host; and names without a registry host (apps/web:1,
+nginx:1 meaning library/nginx:1) that the root has. Every other name is
+skipped with a warning.`,
 		Example: `  outpost stage create --name release-42 --connected-registry factory1 factory2 --image apps/web:4.2 apps/api@sha256:…
-  helm template ./chart | tee release.yaml; outpost stage create --name release-42 --connected-registry factory1 --from-manifests release.yaml`,
+  helm template ./chart | tee release.yaml; outpost stage create --name release-42 --connected-registry factory1 --from-manifests release.yaml
+  outpost stage create --name release-43 --connected-registry factory1 --from-manifests k8s/ --registry-alias registry.factory1.example`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			images := splitValues(o.images)
+			images := o.images
 			if len(o.manifests) > 0 {
-				more, err := manifestImages(splitValues(o.manifests), serverHost(c), cmd.ErrOrStderr())
+				m, err := rootMapper(cmd.Context(), c, o.aliases)
+				if err != nil {
+					return err
+				}
+				more, err := manifestImages(o.manifests, m, cmd.ErrOrStderr())
 				if err != nil {
 					return err
 				}
 				images = append(images, more...)
 			}
 			if len(images) == 0 {
-				return errors.New("no image to stage: give --image or --from-manifests naming images of this registry")
+				return errors.New("no image to stage: give --image or --from-manifests naming images of the root")
 			}
-			req := controlplane.StagingRequest{Name: o.name, Targets: splitValues(o.targets), Images: images, RespectWindow: o.respectWindow}
+			req := controlplane.StagingRequest{Name: o.name, Targets: o.targets, Images: images, RespectWindow: o.respectWindow}
 			var out controlplane.StagingJob
 			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/staging", req, &out); err != nil {
 				return err
@@ -159,9 +97,10 @@ priority over scheduled sync (inside their sync window with
 	o.clientOptions.bind(cmd.Flags())
 	o.outputOptions.bind(cmd.Flags())
 	cmd.Flags().StringVarP(&o.name, "name", "n", "", "job name (5-50 letters, digits and -)")
-	cmd.Flags().StringArrayVar(&o.targets, "connected-registry", nil, "connected registries to stage on")
-	cmd.Flags().StringArrayVar(&o.images, "image", nil, "images, repository:tag or repository@digest")
-	cmd.Flags().StringArrayVar(&o.manifests, "from-manifests", nil, "Kubernetes YAML files or directories naming the images")
+	listFlag(cmd.Flags(), &o.targets, listNames, "connected-registry", "connected registries to stage on")
+	listFlag(cmd.Flags(), &o.images, listNames, "image", "images, repository:tag or repository@digest")
+	listFlag(cmd.Flags(), &o.manifests, listPaths, "from-manifests", "Kubernetes YAML files or directories naming the images")
+	listFlag(cmd.Flags(), &o.aliases, listNames, "registry-alias", "other registry hosts (host or host:port) that name the root's repositories in --from-manifests")
 	cmd.Flags().BoolVar(&o.respectWindow, "respect-window", false, "stage only inside the sites' sync windows")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("connected-registry")
@@ -311,52 +250,32 @@ func newStageDelete() *cobra.Command {
 
 func newStageCheck() *cobra.Command {
 	o := &stageOptions{}
-	var jobServer string
 	cmd := &cobra.Command{
-		Use:   "check (--image REF... | --from-manifests PATH... | --job NAME) [--server URL] [-u USER -p PASSWORD]",
+		Use:   "check (--image REF... | --from-manifests PATH... | --job NAME) [--server SITE -u USER -p PASSWORD --ca-file SITE-CA] [--job-server ROOT ...]",
 		Short: "Verify that every manifest, blob and referrer of images is present and intact at a site",
 		Long: `Check images at a registry (a site): every manifest, child manifest, blob and
 referrer must be present, and every blob's content must match its digest
 (each blob is read, not trusted from metadata). Prints one line per image
-and exits non-zero when anything is missing or corrupt. --job takes the
-images of a staging job from the root (--job-server, default --server).`,
+and exits non-zero when anything is missing or corrupt.
+
+The site is --server, with -u/-p (a client token of the site) and
+--ca-file. --job reads the job's images from the root, which has its own
+flags: --job-server (default: $OUTPOST_SERVER, else the last outpost
+login), --job-username/--job-password (default: OUTPOST_USERNAME and
+OUTPOST_PASSWORD, else the saved login of the root) and --job-ca-file
+(default: the CA saved with that login). After outpost login to the root,
+--job needs no root flags. --from-manifests maps names as stage create does
+when a root is known (else only the site's address and --registry-alias
+hosts count, and names without a registry host are skipped).`,
+		Example: `  outpost login https://registry.example.com:5000 -u admin -p "$ADMIN_PASSWORD" --ca-file root-ca.crt
+  outpost stage check --job release-42 --server https://factory1:5000 -u site-puller -p "$PULLER_PASSWORD" --ca-file factory1-ca.crt
+  outpost stage check --job release-42 --job-server https://registry.example.com:5000 --job-ca-file root-ca.crt --job-username admin --job-password "$ADMIN_PASSWORD" \
+      --server https://factory1:5000 -u site-puller -p "$PULLER_PASSWORD" --ca-file factory1-ca.crt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
+			images, site, err := o.checkImages(cmd)
 			if err != nil {
 				return err
-			}
-			if o.username != "" {
-				if c, err = client.New(c.Server(), o.username, o.password, o.caFile); err != nil {
-					return err
-				}
-			}
-			images := splitValues(o.images)
-			if len(o.manifests) > 0 {
-				more, err := manifestImages(splitValues(o.manifests), serverHost(c), cmd.ErrOrStderr())
-				if err != nil {
-					return err
-				}
-				images = append(images, more...)
-			}
-			if o.job != "" {
-				jc := c
-				if jobServer != "" {
-					if jc, err = (&clientOptions{server: jobServer, caFile: o.caFile}).client(); err != nil {
-						return err
-					}
-				}
-				var job controlplane.StagingJob
-				if err := jc.Do(cmd.Context(), http.MethodGet, "/api/v1/staging/"+url.PathEscape(o.job), nil, &job); err != nil {
-					return fmt.Errorf("read job %s: %w", o.job, err)
-				}
-				for _, im := range job.Images {
-					ref := im.Reference
-					if im.Digest != "" {
-						ref = im.Repository + "@" + string(im.Digest)
-					}
-					images = append(images, ref)
-				}
 			}
 			if len(images) == 0 {
 				return errors.New("nothing to check: give --image, --from-manifests or --job")
@@ -368,7 +287,7 @@ images of a staging job from the root (--job-server, default --server).`,
 				if err != nil {
 					return err
 				}
-				r := c.CheckImage(cmd.Context(), repo, ref)
+				r := site.CheckImage(cmd.Context(), repo, ref)
 				results = append(results, r)
 				if !r.OK {
 					bad++
@@ -388,21 +307,101 @@ images of a staging job from the root (--job-server, default --server).`,
 				return err
 			}
 			if bad > 0 {
-				return fmt.Errorf("%d of %d images are missing content or corrupt", bad, len(images))
+				return fmt.Errorf("%d of %d images are missing content or corrupt at %s", bad, len(images), site.Server())
 			}
 			return nil
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
 	o.outputOptions.bind(cmd.Flags())
-	_ = cmd.Flags().Set("output", "text")
-	cmd.Flags().Lookup("output").DefValue = "text"
-	cmd.Flags().Lookup("output").Usage = "output format: text, json, yaml, table or tsv"
-	cmd.Flags().StringArrayVar(&o.images, "image", nil, "images, repository:tag or repository@digest")
-	cmd.Flags().StringArrayVar(&o.manifests, "from-manifests", nil, "Kubernetes YAML files or directories naming the images")
-	cmd.Flags().StringVar(&o.job, "job", "", "check the images of this staging job")
-	cmd.Flags().StringVar(&jobServer, "job-server", "", "root server holding --job (default: --server)")
-	cmd.Flags().StringVarP(&o.username, "username", "u", "", "user at the site (default: saved login or OUTPOST_USERNAME)")
-	cmd.Flags().StringVarP(&o.password, "password", "p", "", "password at the site")
+	f := cmd.Flags()
+	_ = f.Set("output", "text")
+	f.Lookup("output").DefValue = "text"
+	f.Lookup("output").Usage = "output format: text, json, yaml, table or tsv"
+	f.Lookup("server").Usage = "the site to check, URL or host:port (default: $OUTPOST_SERVER, else the last outpost login)"
+	f.Lookup("ca-file").Usage = "CA certificate to trust for the site (default: the CA saved with its login)"
+	listFlag(f, &o.images, listNames, "image", "images, repository:tag or repository@digest")
+	listFlag(f, &o.manifests, listPaths, "from-manifests", "Kubernetes YAML files or directories naming the images")
+	listFlag(f, &o.aliases, listNames, "registry-alias", "other registry hosts (host or host:port) that name the root's repositories in --from-manifests")
+	f.StringVar(&o.job, "job", "", "check the images of this staging job, read from the root (--job-server)")
+	f.StringVarP(&o.username, "username", "u", "", "user at the site, e.g. a client token (default: OUTPOST_USERNAME, else the saved login of --server)")
+	f.StringVarP(&o.password, "password", "p", "", "password of --username at the site")
+	f.StringVar(&o.jobServer, "job-server", "", "the root holding --job (default: $OUTPOST_SERVER, else the last outpost login; else --server)")
+	f.StringVar(&o.jobCAFile, "job-ca-file", "", "CA certificate to trust for --job-server (default: the CA saved with its login)")
+	f.StringVar(&o.jobUsername, "job-username", "", "admin of the root (default: OUTPOST_USERNAME, else the saved login of --job-server)")
+	f.StringVar(&o.jobPassword, "job-password", "", "password of --job-username")
 	return cmd
+}
+
+// checkImages returns the site's client and the images to check there:
+// --image, --from-manifests and the images of --job.
+func (o *stageOptions) checkImages(cmd *cobra.Command) ([]string, *client.Client, error) {
+	if (o.username != "") != (o.password != "") {
+		return nil, nil, errors.New("give --username and --password together (the site's credential)")
+	}
+	if (o.jobUsername != "") != (o.jobPassword != "") {
+		return nil, nil, errors.New("give --job-username and --job-password together (the root's credential)")
+	}
+	site, err := newClient(o.server, o.caFile, o.username, o.password)
+	if err != nil {
+		return nil, nil, err
+	}
+	root, err := o.rootClient(site)
+	if err != nil {
+		return nil, nil, err
+	}
+	images := o.images
+	if len(o.manifests) > 0 {
+		m := newImageMapper(append([]string{serverHost(site)}, o.aliases...))
+		m.bareNote = "a name without a registry host: give --job-server (or log in to the root) to map it"
+		if root != site {
+			if m, err = rootMapper(cmd.Context(), root, append([]string{serverHost(site)}, o.aliases...)); err != nil {
+				return nil, nil, err
+			}
+		}
+		more, err := manifestImages(o.manifests, m, cmd.ErrOrStderr())
+		if err != nil {
+			return nil, nil, err
+		}
+		images = append(images, more...)
+	}
+	if o.job == "" {
+		return images, site, nil
+	}
+	var job controlplane.StagingJob
+	if err := root.Do(cmd.Context(), http.MethodGet, "/api/v1/staging/"+url.PathEscape(o.job), nil, &job); err != nil {
+		return nil, nil, fmt.Errorf("read staging job %s from %s: %w (jobs are read from the root as its admin: run outpost login to the root, or give --job-server, --job-username, --job-password and --job-ca-file)", o.job, root.Server(), err)
+	}
+	for _, im := range job.Images {
+		ref := im.Reference
+		if im.Digest != "" {
+			ref = im.Repository + "@" + string(im.Digest)
+		}
+		images = append(images, ref)
+	}
+	return images, site, nil
+}
+
+// rootClient returns the client of the root: --job-server, else the
+// default server of client commands; site itself when that is the site
+// and no root credential or CA was given.
+func (o *stageOptions) rootClient(site *client.Client) (*client.Client, error) {
+	server := o.jobServer
+	if server == "" {
+		var err error
+		if server, err = defaultServer(); err != nil {
+			return nil, err
+		}
+	}
+	if server == "" {
+		server = site.Server()
+	}
+	server, err := client.NormalizeServer(server)
+	if err != nil {
+		return nil, fmt.Errorf("--job-server: %w", err)
+	}
+	if server == site.Server() && o.jobUsername == "" && o.jobCAFile == "" {
+		return site, nil
+	}
+	return newClient(server, o.jobCAFile, o.jobUsername, o.jobPassword)
 }

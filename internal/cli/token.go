@@ -82,6 +82,9 @@ answer (credentials.passwords[].value): store them now.`,
 			if (o.scopeMap == "") == (len(grants) == 0) {
 				return errors.New("give either --scope-map or --repository")
 			}
+			if err := checkQuery[adminapi.TokenView](&o.outputOptions); err != nil {
+				return err
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
@@ -98,7 +101,7 @@ answer (credentials.passwords[].value): store them now.`,
 	o.outputOptions.bind(cmd.Flags())
 	cmd.Flags().StringVarP(&o.name, "name", "n", "", "token name (5-50 letters, digits, - and _)")
 	cmd.Flags().StringVar(&o.scopeMap, "scope-map", "", "scope map to bind")
-	cmd.Flags().StringArrayVar(&o.repos, "repository", nil, "repository followed by its actions (repeatable), instead of --scope-map")
+	listFlag(cmd.Flags(), &o.repos, listGroup, "repository", "repository followed by its actions, instead of --scope-map")
 	cmd.Flags().StringVar(&o.status, "status", "enabled", "enabled or disabled")
 	cmd.Flags().IntVar(&o.days, "expiration-in-days", 0, "days until the passwords expire (0: never)")
 	_ = cmd.MarkFlagRequired("name")
@@ -146,6 +149,9 @@ func newTokenUpdate() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.scopeMap == "" && o.status == "" {
 				return errors.New("nothing to update: give --scope-map or --status")
+			}
+			if err := checkQuery[adminapi.TokenView](&o.outputOptions); err != nil {
+				return err
 			}
 			c, err := o.client()
 			if err != nil {
@@ -205,6 +211,9 @@ func newTokenCredentialGenerate() *cobra.Command {
 			slot := "password1"
 			if o.password2 {
 				slot = "password2"
+			}
+			if err := checkQuery[adminapi.TokenView](&o.outputOptions); err != nil {
+				return err
 			}
 			c, err := o.client()
 			if err != nil {

@@ -165,3 +165,29 @@ func (c *Client) checkBlob(ctx context.Context, repo string, b v1.Descriptor, re
 	res.Blobs++
 	res.Bytes += n
 }
+
+// HasManifest reports whether the server has repo:ref (a tag or digest),
+// with a HEAD request; an answer other than 200 or 404 is an error.
+func (c *Client) HasManifest(ctx context.Context, repo, ref string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.base.String()+"/v2/"+repo+"/manifests/"+ref, nil)
+	if err != nil {
+		return false, fmt.Errorf("manifest %s%s%s: %w", repo, sep(ref), ref, err)
+	}
+	req.Header.Set("Accept", manifestAccept)
+	if c.username != "" {
+		req.SetBasicAuth(c.username, c.password)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("manifest %s%s%s: %w", repo, sep(ref), ref, err)
+	}
+	_ = resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return true, nil
+	case http.StatusNotFound:
+		return false, nil
+	default:
+		return false, fmt.Errorf("manifest %s%s%s at %s: %s", repo, sep(ref), ref, c.base, resp.Status)
+	}
+}

@@ -21,6 +21,14 @@ type CreateRequest struct {
 	Notifications  []string `json:"notifications,omitempty"`
 }
 
+// CreateAnswer is the answer of POST /api/v1/connected-registries: the
+// connected registry, and notes on what was changed besides it (an
+// existing sync token re-bound or enabled).
+type CreateAnswer struct {
+	*ConnectedRegistry
+	Notes []string `json:"notes,omitempty"`
+}
+
 // SettingsRequest is the body of POST …/{name}/settings.
 type SettingsRequest struct {
 	ParentProtocol   string `json:"parentProtocol"`
@@ -67,11 +75,11 @@ func Register(api *adminapi.API, s *Service) {
 			}
 			c.Mode = m
 		}
-		out, err := s.Create(c)
+		out, notes, err := s.Create(c)
 		if err != nil {
 			return 0, nil, err
 		}
-		return http.StatusCreated, view(out), nil
+		return http.StatusCreated, CreateAnswer{ConnectedRegistry: view(out), Notes: notes}, nil
 	})
 	api.Handle("GET /api/v1/connected-registries/{name}", func(r *http.Request) (int, any, error) {
 		c, err := s.Get(r.PathValue("name"))

@@ -198,16 +198,21 @@ func rebuildSyncScopeMaps(tx *auth.Tx) error {
 
 // Create adds a connected registry with its sync scope map and sync token
 // (without passwords: get-settings generates them), in one transaction.
-func (s *Service) Create(c *ConnectedRegistry) (*ConnectedRegistry, error) {
+// A token already named <name>-sync-token (left by a deleted connected
+// registry, or made by hand) becomes the sync token, as in az: it is bound
+// to the sync scope map and enabled. The notes say what was changed.
+func (s *Service) Create(c *ConnectedRegistry) (*ConnectedRegistry, []string, error) {
 	c.ApplyDefaults()
 	c.ActivationStatus, c.ConnectionState = ActivationInactive, StateOffline
 	c.LastActivity, c.LastSync, c.LoginServer, c.Version, c.StatusDetails, c.LastSyncResult, c.ActivationID = nil, nil, "", "", nil, nil, ""
 	if err := c.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.SyncToken = c.Name + "-sync-token"
 	c.SyncScopeMap = c.Name + "-sync-scope-map"
+	var notes []string
 	err := s.store.Update(func(tx *auth.Tx) error {
+		notes = nil
 		if _, err := getCR(tx, c.Name); err == nil {
 			return fmt.Errorf("%w: connected registry %q", auth.ErrExists, c.Name)
 		}
@@ -230,18 +235,31 @@ func (s *Service) Create(c *ConnectedRegistry) (*ConnectedRegistry, error) {
 		if err := rebuildSyncScopeMaps(tx); err != nil {
 			return err
 		}
-		if t, err := tx.Token(c.SyncToken); err == nil {
-			if t.ScopeMap != c.SyncScopeMap {
-				return fmt.Errorf("%w: token %q exists and is bound to another scope map", auth.ErrExists, c.SyncToken)
-			}
+		t, err := tx.Token(c.SyncToken)
+		if err != nil {
+			return tx.PutToken(&auth.Token{Name: c.SyncToken, ScopeMap: c.SyncScopeMap, Status: auth.StatusEnabled})
+		}
+		changed := false
+		if t.ScopeMap != c.SyncScopeMap {
+			notes = append(notes, fmt.Sprintf("the existing token %s was bound to scope map %s: it is now bound to %s", t.Name, t.ScopeMap, c.SyncScopeMap))
+			t.ScopeMap, changed = c.SyncScopeMap, true
+		}
+		if t.Status != auth.StatusEnabled {
+			notes = append(notes, fmt.Sprintf("the existing token %s was %s: it is now enabled", t.Name, t.Status))
+			t.Status, changed = auth.StatusEnabled, true
+		}
+		if len(t.Passwords) > 0 {
+			notes = append(notes, fmt.Sprintf("the existing passwords of %s still work: get-settings --generate-password 1 and 2 replace them", t.Name))
+		}
+		if !changed {
 			return nil
 		}
-		return tx.PutToken(&auth.Token{Name: c.SyncToken, ScopeMap: c.SyncScopeMap, Status: auth.StatusEnabled})
+		return tx.PutToken(t)
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return c, nil
+	return c, notes, nil
 }
 
 // Update describes a change of settings; nil or empty fields are kept.
