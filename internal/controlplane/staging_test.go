@@ -22,7 +22,7 @@ func TestStagingFinished(t *testing.T) {
 	t.Cleanup(func() { _ = store.Close() })
 	svc := controlplane.NewService(store)
 	for _, c := range []*controlplane.ConnectedRegistry{{Name: "factory", Repositories: []string{"apps/web"}}, {Name: "line1", Parent: "factory", Repositories: []string{"apps/web"}}, {Name: "other", Repositories: []string{"apps/web"}}} {
-		if _, err := svc.Create(c); err != nil {
+		if _, _, err := svc.Create(c); err != nil {
 			t.Fatal(err)
 		}
 	}
