@@ -233,6 +233,10 @@ type Token struct {
 	Status    TokenStatus `json:"status"`
 	Created   time.Time   `json:"creationDate"`
 	Passwords []Password  `json:"passwords,omitempty"`
+	// Relay marks a token a gateway keeps only to hand it down to the
+	// connected registries below it (their client tokens): it never
+	// authenticates at the gateway itself.
+	Relay bool `json:"relay,omitempty"`
 }
 
 // Password returns the slot n, or nil.

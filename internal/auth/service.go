@@ -289,7 +289,7 @@ func (s *Service) verifyPassword(user, pw string, now time.Time) *Principal {
 			s.verifier.dummy(pw, cost)
 		}
 	}
-	if !matched || t.Status != StatusEnabled {
+	if !matched || t.Status != StatusEnabled || t.Relay {
 		return nil
 	}
 	return &Principal{Name: t.Name}

@@ -133,7 +133,11 @@ func (s *Service) edgeConfig(c *ConnectedRegistry) *EdgeConfig {
 		if err != nil {
 			continue
 		}
-		cfg.ClientTokens = append(cfg.ClientTokens, t)
+		// A gateway keeps its children's tokens marked Relay; at the
+		// child they are its own. (A copy: t is the store's.)
+		own := *t
+		own.Relay = false
+		cfg.ClientTokens = append(cfg.ClientTokens, &own)
 		addScopeMap(t)
 	}
 	// A gateway gets its descendants, their tokens and scope maps.

@@ -228,13 +228,24 @@ func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
 				return fmt.Errorf("scope map %s: %w", m.Name, err)
 			}
 		}
-		// The descendants' sync and client tokens authenticate here too:
-		// this registry is their gateway. Its own sync token never does.
+		// The descendants' sync tokens authenticate here too: this
+		// registry is their gateway. Their client tokens are kept only to
+		// be handed down (Relay): they never authenticate here, unless
+		// they are this registry's own client tokens as well. Its own
+		// sync token never authenticates here.
+		own, syncTokens := map[string]bool{}, map[string]bool{}
+		for _, t := range cfg.ClientTokens {
+			own[t.Name] = true
+		}
+		for _, d := range cfg.Descendants {
+			syncTokens[d.SyncToken] = true
+		}
 		for _, t := range append(append([]*auth.Token(nil), cfg.ClientTokens...), cfg.GatewayTokens...) {
-			if t.Name == e.o.SyncToken {
+			if t.Name == e.o.SyncToken || keep[t.Name] {
 				continue
 			}
 			t2 := *t
+			t2.Relay = !own[t.Name] && !syncTokens[t.Name]
 			if err := tx.PutToken(&t2); err != nil {
 				return fmt.Errorf("client token %s: %w", t.Name, err)
 			}

@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"net/http"
 	"strconv"
 	"testing"
 	"time"
@@ -49,6 +50,11 @@ func TestNestedHierarchy(t *testing.T) {
 		d, _, _ := lc.ManifestDigest("apps/web", "v1")
 		return d == img.Digest
 	})
+	// line1's client token is line1's: its gateway keeps it only to hand
+	// it down, and refuses it.
+	if resp, _, err := plant.client("line-puller", pullerPW).Do(http.MethodGet, "/v2/apps/web/manifests/v1", nil, nil); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("line1.s client token at its gateway plant: %v %v, want 401", err, resp.Status)
+	}
 	fromPlant := pc.Image(t, "apps/web", "plant-1", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(61, 16<<10))
 	ocitest.Eventually(t, 30*time.Second, "plant's push at the root and at line", func() bool {
 		d1, _, _ := rc.ManifestDigest("apps/web", "plant-1")
