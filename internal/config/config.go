@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -54,6 +55,8 @@ type Config struct {
 	// DebugAddr, when set, serves Go's pprof profiles on a separate
 	// listener (keep it on loopback).
 	DebugAddr string `yaml:"debugAddr,omitempty"`
+	// Metrics controls who may read /metrics.
+	Metrics Metrics `yaml:"metrics,omitempty"`
 	// Storage tunes the integrity checks and the free-space reporting of
 	// the data directory.
 	Storage Storage `yaml:"storage"`
@@ -280,6 +283,9 @@ func (c *Config) ApplyDefaults() {
 
 // Validate reports every problem of c, joined, each naming its key.
 func (c *Config) Validate() error {
+	if a := c.Metrics.Auth; a != "" && a != "auto" && a != "on" && a != "off" {
+		return fmt.Errorf("metrics.auth: %q is not one of auto, on, off", a)
+	}
 	var errs []error
 	if c.Version != CurrentVersion {
 		errs = append(errs, fmt.Errorf("version: %d is not supported, want %d", c.Version, CurrentVersion))
@@ -445,6 +451,32 @@ func LoadFile(path string) (Config, error) {
 func (c *Config) Marshal() ([]byte, error) {
 	r := c.Redacted()
 	return yaml.Marshal(&r)
+}
+
+// Metrics controls access to /metrics.
+type Metrics struct {
+	// Auth is "auto" (the default: credentials required unless the
+	// server listens on loopback only), "on" or "off".
+	Auth string `yaml:"auth,omitempty"`
+}
+
+// MetricsAuthRequired reports whether /metrics asks for credentials.
+func (c *Config) MetricsAuthRequired() bool {
+	switch c.Metrics.Auth {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return true
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 // LogLevel is one of Debug, Information, Warning, Error, None.

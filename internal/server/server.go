@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -163,7 +164,11 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	mux.Handle("/v2", api)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry(), promhttp.HandlerOpts{}))
+	var scrape http.Handler = promhttp.HandlerFor(metrics.Registry(), promhttp.HandlerOpts{})
+	if cfg.MetricsAuthRequired() {
+		scrape = requireCredentials(authSvc, scrape)
+	}
+	mux.Handle("GET /metrics", scrape)
 	s.handler = idleDeadlines(instrument(exactPaths(mux, api), metrics, log, routeLabel),
 		time.Duration(cfg.Limits.IdleTimeout), metrics.idleTimeouts.Inc)
 	return s, nil
@@ -311,4 +316,32 @@ func (s *Server) serveDebug(ctx context.Context) {
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		s.log.Error("debug listener", "err", err)
 	}
+}
+
+// requireCredentials serves next only to a request with the Basic
+// credentials of the admin or of any enabled token (a scrape credential:
+// see docs/operations.md, "Monitoring").
+func requireCredentials(svc *auth.Service, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := svc.AuthenticateBasic(r)
+		if err == nil && p == nil {
+			err = &auth.Denial{Status: http.StatusUnauthorized, Message: "/metrics needs credentials (metrics.auth)", Challenge: auth.BasicChallenge}
+		}
+		if err != nil {
+			var d *auth.Denial
+			if !errors.As(err, &d) {
+				http.Error(w, "authentication failed", http.StatusInternalServerError)
+				return
+			}
+			if d.Challenge != "" {
+				w.Header().Set("WWW-Authenticate", d.Challenge)
+			}
+			if d.RetryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int(d.RetryAfter.Seconds()+0.5)))
+			}
+			http.Error(w, d.Message, d.Status)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
