@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,12 @@ type node struct {
 	ca     string
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// clients are reused, so that polling loops do not leave a new
+	// keep-alive connection behind on each call (the server caps them
+	// per client address: limits.connectionsPerClient).
+	mu      sync.Mutex
+	clients map[[2]string]*ocitest.Client
 }
 
 type testWriter struct{ t testing.TB }
@@ -84,7 +91,18 @@ func (n *node) stop() {
 }
 
 func (n *node) client(user, pass string) *ocitest.Client {
-	return ocitest.New(n.t, n.url, user, pass, n.ca)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	k := [2]string{user, pass}
+	if c, ok := n.clients[k]; ok {
+		return c
+	}
+	c := ocitest.New(n.t, n.url, user, pass, n.ca)
+	if n.clients == nil {
+		n.clients = map[[2]string]*ocitest.Client{}
+	}
+	n.clients[k] = c
+	return c
 }
 
 func (n *node) admin() *ocitest.Client { return n.client("admin", adminPW) }
