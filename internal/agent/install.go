@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/outpost-registry/outpost/internal/atomicfile"
 )
 
 // Action says what install or uninstall did to one path.
@@ -381,7 +383,7 @@ func applyDir(p *dirPlan, host string, res *Result) error {
 			}
 			note = "original kept as " + s.name + backupSuffix
 		}
-		if err := writeAtomic(path, p.files[s.name]); err != nil {
+		if err := atomicfile.Write(path, p.files[s.name], 0o644); err != nil {
 			return err
 		}
 		res.add(Wrote, path, note)
@@ -440,37 +442,9 @@ func writeMarker(dir string, m *marker, res *Result) error {
 	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, b) {
 		return nil
 	}
-	if err := writeAtomic(path, b); err != nil {
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
 		return err
 	}
 	res.add(Wrote, path, "")
-	return nil
-}
-
-// writeAtomic replaces path with data through a synced temporary file in
-// the same directory and a rename, so readers never see a partial file.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".outpost-trust-*.tmp")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
 	return nil
 }

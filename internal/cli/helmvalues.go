@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/outpost-registry/outpost/internal/atomicfile"
 	"github.com/outpost-registry/outpost/internal/helmvalues"
 )
 
@@ -79,38 +79,9 @@ func (o *helmValuesOptions) run(cmd *cobra.Command) error {
 		_, err := cmd.OutOrStdout().Write(b)
 		return err
 	}
-	if err := writePrivate(o.out, b); err != nil {
+	if err := atomicfile.Write(o.out, b, 0o600); err != nil {
 		return fmt.Errorf("helm-values: %w", err)
 	}
 	_, err = fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s (mode 0600): helm install … -f %s\n", o.out, o.out)
 	return err
-}
-
-// writePrivate replaces path with data, readable by its owner only,
-// through a temporary file (created 0600) and a rename, so that the
-// content is never visible with wider permissions.
-func writePrivate(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

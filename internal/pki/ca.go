@@ -21,6 +21,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/outpost-registry/outpost/internal/atomicfile"
 )
 
 // CA is a certificate authority whose key never leaves the data directory.
@@ -78,10 +80,10 @@ func LoadOrCreateCA(dir string) (*CA, error) {
 	}
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	if err := writeAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(certPath, certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(certPath, certPEM, 0o644); err != nil {
 		return nil, err
 	}
 	return parseCA(certPEM, keyPEM)
@@ -134,17 +136,6 @@ func parseKey(b *pem.Block) (crypto.Signer, error) {
 		return nil, fmt.Errorf("unsupported key type %T", k)
 	}
 	return s, nil
-}
-
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 func serial() *big.Int {

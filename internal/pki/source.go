@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-registry/outpost/internal/atomicfile"
 )
 
 // Source hands the current server certificate to the TLS listener and
@@ -105,7 +107,7 @@ func NewAuto(o AutoOptions) (*Source, error) {
 		if err := s.install(certPEM, keyPEM); err != nil {
 			return err
 		}
-		_ = writeAtomic(filepath.Join(o.Dir, "server.crt"), certPEM, 0o644)
+		_ = atomicfile.Write(filepath.Join(o.Dir, "server.crt"), certPEM, 0o644)
 		return nil
 	}
 	if err := issue(); err != nil {
