@@ -2,6 +2,8 @@ package edge_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -36,7 +38,28 @@ func TestNestedStaging(t *testing.T) {
 	factory := startEdge(t, root, t.TempDir(), csFactory)
 	var s controlplane.Settings
 	rc.JSON(t, "POST", "/api/v1/connected-registries/line1/settings", map[string]any{"parentProtocol": "https", "generatePassword": 1}, &s)
-	time.Sleep(2 * time.Second) // factory's next refresh brings line1's new password
+	// factory's next refresh brings line1's new password: wait for it
+	// (line1 heartbeats once a minute, so a refused first activation
+	// would be retried only then).
+	passwords := func(n *node) string {
+		var tok struct {
+			Credentials struct {
+				Passwords []struct {
+					Name    string `json:"name"`
+					Created string `json:"creationTime"`
+				} `json:"passwords"`
+			} `json:"credentials"`
+		}
+		resp, b, err := n.admin().Do("GET", "/api/v1/tokens/line1-sync-token", nil, nil)
+		if err != nil || resp.StatusCode != 200 || json.Unmarshal(b, &tok) != nil {
+			return ""
+		}
+		return fmt.Sprint(tok.Credentials.Passwords)
+	}
+	want := passwords(root)
+	ocitest.Eventually(t, 30*time.Second, "line1's new sync password at factory", func() bool {
+		return want != "" && passwords(factory) == want
+	})
 	line := start(t, t.TempDir(), func(c *config.Config) {
 		c.ConnectionString, c.Parent.CAFile = s.ConnectionString, factory.ca
 		c.Sync.HeartbeatInterval = config.Duration(time.Minute)
