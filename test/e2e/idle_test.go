@@ -155,13 +155,18 @@ func TestIdleTimeout(t *testing.T) {
 		}
 		start := time.Now()
 		for idleTimeouts(t, r) <= before {
-			if time.Since(start) > e2eIdle+10*time.Second {
+			if time.Since(start) > 2*e2eIdle+10*time.Second {
 				t.Fatalf("no idle timeout %s after the client stopped reading", time.Since(start).Round(time.Millisecond))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		if elapsed := time.Since(start); elapsed > e2eIdle+5*time.Second {
-			t.Errorf("stalled reader cut off after %s, want within about %s", elapsed.Round(time.Millisecond), e2eIdle)
+		// Blobs are written in 1 MiB steps, each with its own deadline: the
+		// step that began while the kernel's buffers still took bytes runs
+		// out first, so a stall is cut within two deadlines at most (a
+		// loaded machine shows the second; before the deadlines it was
+		// never cut).
+		if elapsed := time.Since(start); elapsed > 2*e2eIdle+5*time.Second {
+			t.Errorf("stalled reader cut off after %s, want within about two idle deadlines (%s)", elapsed.Round(time.Millisecond), 2*e2eIdle)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
 		rest, err := io.Copy(io.Discard, resp.Body)
