@@ -2,18 +2,19 @@ package client
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/outpost-registry/outpost/internal/graph"
 	"github.com/outpost-registry/outpost/internal/oci"
 )
 
@@ -27,17 +28,51 @@ type CheckResult struct {
 	Problems  []string `json:"problems,omitempty"`
 }
 
-const manifestAccept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json"
-
 // CheckImage verifies that every manifest, child manifest, blob and
 // referrer of repo:ref is present at the server and that each blob's
-// content matches its digest, by reading it.
+// content matches its digest, by reading it: a copy of the image's graph
+// into a sink that verifies and keeps nothing.
 func (c *Client) CheckImage(ctx context.Context, repo, ref string) CheckResult {
 	res := CheckResult{Image: repo + sep(ref) + ref}
-	seen := map[digest.Digest]bool{}
-	c.checkManifest(ctx, repo, ref, &res, seen, 0)
+	d, err := c.resolve(ctx, repo, ref)
+	if err != nil {
+		res.Problems = append(res.Problems, err.Error())
+		return res
+	}
+	var mu sync.Mutex
+	st, err := graph.Copy(ctx, c, repo, graph.Verifier{}, repo, v1.Descriptor{Digest: d}, graph.Options{
+		ManifestMaxBytes: 64 << 20,
+		OnError: func(_ v1.Descriptor, err error) error {
+			mu.Lock()
+			res.Problems = append(res.Problems, problem(err))
+			mu.Unlock()
+			return nil
+		},
+		OnBlob: func(desc v1.Descriptor) {
+			mu.Lock()
+			res.Blobs++
+			res.Bytes += desc.Size
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		res.Problems = append(res.Problems, err.Error())
+	}
+	res.Manifests = int(st.Manifests)
 	res.OK = len(res.Problems) == 0
 	return res
+}
+
+// problem words a failed manifest or blob for the check's report; err
+// names what failed and where.
+func problem(err error) string {
+	switch {
+	case errors.Is(err, graph.ErrNotFound):
+		return "missing: " + err.Error()
+	case errors.Is(err, graph.ErrDigest):
+		return "corrupt: " + err.Error()
+	}
+	return err.Error()
 }
 
 func sep(ref string) string {
@@ -47,13 +82,13 @@ func sep(ref string) string {
 	return ":"
 }
 
-func (c *Client) get(ctx context.Context, path, accept string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+path, nil)
+func (c *Client) get(ctx context.Context, method, path string, hdr http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, nil)
 	if err != nil {
 		return nil, err
 	}
-	if accept != "" {
-		req.Header.Set("Accept", accept)
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	if c.username != "" {
 		req.SetBasicAuth(c.username, c.password)
@@ -61,123 +96,107 @@ func (c *Client) get(ctx context.Context, path, accept string) (*http.Response, 
 	return c.http.Do(req)
 }
 
-func (c *Client) checkManifest(ctx context.Context, repo, ref string, res *CheckResult, seen map[digest.Digest]bool, depth int) {
-	if depth > 8 {
-		return
-	}
-	resp, err := c.get(ctx, "/v2/"+repo+"/manifests/"+ref, manifestAccept)
-	if err != nil {
-		res.Problems = append(res.Problems, fmt.Sprintf("manifest %s: %v", ref, err))
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || err != nil {
-		res.Problems = append(res.Problems, fmt.Sprintf("missing manifest %s (%s)", ref, resp.Status))
-		return
-	}
-	d := digest.FromBytes(body)
-	if strings.Contains(ref, ":") {
-		want := digest.Digest(ref)
-		if want.Algorithm() == digest.SHA512 {
-			d = digest.SHA512.FromBytes(body)
+// answer turns a non-success status into an error, ErrNotFound for 404.
+func answer(resp *http.Response, method, path string, ok ...int) error {
+	for _, s := range append(ok, http.StatusOK) {
+		if resp.StatusCode == s {
+			return nil
 		}
-		if d != want {
-			res.Problems = append(res.Problems, fmt.Sprintf("corrupt manifest %s: content is %s", ref, d))
-			return
-		}
-	} else if h := resp.Header.Get("Docker-Content-Digest"); h != "" && digest.Digest(h) != d {
-		res.Problems = append(res.Problems, fmt.Sprintf("corrupt manifest %s: content is %s, registry says %s", ref, d, h))
 	}
-	if seen[d] {
-		return
-	}
-	seen[d] = true
-	res.Manifests++
-	var m struct {
-		Config    *v1.Descriptor  `json:"config"`
-		Layers    []v1.Descriptor `json:"layers"`
-		Manifests []v1.Descriptor `json:"manifests"`
-	}
-	if err := json.Unmarshal(body, &m); err != nil {
-		res.Problems = append(res.Problems, fmt.Sprintf("manifest %s is not JSON: %v", d, err))
-		return
-	}
-	blobs := m.Layers
-	if m.Config != nil {
-		blobs = append([]v1.Descriptor{*m.Config}, blobs...)
-	}
-	for _, b := range blobs {
-		if oci.IsNonDistributable(b.MediaType) {
-			continue
-		}
-		c.checkBlob(ctx, repo, b, res)
-	}
-	for _, child := range m.Manifests {
-		c.checkManifest(ctx, repo, string(child.Digest), res, seen, depth+1)
-	}
-	// Referrers: signatures, SBOMs.
-	resp, err = c.get(ctx, "/v2/"+repo+"/referrers/"+string(d), "")
-	if err != nil {
-		res.Problems = append(res.Problems, fmt.Sprintf("referrers of %s: %v", d, err))
-		return
-	}
-	defer resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
-		return
+		return fmt.Errorf("%w: %s %s: %s", graph.ErrNotFound, method, path, resp.Status)
 	}
-	var idx v1.Index
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&idx); err != nil {
-		res.Problems = append(res.Problems, fmt.Sprintf("referrers of %s: %v", d, err))
-		return
-	}
-	for _, r := range idx.Manifests {
-		c.checkManifest(ctx, repo, string(r.Digest), res, seen, depth+1)
-	}
+	return fmt.Errorf("%s %s: %s", method, path, resp.Status)
 }
 
-// checkBlob reads a blob entirely and verifies its digest and size.
-func (c *Client) checkBlob(ctx context.Context, repo string, b v1.Descriptor, res *CheckResult) {
-	resp, err := c.get(ctx, "/v2/"+repo+"/blobs/"+string(b.Digest), "")
+var manifestHeader = http.Header{"Accept": {oci.ManifestAccept}}
+
+// resolve returns the digest of repo:ref (ref itself when a digest).
+func (c *Client) resolve(ctx context.Context, repo, ref string) (digest.Digest, error) {
+	if oci.IsDigest(ref) {
+		return digest.Parse(ref)
+	}
+	path := "/v2/" + repo + "/manifests/" + ref
+	resp, err := c.get(ctx, http.MethodHead, path, manifestHeader)
 	if err != nil {
-		res.Problems = append(res.Problems, fmt.Sprintf("blob %s: %v", b.Digest, err))
-		return
+		return "", fmt.Errorf("manifest %s: %w", ref, err)
+	}
+	if err := answer(resp, http.MethodHead, path); err != nil {
+		return "", fmt.Errorf("missing manifest %s (%w)", ref, err)
+	}
+	_ = resp.Body.Close()
+	d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest"))
+	if err != nil {
+		return "", fmt.Errorf("manifest %s: the registry sent no valid Docker-Content-Digest: %w", ref, err)
+	}
+	return d, nil
+}
+
+// Manifest implements graph.Source.
+func (c *Client) Manifest(ctx context.Context, repo string, d digest.Digest, maxBytes int64) ([]byte, string, error) {
+	path := "/v2/" + repo + "/manifests/" + string(d)
+	resp, err := c.get(ctx, http.MethodGet, path, manifestHeader)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := answer(resp, http.MethodGet, path); err != nil {
+		return nil, "", err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		res.Problems = append(res.Problems, fmt.Sprintf("missing blob %s (%s)", b.Digest, resp.Status))
-		return
-	}
-	var h hash.Hash = sha256.New()
-	if b.Digest.Algorithm() == digest.SHA512 {
-		h = sha512.New()
-	}
-	n, err := io.Copy(h, resp.Body)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
 	if err != nil {
-		res.Problems = append(res.Problems, fmt.Sprintf("blob %s: read: %v", b.Digest, err))
-		return
+		return nil, "", fmt.Errorf("%w: read manifest %s: %w", graph.ErrInterrupted, d, err)
 	}
-	got := digest.NewDigest(b.Digest.Algorithm(), h)
-	if got != b.Digest || (b.Size > 0 && n != b.Size) {
-		res.Problems = append(res.Problems, fmt.Sprintf("corrupt blob %s: content is %s (%d bytes, want %d)", b.Digest, got, n, b.Size))
-		return
+	if int64(len(body)) > maxBytes {
+		return nil, "", fmt.Errorf("manifest %s is larger than %d bytes", d, maxBytes)
 	}
-	res.Blobs++
-	res.Bytes += n
+	return body, resp.Header.Get("Content-Type"), nil
+}
+
+// Blob implements graph.Source.
+func (c *Client) Blob(ctx context.Context, repo string, desc v1.Descriptor, offset int64) (io.ReadCloser, bool, error) {
+	path := "/v2/" + repo + "/blobs/" + string(desc.Digest)
+	hdr := http.Header{}
+	if offset > 0 {
+		hdr.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+	}
+	resp, err := c.get(ctx, http.MethodGet, path, hdr)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := answer(resp, http.MethodGet, path, http.StatusPartialContent); err != nil {
+		return nil, false, err
+	}
+	return resp.Body, resp.StatusCode == http.StatusPartialContent, nil
+}
+
+// Referrers implements graph.Source; a registry without the referrers
+// API has none.
+func (c *Client) Referrers(ctx context.Context, repo string, d digest.Digest) ([]v1.Descriptor, error) {
+	path := "/v2/" + repo + "/referrers/" + string(d)
+	resp, err := c.get(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := answer(resp, http.MethodGet, path); err != nil {
+		if errors.Is(err, graph.ErrNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var idx v1.Index
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&idx); err != nil {
+		return nil, fmt.Errorf("referrers of %s: %w", d, err)
+	}
+	return idx.Manifests, nil
 }
 
 // HasManifest reports whether the server has repo:ref (a tag or digest),
 // with a HEAD request; an answer other than 200 or 404 is an error.
 func (c *Client) HasManifest(ctx context.Context, repo, ref string) (bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.base.String()+"/v2/"+repo+"/manifests/"+ref, nil)
-	if err != nil {
-		return false, fmt.Errorf("manifest %s%s%s: %w", repo, sep(ref), ref, err)
-	}
-	req.Header.Set("Accept", manifestAccept)
-	if c.username != "" {
-		req.SetBasicAuth(c.username, c.password)
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.get(ctx, http.MethodHead, "/v2/"+repo+"/manifests/"+ref, manifestHeader)
 	if err != nil {
 		return false, fmt.Errorf("manifest %s%s%s: %w", repo, sep(ref), ref, err)
 	}

@@ -37,6 +37,10 @@ type Manifest struct {
 	Annotations map[string]string
 }
 
+// ManifestAccept is the Accept header value that asks for every manifest
+// type Outpost stores.
+const ManifestAccept = MediaTypeImageIndex + ", " + MediaTypeImageManifest + ", " + MediaTypeDockerManifestList + ", " + MediaTypeDockerManifest
+
 // IsIndex reports whether the media type is an index or manifest list.
 func IsIndex(mediaType string) bool {
 	return mediaType == MediaTypeImageIndex || mediaType == MediaTypeDockerManifestList

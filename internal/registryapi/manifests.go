@@ -82,29 +82,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 		}
 		tags = append(tags, t)
 	}
-	rec := &storage.ManifestRecord{
-		Digest:       d,
-		MediaType:    parsed.MediaType,
-		ArtifactType: parsed.ArtifactType,
-		Annotations:  parsed.Annotations,
-		Body:         body,
-	}
-	var optional map[digest.Digest]bool
-	for _, b := range parsed.Blobs {
-		rec.Blobs = append(rec.Blobs, b.Digest)
-		if oci.IsNonDistributable(b.MediaType) {
-			if optional == nil {
-				optional = map[digest.Digest]bool{}
-			}
-			optional[b.Digest] = true
-		}
-	}
-	for _, c := range parsed.Manifests {
-		rec.Manifests = append(rec.Manifests, c.Digest)
-	}
-	if parsed.Subject != nil {
-		rec.Subject = parsed.Subject.Digest
-	}
+	rec, optional := storage.NewManifestRecord(d, parsed, body)
 	if err := h.checkSizes(r.Context(), rt.Name, parsed); err != nil {
 		return err
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/outpost-registry/outpost/internal/oci"
 )
 
 // Sentinel errors. Implementations wrap them with the digest or reference
@@ -92,6 +94,33 @@ type ManifestRecord struct {
 	Blobs     []digest.Digest `json:"blobs,omitempty"`
 	Manifests []digest.Digest `json:"manifests,omitempty"`
 	Body      []byte          `json:"-"`
+}
+
+// NewManifestRecord builds the record of manifest body, parsed as m, with
+// digest d. optional lists the non-distributable layers it references:
+// their content is fetched from elsewhere, so the store need not hold it
+// (see Metadata.PutManifest).
+func NewManifestRecord(d digest.Digest, m oci.Manifest, body []byte) (rec *ManifestRecord, optional map[digest.Digest]bool) {
+	rec = &ManifestRecord{Digest: d, MediaType: m.MediaType, ArtifactType: m.ArtifactType, Annotations: m.Annotations, Body: body}
+	if len(m.Blobs) > 0 {
+		rec.Blobs = make([]digest.Digest, 0, len(m.Blobs))
+	}
+	for _, b := range m.Blobs {
+		rec.Blobs = append(rec.Blobs, b.Digest)
+		if oci.IsNonDistributable(b.MediaType) {
+			if optional == nil {
+				optional = map[digest.Digest]bool{}
+			}
+			optional[b.Digest] = true
+		}
+	}
+	for _, c := range m.Manifests {
+		rec.Manifests = append(rec.Manifests, c.Digest)
+	}
+	if m.Subject != nil {
+		rec.Subject = m.Subject.Digest
+	}
+	return rec, optional
 }
 
 // Size is the length of the manifest body.

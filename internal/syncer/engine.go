@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
+	"github.com/outpost-registry/outpost/internal/graph"
 	"github.com/outpost-registry/outpost/internal/oci"
 	"github.com/outpost-registry/outpost/internal/storage"
 )
@@ -28,7 +28,8 @@ type Options struct {
 	Uploads  storage.Uploads
 	Metadata storage.Metadata
 	Logger   *slog.Logger
-	// Concurrency is the number of blobs downloaded at once (default 4).
+	// Concurrency is the number of blobs downloaded at once, across every
+	// copy (default 4).
 	Concurrency int
 	// BandwidthLimit caps download bytes per second; 0 is unlimited.
 	BandwidthLimit int64
@@ -69,11 +70,15 @@ func (noObserver) SyncRun(string, time.Time) {}
 
 // Engine copies content from the parent.
 type Engine struct {
-	o       Options
-	log     *slog.Logger
-	limiter *rate.Limiter
-	flight  singleflight.Group
-	online  atomic.Bool
+	o      Options
+	log    *slog.Logger
+	flight singleflight.Group
+	online atomic.Bool
+	// src is the parent as a copy's source, store the local store as its
+	// target; pool bounds the blob transfers of every copy at once.
+	src   parentSource
+	store *graph.Store
+	pool  *graph.Pool
 
 	mu       sync.Mutex
 	scope    []string
@@ -159,10 +164,12 @@ func NewEngine(o Options) *Engine {
 	if o.OnDemandHold <= 0 {
 		o.OnDemandHold = 30 * time.Second
 	}
-	e := &Engine{o: o, log: o.Logger}
+	e := &Engine{o: o, log: o.Logger, pool: graph.NewPool(o.Concurrency)}
+	e.src = parentSource{p: o.Parent}
 	if o.BandwidthLimit > 0 {
-		e.limiter = rate.NewLimiter(rate.Limit(o.BandwidthLimit), int(min(o.BandwidthLimit, 256<<10)))
+		e.src.limiter = rate.NewLimiter(rate.Limit(o.BandwidthLimit), int(min(o.BandwidthLimit, 256<<10)))
 	}
+	e.store = &graph.Store{Blobs: o.Blobs, Uploads: o.Uploads, Metadata: o.Metadata, OnCommit: o.Metrics.BlobSynced, Log: o.Logger, From: "the parent"}
 	e.online.Store(true)
 	return e
 }
@@ -427,7 +434,7 @@ func (e *Engine) apply(ctx context.Context, repo string, c storage.Change) error
 		}
 		return err
 	case "refer":
-		err := e.copyGraph(ctx, repo, c.Digest, 0)
+		_, err := e.copy(ctx, repo, c.Digest)
 		if errors.Is(err, ErrNotFound) {
 			return nil
 		}
@@ -516,255 +523,42 @@ func (e *Engine) copyTag(ctx context.Context, repo, tag string, d digest.Digest)
 	if e.held(ctx, repo, tag, d) {
 		return nil
 	}
-	if cur, err := e.o.Metadata.GetManifest(ctx, repo, tag); err == nil && cur.Digest == d {
-		return e.copyReferrers(ctx, repo, d, 0)
+	var tags []string
+	if cur, err := e.o.Metadata.GetManifest(ctx, repo, tag); err != nil || cur.Digest != d {
+		tags = []string{tag}
 	}
-	if err := e.copyGraph(ctx, repo, d, 0); err != nil {
+	if _, err := e.copy(ctx, repo, d, tags...); err != nil {
 		return err
 	}
-	rec, err := e.o.Metadata.GetManifest(ctx, repo, string(d))
-	if err != nil {
-		return err
-	}
-	if err := e.o.Metadata.PutManifest(ctx, repo, rec, []string{tag}, nil); err != nil {
-		return fmt.Errorf("publish tag %s: %w", tag, err)
-	}
-	e.log.Info("tag synced", "repo", repo, "tag", tag, "digest", string(d))
-	return nil
-}
-
-const maxDepth = 8
-
-// copyGraph copies manifest d with everything it references, then its
-// referrers. A manifest already present is complete (the store refuses
-// manifests with missing references), so its children are skipped.
-func (e *Engine) copyGraph(ctx context.Context, repo string, d digest.Digest, depth int) error {
-	if depth > maxDepth {
-		return fmt.Errorf("manifest %s: nesting deeper than %d", d, maxDepth)
-	}
-	if _, err := e.o.Metadata.GetManifest(ctx, repo, string(d)); err == nil {
-		return e.copyReferrers(ctx, repo, d, depth)
-	}
-	var (
-		body []byte
-		mt   string
-	)
-	err := e.retry(ctx, "manifest "+repo+"@"+string(d), func() error {
-		var err error
-		body, mt, _, err = e.o.Parent.Manifest(ctx, repo, string(d), e.o.ManifestMaxBytes)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	parsed, err := oci.ParseManifest("", body)
-	if err != nil && mt != "" {
-		parsed, err = oci.ParseManifest(mt, body)
-	}
-	if err != nil {
-		return fmt.Errorf("manifest %s from the parent: %w", d, err)
-	}
-	for _, child := range parsed.Manifests {
-		if err := e.copyGraph(ctx, repo, child.Digest, depth+1); err != nil {
-			return err
-		}
-	}
-	optional := map[digest.Digest]bool{}
-	var blobs []v1.Descriptor
-	for _, b := range parsed.Blobs {
-		if oci.IsNonDistributable(b.MediaType) {
-			optional[b.Digest] = true
-			continue
-		}
-		blobs = append(blobs, b)
-	}
-	if err := e.copyBlobs(ctx, repo, blobs); err != nil {
-		return err
-	}
-	rec := &storage.ManifestRecord{Digest: d, MediaType: parsed.MediaType, ArtifactType: parsed.ArtifactType, Annotations: parsed.Annotations, Body: body}
-	for _, b := range parsed.Blobs {
-		rec.Blobs = append(rec.Blobs, b.Digest)
-	}
-	for _, c := range parsed.Manifests {
-		rec.Manifests = append(rec.Manifests, c.Digest)
-	}
-	if parsed.Subject != nil {
-		rec.Subject = parsed.Subject.Digest
-	}
-	if err := e.o.Metadata.PutManifest(ctx, repo, rec, nil, optional); err != nil {
-		return fmt.Errorf("store manifest %s: %w", d, err)
-	}
-	e.addProgress(1, 0)
-	return e.copyReferrers(ctx, repo, d, depth)
-}
-
-// copyReferrers copies the signatures, SBOMs and other artifacts that
-// refer to d.
-func (e *Engine) copyReferrers(ctx context.Context, repo string, d digest.Digest, depth int) error {
-	if depth >= maxDepth {
-		return nil
-	}
-	var refs []v1.Descriptor
-	err := e.retry(ctx, "referrers "+repo+"@"+string(d), func() error {
-		var err error
-		refs, err = e.o.Parent.Referrers(ctx, repo, d)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("list referrers of %s: %w", d, err)
-	}
-	for _, r := range refs {
-		if err := e.copyGraph(ctx, repo, r.Digest, depth+1); err != nil && !errors.Is(err, ErrNotFound) {
-			return err
-		}
+	if len(tags) > 0 {
+		e.log.Info("tag synced", "repo", repo, "tag", tag, "digest", string(d))
 	}
 	return nil
 }
 
-// copyBlobs copies blobs with bounded concurrency.
-func (e *Engine) copyBlobs(ctx context.Context, repo string, blobs []v1.Descriptor) error {
-	sem := make(chan struct{}, e.o.Concurrency)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	e.blobsPending.Add(int64(len(blobs)))
-	for _, b := range blobs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(b v1.Descriptor) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			defer e.blobsPending.Add(-1)
-			if err := e.copyBlob(ctx, repo, b.Digest, b.Size); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}(b)
+// copyOptions are the options of every copy from the parent.
+func (e *Engine) copyOptions(tags ...string) graph.Options {
+	return graph.Options{
+		Pool:             e.pool,
+		ManifestMaxBytes: e.o.ManifestMaxBytes,
+		Tags:             tags,
+		Retry:            e.retry,
+		OnManifest:       func(v1.Descriptor) { e.addProgress(1, 0) },
+		OnBytes:          func(n int64) { e.addProgress(0, n) },
+		OnQueue:          func(n int64) { e.blobsPending.Add(n) },
 	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
-// copyBlob makes blob d part of repo: linking it when the store already
-// holds it, downloading it otherwise. Concurrent requests for one blob
-// share one download.
+// copy copies the graph of manifest d of repo from the parent (every
+// platform of an index, blobs and referrers), then points tags at it.
+func (e *Engine) copy(ctx context.Context, repo string, d digest.Digest, tags ...string) (graph.Stats, error) {
+	return graph.Copy(ctx, e.src, repo, e.store, repo, v1.Descriptor{Digest: d}, e.copyOptions(tags...))
+}
+
+// copyBlob makes blob d part of repo, downloading it unless the store
+// holds it already; size is -1 when not known.
 func (e *Engine) copyBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
-	if _, err := e.o.Metadata.BlobSize(ctx, repo, d); err == nil {
-		if _, err := e.o.Blobs.Stat(ctx, d); err == nil {
-			return nil
-		}
-		// Linked but gone from the store (quarantined as corrupt, or
-		// lost): download it again.
-	}
-	if n, err := e.o.Blobs.Stat(ctx, d); err == nil {
-		return e.o.Metadata.LinkBlob(ctx, repo, d, n)
-	}
-	_, err, _ := e.flight.Do("blob:"+string(d), func() (any, error) {
-		if _, err := e.o.Blobs.Stat(ctx, d); err == nil {
-			return nil, nil
-		}
-		return nil, e.download(ctx, repo, d, size)
-	})
-	if err != nil {
-		return fmt.Errorf("blob %s: %w", d, err)
-	}
-	n, err := e.o.Blobs.Stat(ctx, d)
-	if err != nil {
-		return err
-	}
-	return e.o.Metadata.LinkBlob(ctx, repo, d, n)
-}
-
-// download streams a blob into an upload session, resuming with Range
-// after a broken transfer, and commits it only if its digest verifies.
-func (e *Engine) download(ctx context.Context, repo string, d digest.Digest, size int64) error {
-	id, err := e.o.Uploads.StartUpload(ctx, repo)
-	if err != nil {
-		return err
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			_ = e.o.Uploads.CancelUpload(context.WithoutCancel(ctx), repo, id)
-		}
-	}()
-	err = e.retry(ctx, "blob "+string(d), func() error {
-		offset, err := e.o.Uploads.UploadSize(ctx, repo, id)
-		if err != nil {
-			return err
-		}
-		body, ranged, err := e.o.Parent.Blob(ctx, repo, d, offset)
-		if err != nil {
-			return err
-		}
-		defer body.Close()
-		if offset > 0 && !ranged {
-			// The parent ignored Range: start the session over.
-			_ = e.o.Uploads.CancelUpload(ctx, repo, id)
-			if id, err = e.o.Uploads.StartUpload(ctx, repo); err != nil {
-				return err
-			}
-			offset = 0
-		}
-		var r io.Reader = body
-		if size >= 0 {
-			r = io.LimitReader(body, size-offset+1)
-		}
-		if e.limiter != nil {
-			r = &limitedReader{r: r, l: e.limiter, ctx: ctx}
-		}
-		n, err := e.o.Uploads.AppendUpload(ctx, repo, id, offset, r)
-		e.addProgress(0, n-offset)
-		if storage.NoSpace(err) {
-			return err // retrying cannot help until space is freed
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrConnection, err)
-		}
-		if size >= 0 && n < size {
-			return fmt.Errorf("%w: transfer ended at %d of %d bytes", io.ErrUnexpectedEOF, n, size)
-		}
-		if size >= 0 && n > size {
-			_ = e.o.Uploads.CancelUpload(ctx, repo, id)
-			id, _ = e.o.Uploads.StartUpload(ctx, repo)
-			return fmt.Errorf("%w: parent sent more than the %d bytes the manifest declares", ErrDigest, size)
-		}
-		if _, err := e.o.Uploads.CommitUpload(ctx, repo, id, d); err != nil {
-			if errors.Is(err, storage.ErrDigestMismatch) {
-				e.log.Warn("blob digest mismatch from the parent; fetching again", "repo", repo, "digest", string(d))
-				id, _ = e.o.Uploads.StartUpload(ctx, repo)
-				return fmt.Errorf("%w: %w", ErrDigest, err)
-			}
-			return err
-		}
-		committed = true
-		e.o.Metrics.BlobSynced(n)
-		return nil
-	})
-	return err
-}
-
-// limitedReader applies the bandwidth limit.
-type limitedReader struct {
-	r   io.Reader
-	l   *rate.Limiter
-	ctx context.Context
-}
-
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if len(p) > l.l.Burst() {
-		p = p[:l.l.Burst()]
-	}
-	n, err := l.r.Read(p)
-	if n > 0 {
-		if werr := l.l.WaitN(l.ctx, n); werr != nil {
-			return n, werr
-		}
-	}
-	return n, err
+	return graph.CopyBlob(ctx, e.src, repo, e.store, repo, v1.Descriptor{Digest: d, Size: size}, e.copyOptions())
 }
 
 // FetchManifest brings a manifest (by tag or digest) of a repository in
@@ -777,7 +571,8 @@ func (e *Engine) FetchManifest(ctx context.Context, repo, ref string) error {
 	defer cancel()
 	_, err, _ := e.flight.Do("manifest:"+repo+":"+ref, func() (any, error) {
 		if oci.IsDigest(ref) {
-			return nil, e.copyGraph(ctx, repo, digest.Digest(ref), 0)
+			_, err := e.copy(ctx, repo, digest.Digest(ref))
+			return nil, err
 		}
 		d, err := e.o.Parent.Resolve(ctx, repo, ref)
 		if err != nil {
@@ -835,41 +630,15 @@ func (e *Engine) onDemandDone(ctx context.Context, repo, ref string, err error) 
 // Stage copies the graph of manifest d of repo (every platform of an
 // index, blobs and referrers) regardless of the sync scope, for a staging
 // job, publishes tag (when set) once the graph is complete, and returns
-// the bytes of blobs its graph holds.
+// the bytes of the manifests and blobs its graph holds.
 func (e *Engine) Stage(ctx context.Context, repo string, d digest.Digest, tag string) (int64, error) {
 	ctx = storage.WithOrigin(ctx, storage.OriginSync)
-	if err := e.copyGraph(ctx, repo, d, 0); err != nil {
+	var tags []string
+	if tag != "" {
+		tags = []string{tag}
+	}
+	if _, err := e.copy(ctx, repo, d, tags...); err != nil {
 		return 0, err
 	}
-	if tag != "" {
-		rec, err := e.o.Metadata.GetManifest(ctx, repo, string(d))
-		if err != nil {
-			return 0, err
-		}
-		if err := e.o.Metadata.PutManifest(ctx, repo, rec, []string{tag}, nil); err != nil {
-			return 0, fmt.Errorf("publish tag %s: %w", tag, err)
-		}
-	}
-	return e.graphBytes(ctx, repo, d, 0), nil
-}
-
-// graphBytes sums the blob sizes of a stored manifest graph.
-func (e *Engine) graphBytes(ctx context.Context, repo string, d digest.Digest, depth int) int64 {
-	if depth > maxDepth {
-		return 0
-	}
-	rec, err := e.o.Metadata.GetManifest(ctx, repo, string(d))
-	if err != nil {
-		return 0
-	}
-	n := rec.Size()
-	for _, b := range rec.Blobs {
-		if s, err := e.o.Metadata.BlobSize(ctx, repo, b); err == nil {
-			n += s
-		}
-	}
-	for _, c := range rec.Manifests {
-		n += e.graphBytes(ctx, repo, c, depth+1)
-	}
-	return n
+	return graph.Size(ctx, e.store, repo, d)
 }

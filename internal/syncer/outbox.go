@@ -4,15 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/outpost-registry/outpost/internal/oci"
+	"github.com/outpost-registry/outpost/internal/graph"
 	"github.com/outpost-registry/outpost/internal/storage"
 )
 
@@ -243,7 +243,7 @@ func (o *Outbox) deliver(ctx context.Context, repo string, c storage.Change) err
 	p := o.engine.o.Parent
 	switch c.Op {
 	case "refer":
-		return o.pushGraph(ctx, repo, c.Digest, 0)
+		return o.pushGraph(ctx, repo, c.Digest)
 	case "delete":
 		cur, err := p.Resolve(ctx, repo, c.Tag)
 		if errors.Is(err, ErrNotFound) {
@@ -262,7 +262,7 @@ func (o *Outbox) deliver(ctx context.Context, repo string, c storage.Change) err
 		o.notify(Event{Repository: repo, Tag: c.Tag, Digest: c.Prev, Action: "delete", Time: c.Time})
 		return nil
 	case "put":
-		if err := o.pushGraph(ctx, repo, c.Digest, 0); err != nil {
+		if err := o.pushGraph(ctx, repo, c.Digest); err != nil {
 			if errors.Is(err, storage.ErrManifestUnknown) {
 				return nil // deleted locally since; a later change says so
 			}
@@ -318,46 +318,13 @@ func short(d digest.Digest) string {
 
 // pushGraph uploads manifest d of repo with everything it references
 // (blobs first, then child manifests, then the manifest by digest),
-// skipping what the parent has.
-func (o *Outbox) pushGraph(ctx context.Context, repo string, d digest.Digest, depth int) error {
-	if depth > maxDepth {
-		return fmt.Errorf("manifest %s: nesting deeper than %d", d, maxDepth)
-	}
+// skipping what the parent has. Referrers travel as changes of their own.
+func (o *Outbox) pushGraph(ctx context.Context, repo string, d digest.Digest) error {
 	e := o.engine
-	rec, err := e.o.Metadata.GetManifest(ctx, repo, string(d))
-	if err != nil {
-		return err
-	}
-	for _, b := range rec.Blobs {
-		has, err := e.o.Parent.HasBlob(ctx, repo, b)
-		if err != nil {
-			return err
-		}
-		if has {
-			continue
-		}
-		if _, err := e.o.Metadata.BlobSize(ctx, repo, b); err != nil {
-			continue // non-distributable layers are not in the store
-		}
-		size, err := e.o.Blobs.Stat(ctx, b)
-		if err != nil {
-			return err
-		}
-		open := func() (io.ReadCloser, error) {
-			f, _, err := e.o.Blobs.Open(ctx, b)
-			return f, err
-		}
-		if err := e.o.Parent.PushBlob(ctx, repo, b, size, open); err != nil {
-			return fmt.Errorf("push blob %s: %w", b, err)
-		}
-	}
-	for _, child := range rec.Manifests {
-		if err := o.pushGraph(ctx, repo, child, depth+1); err != nil {
-			return err
-		}
-	}
-	if oci.IsDigest(string(d)) {
-		return e.o.Parent.PushManifest(ctx, repo, string(d), rec.MediaType, rec.Body)
-	}
-	return nil
+	_, err := graph.Copy(ctx, e.store, repo, parentTarget{e.o.Parent}, repo, v1.Descriptor{Digest: d}, graph.Options{
+		Concurrency:      e.o.Concurrency,
+		ManifestMaxBytes: e.o.ManifestMaxBytes,
+		NoReferrers:      true,
+	})
+	return err
 }

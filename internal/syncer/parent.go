@@ -27,14 +27,15 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/registry/remote/auth"
 
+	"github.com/outpost-registry/outpost/internal/graph"
 	"github.com/outpost-registry/outpost/internal/oci"
 	"github.com/outpost-registry/outpost/internal/origin"
 )
 
 // Errors of parent requests.
 var (
-	ErrNotFound   = errors.New("not found on the parent")
-	ErrDigest     = errors.New("digest mismatch from the parent")
+	ErrNotFound   = fmt.Errorf("%w on the parent", graph.ErrNotFound)
+	ErrDigest     = fmt.Errorf("%w from the parent", graph.ErrDigest)
 	ErrConnection = errors.New("parent unreachable")
 )
 
@@ -51,13 +52,14 @@ func (e *StatusError) Error() string {
 }
 
 // Temporary reports errors worth retrying: throttling, server errors,
-// connection failures and digest mismatches (a corrupted transfer).
+// connection failures, interrupted transfers and digest mismatches (a
+// corrupted transfer).
 func Temporary(err error) bool {
 	var se *StatusError
 	if errors.As(err, &se) {
 		return se.Status == http.StatusTooManyRequests || se.Status >= 500
 	}
-	return errors.Is(err, ErrConnection) || errors.Is(err, ErrDigest) || errors.Is(err, io.ErrUnexpectedEOF)
+	return errors.Is(err, ErrConnection) || errors.Is(err, graph.ErrDigest) || errors.Is(err, graph.ErrInterrupted) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // ParentOptions configure the connection to a parent.
@@ -255,14 +257,11 @@ func check(resp *http.Response, method, path string, ok ...int) error {
 	return se
 }
 
-// manifestAccept lists every manifest type Outpost stores.
-var manifestAccept = strings.Join([]string{oci.MediaTypeImageIndex, oci.MediaTypeImageManifest, oci.MediaTypeDockerManifestList, oci.MediaTypeDockerManifest}, ", ")
-
 // Manifest fetches a manifest and verifies its digest: against ref when it
 // is a digest, else against the Docker-Content-Digest header when sent.
 func (p *Parent) Manifest(ctx context.Context, repo, ref string, maxBytes int64) ([]byte, string, digest.Digest, error) {
 	path := "/v2/" + repo + "/manifests/" + ref
-	resp, err := p.do(ctx, http.MethodGet, path, http.Header{"Accept": {manifestAccept}}, nil, repo, "pull")
+	resp, err := p.do(ctx, http.MethodGet, path, http.Header{"Accept": {oci.ManifestAccept}}, nil, repo, "pull")
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -297,7 +296,7 @@ func (p *Parent) Manifest(ctx context.Context, repo, ref string, maxBytes int64)
 // Resolve returns the digest a tag points at, with a HEAD request.
 func (p *Parent) Resolve(ctx context.Context, repo, tag string) (digest.Digest, error) {
 	path := "/v2/" + repo + "/manifests/" + tag
-	resp, err := p.do(ctx, http.MethodHead, path, http.Header{"Accept": {manifestAccept}}, nil, repo, "pull")
+	resp, err := p.do(ctx, http.MethodHead, path, http.Header{"Accept": {oci.ManifestAccept}}, nil, repo, "pull")
 	if err != nil {
 		return "", err
 	}

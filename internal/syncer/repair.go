@@ -22,12 +22,7 @@ func (e *Engine) RepairBlob(ctx context.Context, repos []string, d digest.Digest
 		if err != nil {
 			size = -1
 		}
-		_, err, _ = e.flight.Do("blob:"+string(d), func() (any, error) {
-			if _, err := e.o.Blobs.Stat(ctx, d); err == nil {
-				return nil, nil
-			}
-			return nil, e.download(ctx, repo, d, size)
-		})
+		err = e.copyBlob(ctx, repo, d, size)
 		if err == nil {
 			return nil
 		}
