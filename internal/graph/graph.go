@@ -196,7 +196,7 @@ func newCopier(src Source, srcRepo string, dst Target, dstRepo string, o Options
 	if o.Retry == nil {
 		o.Retry = func(_ context.Context, _ string, fn func() error) error { return fn() }
 	}
-	return &copier{src: src, dst: dst, srcRepo: srcRepo, dstRepo: dstRepo, o: o, done: map[digest.Digest]*visit{}}
+	return &copier{src: src, dst: dst, srcRepo: srcRepo, dstRepo: dstRepo, o: o, done: map[digest.Digest]*visit{}, blobSeen: map[digest.Digest]*visit{}}
 }
 
 type copier struct {
@@ -207,8 +207,9 @@ type copier struct {
 
 	manifests, blobs, skipped, bytes atomic.Int64
 
-	mu   sync.Mutex
-	done map[digest.Digest]*visit
+	mu       sync.Mutex
+	done     map[digest.Digest]*visit
+	blobSeen map[digest.Digest]*visit
 }
 
 // visit is one manifest's copy, shared by every path of the graph that
@@ -283,7 +284,7 @@ func (c *copier) copyNode(ctx context.Context, d digest.Digest, depth int) (*Nod
 		if oci.IsNonDistributable(b.MediaType) {
 			continue // fetched from elsewhere by whoever runs the image
 		}
-		g.Go(func() error { return c.failed(b, c.blob(gctx, b)) })
+		g.Go(func() error { return c.blobOnce(gctx, b) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -350,6 +351,19 @@ func (c *copier) referrers(ctx context.Context, d digest.Digest, depth int) erro
 		}
 	}
 	return nil
+}
+
+// blobOnce copies blob desc once per Copy, however many manifests list it.
+func (c *copier) blobOnce(ctx context.Context, desc v1.Descriptor) error {
+	c.mu.Lock()
+	v := c.blobSeen[desc.Digest]
+	if v == nil {
+		v = &visit{}
+		c.blobSeen[desc.Digest] = v
+	}
+	c.mu.Unlock()
+	v.once.Do(func() { v.err = c.failed(desc, c.blob(ctx, desc)) })
+	return v.err
 }
 
 // blob copies one blob unless the target has it.
