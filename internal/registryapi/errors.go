@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/oci"
 	"github.com/outpost-registry/outpost/internal/storage"
 )
@@ -32,6 +33,10 @@ const (
 	CodeRangeInvalid        Code = "RANGE_INVALID"
 	CodeUnavailable         Code = "UNAVAILABLE"
 	CodeUnknown             Code = "UNKNOWN"
+	// CodePaginationInvalid reports a bad n parameter. It is not in the
+	// OCI table; the name is the one distribution uses, so clients
+	// recognise it.
+	CodePaginationInvalid Code = "PAGINATION_NUMBER_INVALID"
 )
 
 // codeInfo is the single table mapping each code to its HTTP status and the
@@ -57,6 +62,7 @@ var codeInfo = map[Code]struct {
 	CodeRangeInvalid:        {http.StatusRequestedRangeNotSatisfiable, "invalid content range"},
 	CodeUnavailable:         {http.StatusServiceUnavailable, "service unavailable"},
 	CodeUnknown:             {http.StatusInternalServerError, "unknown error"},
+	CodePaginationInvalid:   {http.StatusBadRequest, "invalid number of results requested"},
 }
 
 // Error is an API error: an OCI code, a message and an optional detail.
@@ -103,9 +109,16 @@ func newError(code Code, msg string, cause error) *Error {
 // toAPIError is the one place where domain errors become OCI codes.
 func toAPIError(err error) *Error {
 	var apiErr *Error
+	var denial *auth.Denial
 	switch {
 	case errors.As(err, &apiErr):
 		return apiErr
+	case errors.Is(err, errNotFound):
+		// The path names no endpoint of the API. The spec has no code for
+		// it; NAME_UNKNOWN would tell the client a repository is missing.
+		return &Error{Code: CodeUnsupported, Message: err.Error(), Status: http.StatusNotFound}
+	case errors.As(err, &denial):
+		return &Error{Code: denialCode(denial.Status), Message: denial.Message, Status: denial.Status, Header: denial.Header()}
 	case errors.Is(err, oci.ErrNameInvalid):
 		return newError(CodeNameInvalid, err.Error(), nil)
 	case errors.Is(err, oci.ErrTagInvalid):
@@ -133,6 +146,24 @@ func toAPIError(err error) *Error {
 	default:
 		return newError(CodeUnknown, "", err)
 	}
+}
+
+// denialCode is the code of an authorization denial answered with status:
+// 401 UNAUTHORIZED, 403 DENIED or 429 TOOMANYREQUESTS.
+func denialCode(status int) Code {
+	switch status {
+	case http.StatusForbidden:
+		return CodeDenied
+	case http.StatusTooManyRequests:
+		return CodeTooManyRequests
+	}
+	return CodeUnauthorized
+}
+
+// WriteInternalError answers 500 UNKNOWN with an OCI error body, for a
+// request whose handler failed before answering (a recovered panic).
+func WriteInternalError(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, newError(CodeUnknown, "internal error", nil))
 }
 
 // insufficientStorageMessage is the message of a write refused because

@@ -6,6 +6,7 @@ package registryapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -39,8 +40,8 @@ type Access struct {
 }
 
 // Authorizer decides whether a request may perform every access listed. It
-// is the one place where authorization happens; it returns an *Error (such
-// as UNAUTHORIZED with a challenge) to deny.
+// is the one place where authorization happens; it returns an *auth.Denial
+// (which carries its challenge) or an *Error to deny.
 type Authorizer interface {
 	Authorize(r *http.Request, access []Access) error
 }
@@ -167,7 +168,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	route, err := ParseRoute(r.URL.Path)
 	if errors.Is(err, errNotFound) {
-		err = &Error{Code: CodeNameUnknown, Message: "no such endpoint: " + r.URL.Path, Status: http.StatusNotFound}
+		err = fmt.Errorf("%w: %s", err, r.URL.Path)
 	}
 	if err == nil {
 		err = h.dispatch(w, r, route)
