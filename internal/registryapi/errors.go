@@ -110,9 +110,16 @@ func newError(code Code, msg string, cause error) *Error {
 func toAPIError(err error) *Error {
 	var apiErr *Error
 	var denial *auth.Denial
+	var pull *pullError
 	switch {
 	case errors.As(err, &apiErr):
 		return apiErr
+	case errors.As(err, &pull) && !storage.NoSpace(err):
+		// A full volume here is not the parent's failure: 507 below.
+		if pull.unavailable() {
+			return &Error{Code: CodeUnavailable, Message: "the parent registry could not be reached to fetch the content; retry later", Err: err}
+		}
+		return &Error{Code: CodeUnknown, Message: "the parent registry failed to send the content; retry later", Status: http.StatusBadGateway, Err: err}
 	case errors.Is(err, errNotFound):
 		// The path names no endpoint of the API. The spec has no code for
 		// it; NAME_UNKNOWN would tell the client a repository is missing.
@@ -146,6 +153,34 @@ func toAPIError(err error) *Error {
 	default:
 		return newError(CodeUnknown, "", err)
 	}
+}
+
+// pullError is a pull-through that the Fallback could not complete for a
+// reason other than the content missing at the source.
+type pullError struct{ err error }
+
+func (e *pullError) Error() string { return "pull-through: " + e.err.Error() }
+func (e *pullError) Unwrap() error { return e.err }
+
+// unavailable reports a source that could not be reached.
+func (e *pullError) unavailable() bool {
+	var u interface{ Unavailable() bool }
+	return errors.As(e.err, &u) && u.Unavailable()
+}
+
+// fallbackResult classifies the error of a Fallback fetch made after the
+// local lookup failed with unknown: nil when the content came, unknown
+// when the source does not have it either, and the source's failure
+// otherwise, which is never answered as unknown.
+func fallbackResult(err, unknown error) error {
+	if err == nil {
+		return nil
+	}
+	var nf interface{ NotFound() bool }
+	if errors.As(err, &nf) && nf.NotFound() {
+		return unknown
+	}
+	return &pullError{err: err}
 }
 
 // denialCode is the code of an authorization denial answered with status:

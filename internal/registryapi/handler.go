@@ -82,7 +82,11 @@ type UploadObserver interface {
 
 // Fallback fetches content missing locally from elsewhere (a connected
 // registry's parent) before a pull answers "unknown". It returns an error
-// when it could not bring the content.
+// when it could not bring the content: one whose chain holds a value with
+// a NotFound() bool method answering true when the source does not have
+// it (the pull answers unknown), with an Unavailable() bool method
+// answering true when the source could not be reached (503), and any
+// other error when the source failed (502); see toAPIError.
 type Fallback interface {
 	FetchManifest(ctx context.Context, repo, ref string) error
 	FetchBlob(ctx context.Context, repo string, d digest.Digest) error

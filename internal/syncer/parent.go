@@ -33,10 +33,25 @@ import (
 
 // Errors of parent requests.
 var (
-	ErrNotFound   = errors.New("not found on the parent")
-	ErrDigest     = errors.New("digest mismatch from the parent")
-	ErrConnection = errors.New("parent unreachable")
+	ErrNotFound   error = &parentError{"not found on the parent"}
+	ErrDigest     error = &parentError{"digest mismatch from the parent"}
+	ErrConnection error = &parentError{"parent unreachable"}
 )
+
+// parentError is the type of the sentinel errors of parent requests. Its
+// NotFound and Unavailable methods let a caller that may not import
+// syncer (the registry API, answering a pull-through) tell a parent
+// without the content from a parent that failed, through errors.As.
+type parentError struct{ msg string }
+
+func (e *parentError) Error() string { return e.msg }
+
+// NotFound reports the parent answering that it does not have the content.
+func (e *parentError) NotFound() bool { return error(e) == ErrNotFound }
+
+// Unavailable reports a parent that could not be reached or did not answer
+// in time.
+func (e *parentError) Unavailable() bool { return error(e) == ErrConnection }
 
 // StatusError is an unexpected HTTP answer from the parent.
 type StatusError struct {
