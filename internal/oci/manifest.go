@@ -21,6 +21,10 @@ const (
 	MediaTypeEmptyJSON          = v1.MediaTypeEmptyJSON
 )
 
+// ManifestAccept is the Accept header of a manifest request: every
+// manifest type Outpost stores (IsManifestMediaType), indexes first.
+const ManifestAccept = MediaTypeImageIndex + ", " + MediaTypeImageManifest + ", " + MediaTypeDockerManifestList + ", " + MediaTypeDockerManifest
+
 // ErrManifestInvalid reports a manifest body that cannot be accepted.
 var ErrManifestInvalid = errors.New("manifest invalid")
 

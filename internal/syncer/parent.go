@@ -270,14 +270,11 @@ func check(resp *http.Response, method, path string, ok ...int) error {
 	return se
 }
 
-// manifestAccept lists every manifest type Outpost stores.
-var manifestAccept = strings.Join([]string{oci.MediaTypeImageIndex, oci.MediaTypeImageManifest, oci.MediaTypeDockerManifestList, oci.MediaTypeDockerManifest}, ", ")
-
 // Manifest fetches a manifest and verifies its digest: against ref when it
 // is a digest, else against the Docker-Content-Digest header when sent.
 func (p *Parent) Manifest(ctx context.Context, repo, ref string, maxBytes int64) ([]byte, string, digest.Digest, error) {
 	path := "/v2/" + repo + "/manifests/" + ref
-	resp, err := p.do(ctx, http.MethodGet, path, http.Header{"Accept": {manifestAccept}}, nil, repo, "pull")
+	resp, err := p.do(ctx, http.MethodGet, path, http.Header{"Accept": {oci.ManifestAccept}}, nil, repo, "pull")
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -312,7 +309,7 @@ func (p *Parent) Manifest(ctx context.Context, repo, ref string, maxBytes int64)
 // Resolve returns the digest a tag points at, with a HEAD request.
 func (p *Parent) Resolve(ctx context.Context, repo, tag string) (digest.Digest, error) {
 	path := "/v2/" + repo + "/manifests/" + tag
-	resp, err := p.do(ctx, http.MethodHead, path, http.Header{"Accept": {manifestAccept}}, nil, repo, "pull")
+	resp, err := p.do(ctx, http.MethodHead, path, http.Header{"Accept": {oci.ManifestAccept}}, nil, repo, "pull")
 	if err != nil {
 		return "", err
 	}
