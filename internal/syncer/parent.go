@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/oci"
 	"github.com/outpost-registry/outpost/internal/origin"
+	"github.com/outpost-registry/outpost/internal/pki"
 )
 
 // Errors of parent requests.
@@ -137,16 +136,9 @@ func NewParent(o ParentOptions) (*Parent, error) {
 		IdleConnTimeout:       90 * time.Second,
 	}
 	if o.CAFile != "" {
-		pool, err := x509.SystemCertPool()
+		pool, err := pki.RootsWithCA(o.CAFile)
 		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("parent CA file: %w", err)
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("parent CA file %s: no PEM certificate", o.CAFile)
+			return nil, fmt.Errorf("parent: %w", err)
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
