@@ -65,17 +65,7 @@ type RepositoryGrant struct {
 }
 
 // Matches reports whether the grant's pattern covers repo.
-func (g RepositoryGrant) Matches(repo string) bool {
-	p := g.Repository
-	switch {
-	case p == "*":
-		return true
-	case strings.HasSuffix(p, "/*"):
-		return strings.HasPrefix(repo, p[:len(p)-1])
-	default:
-		return p == repo
-	}
-}
+func (g RepositoryGrant) Matches(repo string) bool { return oci.MatchRepository(g.Repository, repo) }
 
 // validatePattern checks a repository pattern.
 func validatePattern(p string) error {

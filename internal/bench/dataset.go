@@ -25,10 +25,6 @@ const (
 	mediaLayer    = "application/vnd.oci.image.layer.v1.tar"
 )
 
-// acceptManifests is the Accept header of every manifest request.
-const acceptManifests = mediaManifest + ", " + mediaIndex +
-	", application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
-
 // Spec describes a synthetic dataset. The same Spec and Seed always give
 // the same bytes, digests and manifests.
 type Spec struct {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-registry/outpost/internal/oci"
 )
 
 // Workload names, as printed in the JSON lines.
@@ -185,7 +187,7 @@ func (p *puller) newOp(conc int) func(client int) opFunc {
 
 func (p *puller) manifest(ctx context.Context, repo, ref string, want *Manifest, buf []byte, t *tally) error {
 	resp, err := p.t.do(ctx, "GET", p.t.Base+"/v2/"+repo+"/manifests/"+ref,
-		map[string][]string{"Accept": {acceptManifests}}, nil, 0)
+		map[string][]string{"Accept": {oci.ManifestAccept}}, nil, 0)
 	if err != nil {
 		return err
 	}
@@ -249,7 +251,7 @@ func manifestProbe(tg *Target, ds *Dataset, method string, verifyEvery int64) fu
 		return func(ctx context.Context, n int64, t *tally) error {
 			m := &ds.Images[(client+int(n))%len(ds.Images)]
 			resp, err := tg.do(ctx, method, tg.Base+"/v2/"+m.Repo+"/manifests/"+m.Tag,
-				map[string][]string{"Accept": {acceptManifests}}, nil, 0)
+				map[string][]string{"Accept": {oci.ManifestAccept}}, nil, 0)
 			if err != nil {
 				return err
 			}

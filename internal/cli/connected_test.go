@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -181,7 +182,7 @@ func TestConnectedRegistryValidation(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			args := append([]string{"connected-registry", "create", "--name", "valid-name", "--repository", "x/y", "--yes"}, c.args...)
 			_, err := ctRun(t, args...)
-			if err == nil || !strings.Contains(err.Error(), c.field) {
+			if !namesField(err, c.field) {
 				t.Errorf("got %v, want an error naming %s", err, c.field)
 			}
 		})
@@ -191,7 +192,7 @@ func TestConnectedRegistryValidation(t *testing.T) {
 		{"abc", "x/y", "name"},
 		{"valid-name", "Upper/Case", "repositories"},
 	} {
-		if _, err := ctRun(t, "connected-registry", "create", "--name", c.name, "--repository", c.repo, "--yes"); err == nil || !strings.Contains(err.Error(), c.field) {
+		if _, err := ctRun(t, "connected-registry", "create", "--name", c.name, "--repository", c.repo, "--yes"); !namesField(err, c.field) {
 			t.Errorf("create %s %s: got %v, want an error naming %s", c.name, c.repo, err, c.field)
 		}
 	}
@@ -201,4 +202,23 @@ func TestConnectedRegistryValidation(t *testing.T) {
 	if _, err := ctRun(t, "token", "show", "--name", "valid-name-sync-token"); err == nil {
 		t.Error("a refused create left its sync token behind")
 	}
+}
+
+// invalidField finds the fields that a validation error names: each
+// problem reads "invalid: <field> ...", one per line when joined.
+var invalidField = regexp.MustCompile(`(?m)invalid[^:\n]*: ([A-Za-z]+)\b`)
+
+// namesField reports whether err is a validation error naming field as
+// the field refused, not merely containing the word somewhere (a message
+// about a missing parent or a name would contain "parent" or "name").
+func namesField(err error, field string) bool {
+	if err == nil {
+		return false
+	}
+	for _, m := range invalidField.FindAllStringSubmatch(err.Error(), -1) {
+		if m[1] == field {
+			return true
+		}
+	}
+	return false
 }

@@ -6,18 +6,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/outpost-registry/outpost/internal/origin"
+	"github.com/outpost-registry/outpost/internal/pki"
 )
 
 // Client calls one server's /api/v1/ routes with Basic credentials.
@@ -54,16 +53,9 @@ func New(server, username, password, caFile string) (*Client, error) {
 	u, _ := url.Parse(s)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if caFile != "" {
-		pool, err := x509.SystemCertPool()
+		pool, err := pki.RootsWithCA(caFile)
 		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("CA file: %w", err)
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s: no PEM certificate", caFile)
+			return nil, err
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}

@@ -119,8 +119,7 @@ func MatchNotification(patterns []string, repo, tag, action string) bool {
 			continue
 		}
 		r, t, a := parts[0], parts[1], parts[2]
-		repoOK := r == "*" || r == repo || (strings.HasSuffix(r, "/*") && strings.HasPrefix(repo, r[:len(r)-1]))
-		if repoOK && (t == "*" || t == tag) && (a == "*" || a == action) {
+		if oci.MatchRepository(r, repo) && (t == "*" || t == tag) && (a == "*" || a == action) {
 			return true
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outpost-registry/outpost/internal/atomicfile"
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/origin"
@@ -153,28 +155,52 @@ func New(o Options) (*Edge, error) {
 		if err := e.apply(o.Static); err != nil {
 			return nil, err
 		}
-	} else if b, err := os.ReadFile(filepath.Join(dir, "config.json")); err == nil {
-		var cfg controlplane.EdgeConfig
-		if err := json.Unmarshal(b, &cfg); err == nil {
-			if err := e.apply(&cfg); err != nil {
-				return nil, err
-			}
+	} else if cfg, err := loadConfig(filepath.Join(dir, "config.json")); err != nil {
+		return nil, err
+	} else if cfg != nil {
+		if err := e.apply(cfg); err != nil {
+			return nil, err
 		}
 	}
 	return e, nil
 }
 
+// loadConfig reads the last configuration received from the parent: nil
+// when none was saved yet. A file that cannot be read or decoded is an
+// error: starting without it would drop the client tokens and the
+// repositories silently.
+func loadConfig(path string) (*controlplane.EdgeConfig, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the saved edge configuration: %w", err)
+	}
+	var cfg controlplane.EdgeConfig
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, fmt.Errorf("saved edge configuration %s is corrupt (remove it to wait for the parent's): %w", path, err)
+	}
+	return &cfg, nil
+}
+
 func loadOrCreateID(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil && len(b) >= 16 {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && len(b) >= 16:
 		return string(b), nil
+	case err == nil:
+		return "", fmt.Errorf("activation id %s is corrupt: %d bytes", path, len(b))
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("read activation id: %w", err)
 	}
 	var raw [16]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", fmt.Errorf("activation id: %w", err)
 	}
 	id := hex.EncodeToString(raw[:])
-	if err := os.WriteFile(path, []byte(id), 0o600); err != nil {
-		return "", fmt.Errorf("write activation id: %w", err)
+	if err := atomicfile.Write(path, []byte(id), 0o600); err != nil {
+		return "", fmt.Errorf("save activation id: %w", err)
 	}
 	return id, nil
 }
@@ -292,8 +318,12 @@ func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
 		}
 	}
 	if e.o.Static == nil {
-		if b, err := json.Marshal(cfg); err == nil {
-			_ = os.WriteFile(filepath.Join(e.o.DataDir, "edge", "config.json"), b, 0o600)
+		b, err := json.Marshal(cfg)
+		if err == nil {
+			err = atomicfile.Write(filepath.Join(e.o.DataDir, "edge", "config.json"), b, 0o600)
+		}
+		if err != nil {
+			return fmt.Errorf("save the edge configuration: %w", err)
 		}
 	}
 	return nil

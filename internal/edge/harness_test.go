@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -155,4 +156,14 @@ func (n *node) crStatus(t testing.TB, name string) controlplane.ConnectedRegistr
 	var c controlplane.ConnectedRegistry
 	n.admin().JSON(t, "GET", "/api/v1/connected-registries/"+name, nil, &c)
 	return c
+}
+
+// statusOf describes the outcome of a request for a failure message: the
+// error when it got no response (a nil response must not be read), else
+// the status.
+func statusOf(resp *http.Response, err error) string {
+	if err != nil {
+		return "error " + err.Error()
+	}
+	return resp.Status
 }

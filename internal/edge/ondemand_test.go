@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -91,7 +92,7 @@ func (p *silentParent) count() int {
 
 // TestPullThroughSilentParent: with a parent that never answers (or that
 // stalls in the middle of a manifest), the first miss at the edge answers
-// 404 within about sync.onDemandTimeout, and the next misses, manifests
+// 503 UNAVAILABLE within about sync.onDemandTimeout, and the next misses, manifests
 // and blobs, answer at once without asking the parent.
 func TestPullThroughSilentParent(t *testing.T) {
 	t.Parallel()
@@ -110,7 +111,7 @@ func TestPullThroughSilentParent(t *testing.T) {
 				c.ApplyDefaults() // the mode and schedule of a generic parent
 			})
 			ec := edge.admin()
-			miss := func(path, code string) time.Duration {
+			miss := func(path string, status int, code string) time.Duration {
 				t.Helper()
 				start := time.Now()
 				resp, body, err := ec.Do(http.MethodGet, path, nil, nil)
@@ -118,13 +119,11 @@ func TestPullThroughSilentParent(t *testing.T) {
 				if err != nil {
 					t.Fatalf("GET %s: %v", path, err)
 				}
-				var e struct{ Errors []struct{ Code string } }
-				if resp.StatusCode != http.StatusNotFound || json.Unmarshal(body, &e) != nil || len(e.Errors) == 0 || e.Errors[0].Code != code {
-					t.Fatalf("GET %s: got %d %s, want 404 %s", path, resp.StatusCode, body, code)
-				}
+				wantOCIError(t, "GET "+path, resp.StatusCode, body, status, code)
 				return took
 			}
-			if took := miss("/v2/apps/web/manifests/v1", "MANIFEST_UNKNOWN"); took < timeout || took > timeout+4*time.Second {
+			// The parent failed to answer: that is not "unknown".
+			if took := miss("/v2/apps/web/manifests/v1", http.StatusServiceUnavailable, "UNAVAILABLE"); took < timeout || took > timeout+4*time.Second {
 				t.Errorf("first miss took %s, want about the on-demand timeout %s", took, timeout)
 			}
 			asked := parent.count()
@@ -133,7 +132,7 @@ func TestPullThroughSilentParent(t *testing.T) {
 				{"/v2/apps/web/manifests/" + string(digest.FromString("other")), "MANIFEST_UNKNOWN"},
 				{"/v2/apps/web/blobs/" + string(digest.FromString("layer")), "BLOB_UNKNOWN"},
 			} {
-				if took := miss(m.path, m.code); took > 500*time.Millisecond {
+				if took := miss(m.path, http.StatusNotFound, m.code); took > 500*time.Millisecond {
 					t.Errorf("GET %s after the parent stayed silent took %s, want an answer at once", m.path, took)
 				}
 			}
@@ -141,5 +140,57 @@ func TestPullThroughSilentParent(t *testing.T) {
 				t.Errorf("the parent was asked %d more times after it stayed silent, want 0", got-asked)
 			}
 		})
+	}
+}
+
+// wantOCIError fails t unless an answer has the given status and an OCI
+// error body whose first code is code.
+func wantOCIError(t *testing.T, what string, status int, body []byte, wantStatus int, code string) {
+	t.Helper()
+	var e struct{ Errors []struct{ Code string } }
+	if status != wantStatus || json.Unmarshal(body, &e) != nil || len(e.Errors) == 0 || e.Errors[0].Code != code {
+		t.Fatalf("%s: got %d %s, want %d %s", what, status, body, wantStatus, code)
+	}
+}
+
+// TestPullThroughFailingParent: a pull-through miss at the edge whose
+// parent answers 500 is answered 502 with an OCI error body and logged,
+// not 404; one the parent does not have is answered 404 unknown.
+func TestPullThroughFailingParent(t *testing.T) {
+	t.Parallel()
+	parent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+			_, _ = w.Write([]byte("{}"))
+		case strings.Contains(r.URL.Path, "/absent"):
+			http.NotFound(w, r)
+		default:
+			http.Error(w, "backend down", http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(parent.Close)
+	edge, log := startLogged(t, t.TempDir(), func(c *config.Config) {
+		c.Parent.URL = parent.URL
+		c.Parent.Repositories = []string{"apps/web"}
+		c.ApplyDefaults()
+	})
+	ec := edge.admin()
+	for _, tc := range []struct {
+		path   string
+		status int
+		code   string
+	}{
+		{"/v2/apps/web/manifests/v1", http.StatusBadGateway, "UNKNOWN"},
+		{"/v2/apps/web/blobs/" + string(digest.FromString("layer")), http.StatusBadGateway, "UNKNOWN"},
+		{"/v2/apps/web/manifests/absent", http.StatusNotFound, "MANIFEST_UNKNOWN"},
+	} {
+		resp, body, err := ec.Do(http.MethodGet, tc.path, nil, nil)
+		if err != nil {
+			t.Fatalf("GET %s: %v", tc.path, err)
+		}
+		wantOCIError(t, "GET "+tc.path, resp.StatusCode, body, tc.status, tc.code)
+	}
+	if l := log.String(); !strings.Contains(l, `msg="request failed" method=GET path=/v2/apps/web/manifests/v1`) || !strings.Contains(l, "500") {
+		t.Errorf("the edge did not log the failed pull-through of /v2/apps/web/manifests/v1 with the parent's 500:\n%s", l)
 	}
 }

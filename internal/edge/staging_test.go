@@ -135,8 +135,8 @@ spec:
 	if err != nil || resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "release/web:nope") || strings.Contains(string(body), "release/web:4.2") {
 		t.Fatalf("job with a missing image: %v %v %s; want 400 naming release/web:nope only", err, resp.Status, body)
 	}
-	if resp, _, _ := rc.Do(http.MethodGet, "/api/v1/staging/release-43", nil, nil); resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("the refused job exists: %s", resp.Status)
+	if resp, _, err := rc.Do(http.MethodGet, "/api/v1/staging/release-43", nil, nil); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("the refused job exists: %v, want 404", statusOf(resp, err))
 	}
 }
 

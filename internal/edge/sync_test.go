@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,8 +67,8 @@ func TestSyncEndToEnd(t *testing.T) {
 
 	// Tag moved and deleted on the root.
 	rc.PushManifest(t, "apps/web", "v1", v1.MediaTypeImageManifest, mustGet(t, rc, "apps/web", string(amd.Digest)))
-	if resp, _, _ := rc.Do(http.MethodDelete, "/v2/apps/web/manifests/multi", nil, nil); resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("delete tag: %s", resp.Status)
+	if resp, _, err := rc.Do(http.MethodDelete, "/v2/apps/web/manifests/multi", nil, nil); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("delete tag: %v, want 202", statusOf(resp, err))
 	}
 	ocitest.Eventually(t, 20*time.Second, "the tag move and delete at the edge", func() bool {
 		d1, _, _ := ec.ManifestDigest("apps/web", "v1")
@@ -83,9 +84,9 @@ func TestSyncEndToEnd(t *testing.T) {
 
 	// ReadOnly: pushes are refused, for client tokens and the admin.
 	for _, c := range []*ocitest.Client{ec, edge.admin()} {
-		resp, body, _ := c.Do(http.MethodPost, "/v2/apps/web/blobs/uploads/", nil, nil)
-		if resp.StatusCode != http.StatusForbidden || !bytes.Contains(body, []byte("DENIED")) {
-			t.Errorf("push to a ReadOnly edge as %s: got %d %s, want 403 DENIED", c.Username, resp.StatusCode, body)
+		resp, body, err := c.Do(http.MethodPost, "/v2/apps/web/blobs/uploads/", nil, nil)
+		if err != nil || resp.StatusCode != http.StatusForbidden || !bytes.Contains(body, []byte("DENIED")) {
+			t.Errorf("push to a ReadOnly edge as %s: got %v %s, want 403 DENIED", c.Username, statusOf(resp, err), body)
 		}
 	}
 	// The sync token is not a client credential at the edge.
@@ -100,14 +101,21 @@ func TestSyncEndToEnd(t *testing.T) {
 		c.ConnectionString = cs
 		c.Parent.CAFile = root.ca
 	})
-	time.Sleep(2 * time.Second)
+	// Inactive is where the second one starts, so wait for what changes:
+	// the parent's refusal reaching its status.
 	var st struct {
 		Activation string `json:"activationStatus"`
 		LastError  string `json:"lastError"`
 	}
-	second.admin().JSON(t, "GET", "/api/v1/status", nil, &st)
+	ocitest.Eventually(t, 20*time.Second, "the parent's refusal of the second activation", func() bool {
+		second.admin().JSON(t, "GET", "/api/v1/status", nil, &st)
+		return strings.Contains(st.LastError, "409") && strings.Contains(st.LastError, "active in another deployment")
+	})
 	if st.Activation != "Inactive" {
-		t.Errorf("second activation: got %q, want Inactive (error %q)", st.Activation, st.LastError)
+		t.Errorf("second activation refused: got activation %q, want Inactive (error %q)", st.Activation, st.LastError)
+	}
+	if c := root.crStatus(t, "edge01"); c.ActivationStatus != "Active" || c.LoginServer != edge.addr {
+		t.Errorf("after the refused second activation the parent shows %s at %s, want Active at the first edge %s", c.ActivationStatus, c.LoginServer, edge.addr)
 	}
 }
 

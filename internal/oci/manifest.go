@@ -21,6 +21,10 @@ const (
 	MediaTypeEmptyJSON          = v1.MediaTypeEmptyJSON
 )
 
+// ManifestAccept is the Accept header of a manifest request: every
+// manifest type Outpost stores (IsManifestMediaType), indexes first.
+const ManifestAccept = MediaTypeImageIndex + ", " + MediaTypeImageManifest + ", " + MediaTypeDockerManifestList + ", " + MediaTypeDockerManifest
+
 // ErrManifestInvalid reports a manifest body that cannot be accepted.
 var ErrManifestInvalid = errors.New("manifest invalid")
 
@@ -36,10 +40,6 @@ type Manifest struct {
 	Manifests   []v1.Descriptor
 	Annotations map[string]string
 }
-
-// ManifestAccept is the Accept header value that asks for every manifest
-// type Outpost stores.
-const ManifestAccept = MediaTypeImageIndex + ", " + MediaTypeImageManifest + ", " + MediaTypeDockerManifestList + ", " + MediaTypeDockerManifest
 
 // IsIndex reports whether the media type is an index or manifest list.
 func IsIndex(mediaType string) bool {

@@ -138,13 +138,17 @@ func TestFilesReload(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if second == first {
-		t.Fatal("the replaced certificate was not picked up")
+	// A failed request leaves second empty: that is no new certificate.
+	if err != nil || second == first {
+		t.Fatalf("the replaced certificate was not picked up: serial %q (first %s), last request: %v", second, first, err)
 	}
 	// A key from another pair: refused, the current pair keeps serving.
 	otherKey := filepath.Join(dir, "other.key")
 	issue(t, ca, filepath.Join(dir, "other.crt"), otherKey)
-	b, _ := os.ReadFile(otherKey)
+	b, err := os.ReadFile(otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(keyPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -132,19 +132,10 @@ func (w *rangeErrorWriter) ReadFrom(src io.Reader) (int64, error) {
 func (w *rangeErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // fetchBlob asks the fallback for blob d after the local lookup failed
-// with unknown. It returns nil when the blob came, the fallback's error
-// when the volume is full (a pull must not read "unknown" then), and
-// unknown otherwise.
+// with unknown. It returns nil when the blob came, unknown when the
+// fallback does not have it either, and the fallback's failure otherwise.
 func (h *Handler) fetchBlob(r *http.Request, rt Route, d digest.Digest, unknown error) error {
-	err := h.fallback.FetchBlob(r.Context(), rt.Name, d)
-	switch {
-	case err == nil:
-		return nil
-	case storage.NoSpace(err):
-		return err
-	default:
-		return unknown
-	}
+	return fallbackResult(h.fallback.FetchBlob(r.Context(), rt.Name, d), unknown)
 }
 
 // emptySuffixRange reports whether a Range header holds a suffix range

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/oci"
 	"github.com/outpost-registry/outpost/internal/storage"
 )
@@ -32,6 +33,10 @@ const (
 	CodeRangeInvalid        Code = "RANGE_INVALID"
 	CodeUnavailable         Code = "UNAVAILABLE"
 	CodeUnknown             Code = "UNKNOWN"
+	// CodePaginationInvalid reports a bad n parameter. It is not in the
+	// OCI table; the name is the one distribution uses, so clients
+	// recognise it.
+	CodePaginationInvalid Code = "PAGINATION_NUMBER_INVALID"
 )
 
 // codeInfo is the single table mapping each code to its HTTP status and the
@@ -57,6 +62,7 @@ var codeInfo = map[Code]struct {
 	CodeRangeInvalid:        {http.StatusRequestedRangeNotSatisfiable, "invalid content range"},
 	CodeUnavailable:         {http.StatusServiceUnavailable, "service unavailable"},
 	CodeUnknown:             {http.StatusInternalServerError, "unknown error"},
+	CodePaginationInvalid:   {http.StatusBadRequest, "invalid number of results requested"},
 }
 
 // Error is an API error: an OCI code, a message and an optional detail.
@@ -103,9 +109,23 @@ func newError(code Code, msg string, cause error) *Error {
 // toAPIError is the one place where domain errors become OCI codes.
 func toAPIError(err error) *Error {
 	var apiErr *Error
+	var denial *auth.Denial
+	var pull *pullError
 	switch {
 	case errors.As(err, &apiErr):
 		return apiErr
+	case errors.As(err, &pull) && !storage.NoSpace(err):
+		// A full volume here is not the parent's failure: 507 below.
+		if pull.unavailable() {
+			return &Error{Code: CodeUnavailable, Message: "the parent registry could not be reached to fetch the content; retry later", Err: err}
+		}
+		return &Error{Code: CodeUnknown, Message: "the parent registry failed to send the content; retry later", Status: http.StatusBadGateway, Err: err}
+	case errors.Is(err, errNotFound):
+		// The path names no endpoint of the API. The spec has no code for
+		// it; NAME_UNKNOWN would tell the client a repository is missing.
+		return &Error{Code: CodeUnsupported, Message: err.Error(), Status: http.StatusNotFound}
+	case errors.As(err, &denial):
+		return &Error{Code: denialCode(denial.Status), Message: denial.Message, Status: denial.Status, Header: denial.Header()}
 	case errors.Is(err, oci.ErrNameInvalid):
 		return newError(CodeNameInvalid, err.Error(), nil)
 	case errors.Is(err, oci.ErrTagInvalid):
@@ -133,6 +153,52 @@ func toAPIError(err error) *Error {
 	default:
 		return newError(CodeUnknown, "", err)
 	}
+}
+
+// pullError is a pull-through that the Fallback could not complete for a
+// reason other than the content missing at the source.
+type pullError struct{ err error }
+
+func (e *pullError) Error() string { return "pull-through: " + e.err.Error() }
+func (e *pullError) Unwrap() error { return e.err }
+
+// unavailable reports a source that could not be reached.
+func (e *pullError) unavailable() bool {
+	var u interface{ Unavailable() bool }
+	return errors.As(e.err, &u) && u.Unavailable()
+}
+
+// fallbackResult classifies the error of a Fallback fetch made after the
+// local lookup failed with unknown: nil when the content came, unknown
+// when the source does not have it either, and the source's failure
+// otherwise, which is never answered as unknown.
+func fallbackResult(err, unknown error) error {
+	if err == nil {
+		return nil
+	}
+	var nf interface{ NotFound() bool }
+	if errors.As(err, &nf) && nf.NotFound() {
+		return unknown
+	}
+	return &pullError{err: err}
+}
+
+// denialCode is the code of an authorization denial answered with status:
+// 401 UNAUTHORIZED, 403 DENIED or 429 TOOMANYREQUESTS.
+func denialCode(status int) Code {
+	switch status {
+	case http.StatusForbidden:
+		return CodeDenied
+	case http.StatusTooManyRequests:
+		return CodeTooManyRequests
+	}
+	return CodeUnauthorized
+}
+
+// WriteInternalError answers 500 UNKNOWN with an OCI error body, for a
+// request whose handler failed before answering (a recovered panic).
+func WriteInternalError(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, newError(CodeUnknown, "internal error", nil))
 }
 
 // insufficientStorageMessage is the message of a write refused because

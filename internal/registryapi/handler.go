@@ -6,6 +6,7 @@ package registryapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -39,8 +40,8 @@ type Access struct {
 }
 
 // Authorizer decides whether a request may perform every access listed. It
-// is the one place where authorization happens; it returns an *Error (such
-// as UNAUTHORIZED with a challenge) to deny.
+// is the one place where authorization happens; it returns an *auth.Denial
+// (which carries its challenge) or an *Error to deny.
 type Authorizer interface {
 	Authorize(r *http.Request, access []Access) error
 }
@@ -81,7 +82,11 @@ type UploadObserver interface {
 
 // Fallback fetches content missing locally from elsewhere (a connected
 // registry's parent) before a pull answers "unknown". It returns an error
-// when it could not bring the content.
+// when it could not bring the content: one whose chain holds a value with
+// a NotFound() bool method answering true when the source does not have
+// it (the pull answers unknown), with an Unavailable() bool method
+// answering true when the source could not be reached (503), and any
+// other error when the source failed (502); see toAPIError.
 type Fallback interface {
 	FetchManifest(ctx context.Context, repo, ref string) error
 	FetchBlob(ctx context.Context, repo string, d digest.Digest) error
@@ -167,7 +172,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	route, err := ParseRoute(r.URL.Path)
 	if errors.Is(err, errNotFound) {
-		err = &Error{Code: CodeNameUnknown, Message: "no such endpoint: " + r.URL.Path, Status: http.StatusNotFound}
+		err = fmt.Errorf("%w: %s", err, r.URL.Path)
 	}
 	if err == nil {
 		err = h.dispatch(w, r, route)

@@ -242,6 +242,8 @@ func TestErrorCodes(t *testing.T) {
 		{"upload unknown (put)", http.MethodPut, "/v2/lib/app/blobs/uploads/7b2b0b0e-4a7c-4b8c-9a36-0d3f4b6b7e11?digest=" + absent, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN"},
 		{"upload unknown (delete)", http.MethodDelete, "/v2/lib/app/blobs/uploads/not-a-session", http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN"},
 		{"method not allowed", http.MethodPost, "/v2/lib/app/tags/list", http.StatusMethodNotAllowed, "UNSUPPORTED"},
+		{"unknown endpoint", http.MethodGet, "/v2/lib/app/nothing/here", http.StatusNotFound, "UNSUPPORTED"},
+		{"unknown endpoint (no repository)", http.MethodGet, "/v2/_nothing", http.StatusNotFound, "UNSUPPORTED"},
 		{"pagination invalid", http.MethodGet, "/v2/lib/app/tags/list?n=-1", http.StatusBadRequest, "PAGINATION_NUMBER_INVALID"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

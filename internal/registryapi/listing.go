@@ -13,17 +13,6 @@ import (
 	"github.com/outpost-registry/outpost/internal/oci"
 )
 
-// CodePaginationInvalid reports a bad n parameter. It is not in the OCI
-// table; the name is the one distribution uses, so clients recognise it.
-const CodePaginationInvalid Code = "PAGINATION_NUMBER_INVALID"
-
-func init() {
-	codeInfo[CodePaginationInvalid] = struct {
-		status  int
-		message string
-	}{http.StatusBadRequest, "invalid number of results requested"}
-}
-
 // pageParams reads n and last. A missing n means the server's maximum
 // page; larger values are capped and the Link header tells how to go on.
 func (h *Handler) pageParams(r *http.Request) (n int, last string, err error) {

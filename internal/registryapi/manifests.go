@@ -20,12 +20,9 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	}
 	m, err := h.meta.GetManifest(r.Context(), rt.Name, rt.Reference)
 	if errors.Is(err, storage.ErrManifestUnknown) && h.fallback != nil {
-		ferr := h.fallback.FetchManifest(r.Context(), rt.Name, rt.Reference)
-		switch {
-		case ferr == nil:
+		err = fallbackResult(h.fallback.FetchManifest(r.Context(), rt.Name, rt.Reference), err)
+		if err == nil {
 			m, err = h.meta.GetManifest(r.Context(), rt.Name, rt.Reference)
-		case storage.NoSpace(ferr):
-			err = ferr // not unknown: the parent has it and this volume is full
 		}
 	}
 	if err != nil {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/outpost-registry/outpost/internal/auth"
@@ -59,12 +58,12 @@ func (z authorizer) AuthorizeAs(r *http.Request, access []registryapi.Access) (s
 	if err == nil && z.readOnly != nil && z.readOnly() {
 		for _, a := range access {
 			if a.Action == registryapi.ActionPush || a.Action == registryapi.ActionDelete {
-				return "", denial(readOnlyDenial())
+				return "", readOnlyDenial()
 			}
 		}
 	}
 	if err != nil {
-		return "", denial(err)
+		return "", err
 	}
 	if p.Anonymous() {
 		return "", nil
@@ -75,27 +74,7 @@ func (z authorizer) AuthorizeAs(r *http.Request, access []registryapi.Access) (s
 func (z authorizer) CatalogFilter(r *http.Request) (func(string) bool, error) {
 	p, err := z.svc.CheckCatalog(r)
 	if err != nil {
-		return nil, denial(err)
+		return nil, err
 	}
 	return func(repo string) bool { return z.svc.Allowed(p, repo, auth.MetadataRead) }, nil
-}
-
-// denial turns an auth error into an OCI error: 401 UNAUTHORIZED, 403
-// DENIED or 429 TOOMANYREQUESTS, with the challenge header.
-func denial(err error) error {
-	if err == nil {
-		return nil
-	}
-	var d *auth.Denial
-	if !errors.As(err, &d) {
-		return err
-	}
-	code := registryapi.CodeUnauthorized
-	switch d.Status {
-	case http.StatusForbidden:
-		code = registryapi.CodeDenied
-	case http.StatusTooManyRequests:
-		code = registryapi.CodeTooManyRequests
-	}
-	return &registryapi.Error{Code: code, Message: d.Message, Status: d.Status, Header: d.Header()}
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/outpost-registry/outpost/internal/registryapi"
 )
 
 // statusWriter records the status and body size of a response. It keeps
@@ -96,7 +98,7 @@ func instrument(h http.Handler, m *Metrics, log *slog.Logger, label func(*http.R
 				}
 				log.ErrorContext(r.Context(), "handler panic", "method", r.Method, "path", r.URL.Path, "panic", p)
 				if sw.status == 0 {
-					http.Error(sw, `{"errors":[{"code":"UNKNOWN","message":"internal error"}]}`, http.StatusInternalServerError)
+					registryapi.WriteInternalError(sw, r)
 				}
 			}
 			if sw.status == 0 {

@@ -327,22 +327,38 @@ func (e *Engine) Run(ctx context.Context, trigger string) Result {
 	e.mu.Lock()
 	e.progress.Repositories = len(repos)
 	e.mu.Unlock()
+	// Repositories sync several at once, as the tags within each.
+	var (
+		wg  sync.WaitGroup
+		emu sync.Mutex
+		sem = make(chan struct{}, repoConcurrency)
+	)
 	for _, repo := range repos {
 		if ctx.Err() != nil {
+			emu.Lock()
 			errs = append(errs, fmt.Errorf("sync window ended: %w", ctx.Err()))
+			emu.Unlock()
 			break
 		}
-		e.mu.Lock()
-		e.progress.Current = repo
-		e.mu.Unlock()
-		if err := e.syncRepo(ctx, repo); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", repo, err))
-			e.log.Warn("repository sync failed", "repo", repo, "err", err)
-		}
-		e.mu.Lock()
-		e.progress.RepositoriesDone++
-		e.mu.Unlock()
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			e.mu.Lock()
+			e.progress.Current = repo
+			e.mu.Unlock()
+			if err := e.syncRepo(ctx, repo); err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", repo, err))
+				emu.Unlock()
+				e.log.Warn("repository sync failed", "repo", repo, "err", err)
+			}
+			e.mu.Lock()
+			e.progress.RepositoriesDone++
+			e.mu.Unlock()
+		}()
 	}
+	wg.Wait()
 	p := e.Progress()
 	res.End, res.Bytes, res.Items = time.Now().UTC(), p.Bytes, p.Items
 	res.State = "Succeeded"
@@ -457,39 +473,73 @@ func (e *Engine) fullRepo(ctx context.Context, repo string) error {
 	} else if err != nil {
 		return fmt.Errorf("list tags: %w", err)
 	}
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, tagConcurrency)
+	)
+	// Tags are compared and copied several at once: each is a few round
+	// trips to the parent, and the blob pool bounds the transfers.
 	for _, tag := range tags {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			break
 		}
-		var d digest.Digest
-		err := e.retry(ctx, "resolve "+repo+":"+tag, func() error {
-			var err error
-			d, err = e.o.Parent.Resolve(ctx, repo, tag)
-			return err
-		})
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err == nil {
-			err = e.copyTag(ctx, repo, tag, d)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("tag %s: %w", tag, err))
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := e.syncTag(ctx, repo, tag); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("tag %s: %w", tag, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	local, err := e.localTags(ctx, repo)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
+	remote := make(map[string]bool, len(tags))
+	for _, t := range tags {
+		remote[t] = true
+	}
 	for _, t := range local {
-		if !contains(tags, t) && !e.held(ctx, repo, t, "") {
+		if !remote[t] && !e.held(ctx, repo, t, "") {
 			if err := e.o.Metadata.DeleteTag(ctx, repo, t); err != nil && !errors.Is(err, storage.ErrManifestUnknown) {
 				errs = append(errs, err)
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// tagConcurrency is the number of tags of a repository compared with the
+// parent and copied at once.
+const tagConcurrency = 8
+
+// repoConcurrency is the number of repositories synced at once.
+const repoConcurrency = 4
+
+// syncTag brings one tag to the parent's state.
+func (e *Engine) syncTag(ctx context.Context, repo, tag string) error {
+	var d digest.Digest
+	err := e.retry(ctx, "resolve "+repo+":"+tag, func() error {
+		var err error
+		d, err = e.o.Parent.Resolve(ctx, repo, tag)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return e.copyTag(ctx, repo, tag, d)
 }
 
 func (e *Engine) localTags(ctx context.Context, repo string) ([]string, error) {

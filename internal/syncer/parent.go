@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,14 +28,36 @@ import (
 	"github.com/outpost-registry/outpost/internal/graph"
 	"github.com/outpost-registry/outpost/internal/oci"
 	"github.com/outpost-registry/outpost/internal/origin"
+	"github.com/outpost-registry/outpost/internal/pki"
 )
 
 // Errors of parent requests.
 var (
-	ErrNotFound   = fmt.Errorf("%w on the parent", graph.ErrNotFound)
-	ErrDigest     = fmt.Errorf("%w from the parent", graph.ErrDigest)
-	ErrConnection = errors.New("parent unreachable")
+	ErrNotFound   error = &parentError{"not found on the parent", graph.ErrNotFound}
+	ErrDigest     error = &parentError{"digest mismatch from the parent", graph.ErrDigest}
+	ErrConnection error = &parentError{"parent unreachable", nil}
 )
+
+// parentError is the type of the sentinel errors of parent requests. Its
+// NotFound and Unavailable methods let a caller that may not import
+// syncer (the registry API, answering a pull-through) tell a parent
+// without the content from a parent that failed, through errors.As.
+type parentError struct {
+	msg string
+	// base is the graph copy's sentinel this error is a case of.
+	base error
+}
+
+func (e *parentError) Error() string { return e.msg }
+
+func (e *parentError) Unwrap() error { return e.base }
+
+// NotFound reports the parent answering that it does not have the content.
+func (e *parentError) NotFound() bool { return error(e) == ErrNotFound }
+
+// Unavailable reports a parent that could not be reached or did not answer
+// in time.
+func (e *parentError) Unavailable() bool { return error(e) == ErrConnection }
 
 // StatusError is an unexpected HTTP answer from the parent.
 type StatusError struct {
@@ -124,16 +144,9 @@ func NewParent(o ParentOptions) (*Parent, error) {
 		IdleConnTimeout:       90 * time.Second,
 	}
 	if o.CAFile != "" {
-		pool, err := x509.SystemCertPool()
+		pool, err := pki.RootsWithCA(o.CAFile)
 		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("parent CA file: %w", err)
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("parent CA file %s: no PEM certificate", o.CAFile)
+			return nil, fmt.Errorf("parent: %w", err)
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}

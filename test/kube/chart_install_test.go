@@ -87,10 +87,6 @@ func TestChartInstall(t *testing.T) {
 	if !fileExists(filepath.Join(chart, "charts/cert-manager/Chart.yaml")) {
 		t.Fatal("the chart's cert-manager dependency is missing: run scripts/helm-deps.sh")
 	}
-	daemonSetInChart := chartHasDaemonSet(t)
-	if !daemonSetInChart {
-		t.Log("the chart has no DaemonSet template yet: the trust DaemonSet is not checked")
-	}
 	start := time.Now()
 	c := startCluster(t, bin)
 	t.Logf("control plane and %d simulated nodes ready in %s", len(nodes), time.Since(start).Round(time.Millisecond))
@@ -109,13 +105,13 @@ func TestChartInstall(t *testing.T) {
 						t.Fatalf("cert-manager CRDs: %v", err)
 					}
 				}
-				c.installAndCheck(t, s, clusterIP, daemonSetInChart && s.trust)
+				c.installAndCheck(t, s, clusterIP)
 			})
 		}
 	})
 }
 
-func (c *cluster) installAndCheck(t *testing.T, s setup, clusterIP string, wantDaemonSet bool) {
+func (c *cluster) installAndCheck(t *testing.T, s setup, clusterIP string) {
 	ns := "outpost-" + s.name
 	c.create(t, "/api/v1/namespaces", map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}})
 	if s.prepare != nil {
@@ -199,9 +195,10 @@ func (c *cluster) installAndCheck(t *testing.T, s setup, clusterIP string, wantD
 	if err := c.get("/apis/apps/v1/namespaces/"+ns+"/daemonsets", &daemonSets); err != nil {
 		t.Fatal(err)
 	}
+	// The chart's trust-daemonset.yaml must be there whenever trust is on:
+	// a chart that lost it fails here rather than skipping the checks.
+	wantDaemonSet := s.trust
 	switch {
-	case !wantDaemonSet && s.trust:
-		// Not in the chart yet (logged once above).
 	case !wantDaemonSet && len(daemonSets.Items) > 0:
 		t.Errorf("trust distribution disabled, yet DaemonSet %s was installed", daemonSets.Items[0].Metadata.Name)
 	case wantDaemonSet && len(daemonSets.Items) != 1:
@@ -340,27 +337,6 @@ func (c *cluster) events(ns string) string {
 		}
 	}
 	return strings.Join(r, "; ")
-}
-
-var daemonSetKind = regexp.MustCompile(`(?m)^kind:\s*DaemonSet\s*$`)
-
-// chartHasDaemonSet: a template of the chart declares a DaemonSet.
-func chartHasDaemonSet(t *testing.T) bool {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(chart, "templates", "*.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if daemonSetKind.Match(data) {
-			return true
-		}
-	}
-	return false
 }
 
 // installCertManagerCRDs installs the CRDs of the cert-manager release that
