@@ -208,12 +208,7 @@ func (e *Engine) SetOnline(v bool) { e.online.Store(v) }
 func (e *Engine) InScope(repo string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, p := range e.scope {
-		if p == "*" || p == repo || (strings.HasSuffix(p, "/*") && strings.HasPrefix(repo, p[:len(p)-1])) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(e.scope, func(p string) bool { return oci.MatchRepository(p, repo) })
 }
 
 // Progress returns the current progress.
