@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/outpost-registry/outpost/internal/atomicfile"
 )
 
 // Credential is a saved login.
@@ -66,12 +68,8 @@ func (c *Config) Save() error {
 	if err != nil {
 		return err
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
+	if err := atomicfile.Write(p, b, 0o600); err != nil {
+		return err
 	}
 	return nil
 }

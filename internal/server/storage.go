@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/outpost-registry/outpost/internal/atomicfile"
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
@@ -52,11 +53,7 @@ func writeScrubState(data string, st ScrubState) error {
 	if err != nil {
 		return fmt.Errorf("write scrub state: %w", err)
 	}
-	tmp := filepath.Join(data, scrubStateFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o640); err != nil {
-		return fmt.Errorf("write scrub state: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(data, scrubStateFile)); err != nil {
+	if err := atomicfile.Write(filepath.Join(data, scrubStateFile), b, 0o640); err != nil {
 		return fmt.Errorf("write scrub state: %w", err)
 	}
 	return nil

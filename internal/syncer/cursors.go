@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+
+	"github.com/outpost-registry/outpost/internal/atomicfile"
 )
 
 // Cursors keeps the change-feed position of each repository in a small
@@ -54,11 +56,7 @@ func (c *Cursors) Set(repo string, v uint64) error {
 	if err != nil {
 		return err
 	}
-	tmp := c.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write sync cursors: %w", err)
-	}
-	if err := os.Rename(tmp, c.path); err != nil {
+	if err := atomicfile.Write(c.path, b, 0o600); err != nil {
 		return fmt.Errorf("write sync cursors: %w", err)
 	}
 	return nil
