@@ -37,6 +37,7 @@ type Collector struct {
 	lastMu  sync.Mutex
 	last    Report
 	running bool
+	current Progress
 	// BeforePhase, when set, is called before each phase with its name
 	// (tests use it to stop a run between phases).
 	BeforePhase func(phase string)
@@ -98,11 +99,20 @@ type Report struct {
 // Bytes is what the run reclaimed (or would reclaim) on disk.
 func (r Report) Bytes() int64 { return r.BlobBytes + r.QuarantineBytes }
 
-// Last returns the report of the last run and whether one is running.
-func (c *Collector) Last() (Report, bool) {
+// Last returns the report of the last run, whether one is running and,
+// if so, its progress.
+func (c *Collector) Last() (Report, bool, Progress) {
 	c.lastMu.Lock()
 	defer c.lastMu.Unlock()
-	return c.last, c.running
+	return c.last, c.running, c.current
+}
+
+// SetLast sets the report Last returns before the first run (the last
+// run's, remembered across a restart).
+func (c *Collector) SetLast(r Report) {
+	c.lastMu.Lock()
+	defer c.lastMu.Unlock()
+	c.last = r
 }
 
 // ErrRunning is returned by TryRun while another run is in progress.
@@ -135,13 +145,17 @@ func (c *Collector) run(ctx context.Context, o Options) (Report, error) {
 	if grace <= 0 {
 		grace = DefaultGracePeriod
 	}
-	progress := o.Progress
-	if progress == nil {
-		progress = func(Progress) {}
+	progress := func(p Progress) {
+		c.lastMu.Lock()
+		c.current = p
+		c.lastMu.Unlock()
+		if o.Progress != nil {
+			o.Progress(p)
+		}
 	}
 	rep := Report{Started: time.Now(), Trigger: o.Trigger, DryRun: o.DryRun, GracePeriod: grace.String()}
 	c.lastMu.Lock()
-	c.running = true
+	c.running, c.current = true, Progress{Phase: "manifests"}
 	c.lastMu.Unlock()
 	// One cutoff for every phase: content younger than the run's start
 	// minus the grace period is live in all of them.
@@ -152,7 +166,7 @@ func (c *Collector) run(ctx context.Context, o Options) (Report, error) {
 		rep.Error = err.Error()
 	}
 	c.lastMu.Lock()
-	c.running = false
+	c.running, c.current = false, Progress{}
 	c.last = rep
 	c.lastMu.Unlock()
 	c.log.Info("garbage collection finished", "dry_run", o.DryRun, "trigger", o.Trigger, "manifests", rep.Manifests,
