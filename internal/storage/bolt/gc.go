@@ -191,11 +191,17 @@ func (s *Store) SweepRepository(ctx context.Context, repo string, cutoff time.Ti
 	return res, nil
 }
 
-// Linked reports whether any repository links blob d.
-func linked(tx *bolt.Tx, d digest.Digest) bool {
+// linked reports whether any repository links blob d, not counting the
+// repositories in unlinked.
+func linked(tx *bolt.Tx, d digest.Digest, unlinked map[string]bool) bool {
 	prefix := append([]byte(d), 0)
-	k, _ := tx.Bucket(bucketBlobRepos).Cursor().Seek(prefix)
-	return k != nil && bytes.HasPrefix(k, prefix)
+	c := tx.Bucket(bucketBlobRepos).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if !unlinked[string(k[len(prefix):])] {
+			return true
+		}
+	}
+	return false
 }
 
 // DeleteUnlinkedBlobs calls del, inside one write transaction, for each
@@ -203,15 +209,20 @@ func linked(tx *bolt.Tx, d digest.Digest) bool {
 // deleted. Because LinkBlob checks for the blob's file inside its own
 // write transaction (SetBlobCheck), a blob deleted here cannot gain a link
 // to a missing file. With dry set nothing is called and the unlinked
-// candidates are returned.
-func (s *Store) DeleteUnlinkedBlobs(ctx context.Context, candidates []digest.Digest, dry bool, del func(digest.Digest) (bool, error)) ([]digest.Digest, error) {
+// candidates are returned; dryUnlinked then names, per blob, the
+// repositories whose links a dry sweep would have removed.
+func (s *Store) DeleteUnlinkedBlobs(ctx context.Context, candidates []digest.Digest, dry bool, dryUnlinked map[digest.Digest]map[string]bool, del func(digest.Digest) (bool, error)) ([]digest.Digest, error) {
 	var out []digest.Digest
 	fn := func(tx *bolt.Tx) error {
 		for _, d := range candidates {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if linked(tx, d) {
+			var unlinked map[string]bool
+			if dry {
+				unlinked = dryUnlinked[d]
+			}
+			if linked(tx, d, unlinked) {
 				continue
 			}
 			if !dry {

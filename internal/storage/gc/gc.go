@@ -191,6 +191,7 @@ func (c *Collector) collect(ctx context.Context, o Options, cutoff time.Time, pr
 		last = page[len(page)-1]
 	}
 	rep.Repositories = len(repos)
+	dryUnlinked := map[digest.Digest]map[string]bool{}
 	for i, repo := range repos {
 		sw, err := c.meta.SweepRepository(ctx, repo, cutoff, o.DryRun)
 		if err != nil {
@@ -199,6 +200,14 @@ func (c *Collector) collect(ctx context.Context, o Options, cutoff time.Time, pr
 		rep.Manifests += len(sw.Manifests)
 		rep.ManifestBytes += sw.ManifestBytes
 		rep.Links += len(sw.Links)
+		if o.DryRun {
+			for _, d := range sw.Links {
+				if dryUnlinked[d] == nil {
+					dryUnlinked[d] = map[string]bool{}
+				}
+				dryUnlinked[d][repo] = true
+			}
+		}
 		if len(sw.Manifests)+len(sw.Links) > 0 {
 			rep.Removed = append(rep.Removed, sw)
 		}
@@ -227,7 +236,7 @@ func (c *Collector) collect(ctx context.Context, o Options, cutoff time.Time, pr
 			ds[j] = b.Digest
 			sizes[b.Digest] = b.Size
 		}
-		gone, err := c.meta.DeleteUnlinkedBlobs(ctx, ds, o.DryRun, func(d digest.Digest) (bool, error) {
+		gone, err := c.meta.DeleteUnlinkedBlobs(ctx, ds, o.DryRun, dryUnlinked, func(d digest.Digest) (bool, error) {
 			return c.blobs.RemoveIfOlder(d, cutoff)
 		})
 		if err != nil {
