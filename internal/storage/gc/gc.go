@@ -99,7 +99,7 @@ type Report struct {
 // Bytes is what the run reclaimed (or would reclaim) on disk.
 func (r Report) Bytes() int64 { return r.BlobBytes + r.QuarantineBytes }
 
-// Last returns the report of the last run, whether one is running and,
+// Last returns the report of the last run that was not dry, whether one is running and,
 // if so, its progress.
 func (c *Collector) Last() (Report, bool, Progress) {
 	c.lastMu.Lock()
@@ -167,7 +167,9 @@ func (c *Collector) run(ctx context.Context, o Options) (Report, error) {
 	}
 	c.lastMu.Lock()
 	c.running, c.current = false, Progress{}
-	c.last = rep
+	if !o.DryRun {
+		c.last = rep
+	}
 	c.lastMu.Unlock()
 	c.log.Info("garbage collection finished", "dry_run", o.DryRun, "trigger", o.Trigger, "manifests", rep.Manifests,
 		"links", rep.Links, "blobs", rep.Blobs, "bytes", rep.Bytes(), "duration", rep.Finished.Sub(rep.Started).Round(time.Millisecond).String(), "err", err)
