@@ -128,3 +128,52 @@ func newGCStatus() *cobra.Command {
 	o.outputOptions.bind(cmd.Flags())
 	return cmd
 }
+
+var usageTable = table{
+	headers: []string{"REPOSITORY", "TAGS", "MANIFESTS", "BLOBS", "BYTES"},
+	rows: func(v any) [][]string {
+		u, ok := v.(server.StorageUsage)
+		if !ok {
+			return nil
+		}
+		var rows [][]string
+		for _, r := range u.Repositories {
+			rows = append(rows, []string{r.Repository, fmt.Sprint(r.Tags), fmt.Sprint(r.Manifests), fmt.Sprint(r.Blobs), fmt.Sprint(r.BlobBytes + r.ManifestBytes)})
+		}
+		total := []string{"TOTAL (shared blobs once)", "", "", fmt.Sprint(u.Blobs), fmt.Sprint(u.BlobBytes + u.ManifestBytes)}
+		rows = append(rows, total, []string{"VOLUME used/total", "", "", "", fmt.Sprintf("%d/%d", u.Volume.Used, u.Volume.Total)})
+		if u.ReclaimableBytes != nil {
+			rows = append(rows, []string{"RECLAIMABLE", "", "", "", fmt.Sprint(*u.ReclaimableBytes)})
+		}
+		return rows
+	},
+}
+
+func newStorageUsage() *cobra.Command {
+	o := &struct {
+		clientOptions
+		outputOptions
+		reclaimable bool
+	}{}
+	cmd := &cobra.Command{
+		Use:   "usage [--reclaimable]",
+		Short: "Show bytes per repository, the total (shared blobs counted once) and the data volume's use",
+		Long: `Show what each repository of the server holds (tags, manifests, blobs and
+bytes; a blob shared by several repositories counts in each), the total with
+each blob counted once, and the data volume's used and total bytes. With
+--reclaimable the server also runs a dry garbage collection and reports the
+bytes a collection now would free.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := "/api/v1/storage"
+			if o.reclaimable {
+				path += "?reclaimable=true"
+			}
+			return call[server.StorageUsage](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, path, nil, usageTable)
+		},
+	}
+	o.clientOptions.bind(cmd.Flags())
+	o.outputOptions.bind(cmd.Flags())
+	cmd.Flags().BoolVar(&o.reclaimable, "reclaimable", false, "also report the bytes a garbage collection would reclaim now (runs a dry collection)")
+	return cmd
+}

@@ -19,6 +19,8 @@ import (
 	"github.com/outpost-registry/outpost/internal/atomicfile"
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/config"
+	"github.com/outpost-registry/outpost/internal/storage/bolt"
+	"github.com/outpost-registry/outpost/internal/storage/fs"
 	"github.com/outpost-registry/outpost/internal/storage/gc"
 )
 
@@ -161,5 +163,51 @@ func (g *gcRunner) register(api *adminapi.API) {
 			return 0, nil, err
 		}
 		return http.StatusOK, rep, nil
+	})
+}
+
+// StorageUsage is the body of GET /api/v1/storage.
+type StorageUsage struct {
+	bolt.Usage
+	// Volume is the data volume: total, free (to the registry) and used
+	// bytes.
+	Volume struct {
+		Total uint64 `json:"total"`
+		Free  uint64 `json:"free"`
+		Used  uint64 `json:"used"`
+	} `json:"volume"`
+	// ReclaimableBytes is what a collection now would free (asked with
+	// ?reclaimable=true: it runs a dry collection).
+	ReclaimableBytes *int64 `json:"reclaimableBytes,omitempty"`
+}
+
+// registerUsage adds GET /api/v1/storage: bytes per repository, in total
+// (shared blobs once), the data volume's figures and, on request, what a
+// collection would reclaim.
+func (g *gcRunner) registerUsage(api *adminapi.API, meta *bolt.Store, blobs *fs.Store) {
+	api.Handle("GET /api/v1/storage", func(r *http.Request) (int, any, error) {
+		u, err := meta.Usage(r.Context())
+		if err != nil {
+			return 0, nil, err
+		}
+		out := StorageUsage{Usage: u}
+		if sp, err := blobs.Space(); err == nil {
+			out.Volume.Total, out.Volume.Free = sp.Total, sp.Free
+			if sp.Total > sp.Free {
+				out.Volume.Used = sp.Total - sp.Free
+			}
+		}
+		if r.URL.Query().Get("reclaimable") == "true" {
+			rep, err := g.run(r.Context(), true, "usage")
+			if errors.Is(err, gc.ErrRunning) {
+				return 0, nil, fmt.Errorf("%w: %w", auth.ErrInUse, err)
+			}
+			if err != nil {
+				return 0, nil, err
+			}
+			n := rep.Bytes()
+			out.ReclaimableBytes = &n
+		}
+		return http.StatusOK, out, nil
 	})
 }

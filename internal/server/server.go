@@ -164,6 +164,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	controlplane.RegisterStaging(mgmt, fleet, meta)
 	registerStatus(mgmt, ep)
 	s.gc.register(mgmt)
+	s.gc.registerUsage(mgmt, meta, blobs)
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
 	mux.Handle("/v2", api)

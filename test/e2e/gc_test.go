@@ -14,13 +14,14 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/server"
 	"github.com/outpost-registry/outpost/internal/storage/gc"
 )
 
-// gcCLI runs `outpost gc ARGS -o json` against r and decodes the answer.
+// gcCLI runs `outpost ARGS -o json` against r and decodes the answer.
 func gcCLI(t *testing.T, r *registry, out any, args ...string) {
 	t.Helper()
-	args = append(append([]string{"gc"}, args...), "--server", r.url, "--ca-file", r.ca, "-o", "json")
+	args = append(args, "--server", r.url, "--ca-file", r.ca, "-o", "json")
 	cmd := exec.Command(os.Getenv("OUTPOST_BIN"), args...)
 	cmd.Env = append(os.Environ(), "OUTPOST_USERNAME=admin", "OUTPOST_PASSWORD="+adminPassword, "HOME="+t.TempDir())
 	b, err := cmd.Output()
@@ -108,12 +109,12 @@ func TestGCKilled(t *testing.T) {
 		}
 	}
 	var rep gc.Report
-	gcCLI(t, r, &rep, "run")
+	gcCLI(t, r, &rep, "gc", "run")
 	if rep.Error != "" || rep.Finished.IsZero() {
 		t.Fatalf("the collection after the kills did not complete: %+v", rep)
 	}
 	var dry gc.Report
-	gcCLI(t, r, &dry, "run", "--dry-run")
+	gcCLI(t, r, &dry, "gc", "run", "--dry-run")
 	if dry.Manifests+dry.Links+dry.Blobs != 0 {
 		t.Errorf("after a complete collection a dry run still finds %d manifests, %d links, %d blobs", dry.Manifests, dry.Links, dry.Blobs)
 	}
@@ -129,11 +130,23 @@ func TestGCKilled(t *testing.T) {
 	var st struct {
 		Last *gc.Report `json:"last"`
 	}
-	gcCLI(t, r, &st, "status")
+	gcCLI(t, r, &st, "gc", "status")
 	if st.Last == nil || !st.Last.Started.Equal(rep.Started) {
 		t.Errorf("gc status: last %+v, want the run started %s", st.Last, rep.Started)
 	}
 	for ref := range kept {
 		checkGraph(t, c, ref[:len("gc/keep0")], ref[len("gc/keep0")+1:])
+	}
+	var u server.StorageUsage
+	gcCLI(t, r, &u, "storage", "usage", "--reclaimable")
+	if u.Blobs != len(want) || u.ReclaimableBytes == nil || *u.ReclaimableBytes != 0 || u.Volume.Total == 0 || u.Volume.Used == 0 {
+		t.Errorf("storage usage: %d blobs (want %d), reclaimable %v (want 0), volume %+v", u.Blobs, len(want), u.ReclaimableBytes, u.Volume)
+	}
+	var perRepo int
+	for _, ru := range u.Repositories {
+		perRepo += ru.Blobs
+	}
+	if perRepo <= u.Blobs {
+		t.Errorf("storage usage: %d blobs over repositories, want more than the %d in total (shared blobs count in each)", perRepo, u.Blobs)
 	}
 }

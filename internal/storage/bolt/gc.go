@@ -246,3 +246,79 @@ func (s *Store) DeleteUnlinkedBlobs(ctx context.Context, candidates []digest.Dig
 	}
 	return out, err
 }
+
+// RepoUsage is what one repository holds.
+type RepoUsage struct {
+	Repository    string `json:"repository"`
+	Blobs         int    `json:"blobs"`
+	BlobBytes     int64  `json:"blobBytes"`
+	Manifests     int    `json:"manifests"`
+	ManifestBytes int64  `json:"manifestBytes"`
+	Tags          int    `json:"tags"`
+}
+
+// Usage is what the metadata store holds: per repository (a blob shared
+// by several counts in each) and in total (each blob once).
+type Usage struct {
+	Repositories []RepoUsage `json:"repositories"`
+	// Blobs and BlobBytes count each linked blob once.
+	Blobs         int   `json:"blobs"`
+	BlobBytes     int64 `json:"blobBytes"`
+	ManifestBytes int64 `json:"manifestBytes"`
+}
+
+// Usage sums what each repository links and stores, in one read
+// transaction.
+func (s *Store) Usage(ctx context.Context) (Usage, error) {
+	u := Usage{Repositories: []RepoUsage{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		seen := map[string]bool{}
+		return tx.Bucket(bucketRepos).ForEach(func(name, _ []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			rb := tx.Bucket(bucketRepos).Bucket(name)
+			if rb == nil {
+				return nil
+			}
+			r := RepoUsage{Repository: string(name)}
+			err := rb.Bucket(bucketBlobs).ForEach(func(k, v []byte) error {
+				var n int64
+				if len(v) >= 8 {
+					n = int64(binary.BigEndian.Uint64(v[:8]))
+				}
+				r.Blobs++
+				r.BlobBytes += n
+				if !seen[string(k)] {
+					seen[string(k)] = true
+					u.Blobs++
+					u.BlobBytes += n
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			err = rb.Bucket(bucketManifests).ForEach(func(_, v []byte) error {
+				meta, err := recordMeta(v)
+				if err != nil {
+					return err
+				}
+				r.Manifests++
+				r.ManifestBytes += int64(len(v) - 4 - len(meta))
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			r.Tags = rb.Bucket(bucketTags).Stats().KeyN
+			u.ManifestBytes += r.ManifestBytes
+			u.Repositories = append(u.Repositories, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return Usage{}, fmt.Errorf("storage usage: %w", err)
+	}
+	return u, nil
+}
