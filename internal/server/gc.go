@@ -42,6 +42,7 @@ type gcRunner struct {
 	bytes                prometheus.Counter
 	items                *prometheus.CounterVec
 	duration, lastSucess prometheus.Gauge
+	live, reclaimable    prometheus.Gauge
 }
 
 func newGCRunner(c *gc.Collector, cfg config.GC, data string, log *slog.Logger, m *Metrics) *gcRunner {
@@ -52,6 +53,9 @@ func newGCRunner(c *gc.Collector, cfg config.GC, data string, log *slog.Logger, 
 		items:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_gc_reclaimed_items_total", Help: "Items garbage collection removed, by kind (manifest, link, blob, quarantine)."}, []string{"kind"}),
 		duration:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_gc_last_duration_seconds", Help: "Duration of the last garbage collection."}),
 		lastSucess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_gc_last_success_timestamp_seconds", Help: "End of the last garbage collection that succeeded, in Unix seconds (0: none yet)."}),
+		live:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_storage_blob_bytes", Help: "Bytes of blob files kept by the last garbage collection (each blob once)."}),
+		reclaimable: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_storage_reclaimable_bytes",
+			Help: "Bytes the last dry garbage collection (outpost gc run --dry-run, storage usage --reclaimable) found reclaimable."}),
 	}
 	if cfg.Schedule != "off" && cfg.Schedule != "" {
 		g.sched, _ = cron.ParseStandard(cfg.Schedule) // validated by config
@@ -65,16 +69,24 @@ func newGCRunner(c *gc.Collector, cfg config.GC, data string, log *slog.Logger, 
 			}
 		}
 	}
-	m.registry.MustRegister(g.runs, g.failed, g.bytes, g.items, g.duration, g.lastSucess)
+	m.registry.MustRegister(g.runs, g.failed, g.bytes, g.items, g.duration, g.lastSucess, g.live, g.reclaimable)
 	return g
 }
 
 // run runs one collection now; dry runs are not recorded.
 func (g *gcRunner) run(ctx context.Context, dry bool, trigger string) (gc.Report, error) {
 	rep, err := g.c.TryRun(ctx, gc.Options{GracePeriod: time.Duration(g.cfg.GracePeriod), DryRun: dry, Trigger: trigger})
-	if errors.Is(err, gc.ErrRunning) || dry {
+	if errors.Is(err, gc.ErrRunning) {
 		return rep, err
 	}
+	if dry {
+		if err == nil {
+			g.reclaimable.Set(float64(rep.Bytes()))
+		}
+		return rep, err
+	}
+	g.live.Set(float64(rep.LiveBytes))
+	g.reclaimable.Set(0)
 	g.runs.Inc()
 	g.duration.Set(rep.Finished.Sub(rep.Started).Seconds())
 	g.bytes.Add(float64(rep.Bytes()))
