@@ -15,9 +15,9 @@ import (
 func newStorageCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "storage",
-		Short: "Check the data directory of a registry",
+		Short: "Check the data directory of a registry, or show its usage",
 	}
-	cmd.AddCommand(newStorageVerify())
+	cmd.AddCommand(newStorageVerify(), newStorageUsage())
 	return cmd
 }
 

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 )
 
@@ -60,7 +61,22 @@ type Config struct {
 	// Storage tunes the integrity checks and the free-space reporting of
 	// the data directory.
 	Storage Storage `yaml:"storage"`
+	// GC schedules garbage collection of the stores.
+	GC GC `yaml:"gc"`
 }
+
+// GC schedules online garbage collection (docs/operations.md).
+type GC struct {
+	// Schedule is a 5-field cron expression (UTC) for scheduled runs, or
+	// "off". Default "30 3 * * *".
+	Schedule string `yaml:"schedule"`
+	// GracePeriod: content put, linked or committed less than this long
+	// before a run started is never collected. Default 1h.
+	GracePeriod Duration `yaml:"gracePeriod"`
+}
+
+// DefaultGCSchedule is the default of gc.schedule: daily at 03:30 UTC.
+const DefaultGCSchedule = "30 3 * * *"
 
 // Storage tunes the data directory's integrity checks and free-space
 // reporting.
@@ -279,6 +295,12 @@ func (c *Config) ApplyDefaults() {
 	if c.Storage.MinFreeBytes == 0 {
 		c.Storage.MinFreeBytes = 64 << 20
 	}
+	if c.GC.Schedule == "" {
+		c.GC.Schedule = DefaultGCSchedule
+	}
+	if c.GC.GracePeriod == 0 {
+		c.GC.GracePeriod = Duration(time.Hour)
+	}
 }
 
 // Validate reports every problem of c, joined, each naming its key.
@@ -352,6 +374,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.MinFreeBytes < 0 {
 		errs = append(errs, fmt.Errorf("storage.minFreeBytes: %d is negative", c.Storage.MinFreeBytes))
+	}
+	if s := c.GC.Schedule; s != "" && s != "off" {
+		if len(strings.Fields(s)) != 5 {
+			errs = append(errs, fmt.Errorf("gc.schedule: %q: want 5 cron fields (minute hour day-of-month month day-of-week) or off", s))
+		} else if _, err := cron.ParseStandard(s); err != nil {
+			errs = append(errs, fmt.Errorf("gc.schedule: %q: %w", s, err))
+		}
+	}
+	if c.GC.GracePeriod < 0 {
+		errs = append(errs, fmt.Errorf("gc.gracePeriod: %s is negative", c.GC.GracePeriod))
 	}
 	return errors.Join(errs...)
 }

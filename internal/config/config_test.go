@@ -58,6 +58,9 @@ debugAddr: 127.0.0.1:6060
 storage:
   scrubInterval: 24h
   minFreeBytes: 1GiB
+gc:
+  schedule: "0 2 * * 0"
+  gracePeriod: 2h
 `
 
 var wantFull = Config{
@@ -84,6 +87,7 @@ var wantFull = Config{
 	},
 	DebugAddr: "127.0.0.1:6060",
 	Storage:   Storage{ScrubInterval: durationPtr(24 * time.Hour), MinFreeBytes: 1 << 30},
+	GC:        GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour)},
 }
 
 func durationPtr(d time.Duration) *Duration { v := Duration(d); return &v }
@@ -202,6 +206,7 @@ func TestDefaults(t *testing.T) {
 		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second), OnDemandTimeout: Duration(5 * time.Second)},
 		TLS:             TLS{Mode: TLSAuto, Hosts: hosts, CertLifetime: Duration(90 * 24 * time.Hour)},
 		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20},
+		GC:              GC{Schedule: DefaultGCSchedule, GracePeriod: Duration(time.Hour)},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {
@@ -267,6 +272,10 @@ func TestValidate(t *testing.T) {
 		{"on-demand timeout", func(c *Config) { c.Sync.OnDemandTimeout = Duration(time.Millisecond) }, []string{"sync.onDemandTimeout: 1ms is outside 100ms..10m"}},
 		{"shutdown", func(c *Config) { c.ShutdownTimeout = Duration(-time.Second) }, []string{"shutdownTimeout: -1s is negative"}},
 		{"scrub off", func(c *Config) { c.Storage.ScrubInterval = durationPtr(0) }, nil},
+		{"gc off", func(c *Config) { c.GC.Schedule = "off" }, nil},
+		{"gc schedule", func(c *Config) { c.GC.Schedule = "daily" }, []string{"gc.schedule: \"daily\": want 5 cron fields"}},
+		{"gc schedule range", func(c *Config) { c.GC.Schedule = "99 * * * *" }, []string{"gc.schedule: \"99 * * * *\""}},
+		{"gc grace", func(c *Config) { c.GC.GracePeriod = -1 }, []string{"gc.gracePeriod: -1ns is negative"}},
 		{"scrub interval", func(c *Config) { c.Storage.ScrubInterval = durationPtr(time.Second) }, []string{"storage.scrubInterval: 1s is shorter than 1m"}},
 		{"min free", func(c *Config) { c.Storage.MinFreeBytes = -1 }, []string{"storage.minFreeBytes: -1 is negative"}},
 		{"every problem at once", func(c *Config) {

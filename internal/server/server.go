@@ -29,6 +29,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/registryapi"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 	"github.com/outpost-registry/outpost/internal/storage/fs"
+	"github.com/outpost-registry/outpost/internal/storage/gc"
 )
 
 // Server is a running Outpost registry.
@@ -43,6 +44,7 @@ type Server struct {
 	metrics  *Metrics
 	api      *registryapi.Handler
 	scrub    *scrubber
+	gc       *gcRunner
 	handler  http.Handler
 	logLevel *logging.Level
 }
@@ -109,6 +111,8 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	s.meta, s.blobs = meta, blobs
 	metrics := NewMetrics(version)
 	s.metrics = metrics
+	// Before anything links blobs: the collector makes links check files.
+	s.gc = newGCRunner(gc.New(meta, blobs, log), cfg.GC, cfg.Data, log, metrics)
 	fleet := controlplane.NewService(identity)
 	fleet.SetLoginServer(cfg.LoginServer)
 	ep, err := newEdge(cfg, s, blobs, blobs, meta, version, fleet)
@@ -159,6 +163,8 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	controlplane.RegisterChanges(mgmt, authSvc, meta)
 	controlplane.RegisterStaging(mgmt, fleet, meta)
 	registerStatus(mgmt, ep)
+	s.gc.register(mgmt)
+	s.gc.registerUsage(mgmt, meta, blobs)
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
 	mux.Handle("/v2", api)
@@ -227,6 +233,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.purgeUploads(ctx, true)
 	go s.purgeLoop(ctx)
 	go s.scrub.loop(ctx, scrubInterval(s.cfg))
+	go s.gc.loop(ctx)
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,

@@ -5,8 +5,9 @@
 // Layout: a top-level bucket "repos" holds one bucket per repository, each
 // with the sub-buckets
 //
-//	blobs      digest  -> size (8 bytes, big endian)
+//	blobs      digest  -> size, link time (8 bytes each, big endian; Unix ns)
 //	manifests  digest  -> record (4-byte JSON length, JSON, body)
+//	puttimes   digest  -> when the manifest was last put (8 bytes, Unix ns)
 //	tags       tag     -> digest
 //	referrers  subject "\x00" referrer -> empty
 package bolt
@@ -39,13 +40,28 @@ var (
 	// digest "\x00" repository -> empty. It answers anonymous mounts and
 	// tells garbage collection whether any repository holds a blob.
 	bucketBlobRepos = []byte("blobrepos")
+	// bucketPutTimes holds, per repository, when each manifest was last
+	// put: garbage collection keeps untagged manifests younger than its
+	// grace period.
+	bucketPutTimes = []byte("puttimes")
 )
 
 // Store is a bbolt-backed storage.Metadata.
 type Store struct {
 	db      *bolt.DB
 	records *recordCache
+	// blobPresent, when set, is asked inside LinkBlob's write transaction
+	// whether the blob is in the blob store (see SetBlobCheck).
+	blobPresent func(digest.Digest) error
 }
+
+// SetBlobCheck makes LinkBlob verify, inside its write transaction, that
+// the blob is in the blob store: present returns nil when it is. Garbage
+// collection deletes blob files inside write transactions too
+// (DeleteUnlinkedBlobs), so a link is either committed before a
+// collection looks for links (which then keeps the blob) or finds the file
+// gone and fails with ErrBlobUnknown. Call it before serving.
+func (s *Store) SetBlobCheck(present func(digest.Digest) error) { s.blobPresent = present }
 
 var _ storage.Metadata = (*Store)(nil)
 
@@ -99,8 +115,14 @@ func (s *Store) LinkBlob(_ context.Context, repo string, d digest.Digest, size i
 		if err != nil {
 			return err
 		}
-		var v [8]byte
-		binary.BigEndian.PutUint64(v[:], uint64(size))
+		if s.blobPresent != nil {
+			if err := s.blobPresent(d); err != nil {
+				return fmt.Errorf("link blob %s in %s: %w", d, repo, err)
+			}
+		}
+		var v [16]byte
+		binary.BigEndian.PutUint64(v[:8], uint64(size))
+		binary.BigEndian.PutUint64(v[8:], uint64(time.Now().UnixNano()))
 		if err := tx.Bucket(bucketBlobRepos).Put(referrerKey(d, digest.Digest(repo)), nil); err != nil {
 			return fmt.Errorf("index blob %s: %w", d, err)
 		}
@@ -117,10 +139,10 @@ func (s *Store) BlobSize(_ context.Context, repo string, d digest.Digest) (int64
 			return fmt.Errorf("%w: %s in %s", storage.ErrBlobUnknown, d, repo)
 		}
 		v := rb.Bucket(bucketBlobs).Get([]byte(d))
-		if len(v) != 8 {
+		if len(v) < 8 {
 			return fmt.Errorf("%w: %s in %s", storage.ErrBlobUnknown, d, repo)
 		}
-		size = int64(binary.BigEndian.Uint64(v))
+		size = int64(binary.BigEndian.Uint64(v[:8]))
 		return nil
 	})
 	return size, err
@@ -251,6 +273,9 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifes
 		if err := manifests.Put([]byte(m.Digest), rec); err != nil {
 			return fmt.Errorf("store manifest %s: %w", m.Digest, err)
 		}
+		if err := stampPut(rb, m.Digest, time.Now()); err != nil {
+			return err
+		}
 		for _, t := range tags {
 			old := rb.Bucket(bucketTags).Get([]byte(t))
 			if string(old) == string(m.Digest) {
@@ -323,41 +348,52 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		if rb == nil {
 			return fmt.Errorf("%w: %s@%s", storage.ErrManifestUnknown, repo, d)
 		}
-		manifests := rb.Bucket(bucketManifests)
-		v := manifests.Get([]byte(d))
-		if v == nil {
+		if rb.Bucket(bucketManifests).Get([]byte(d)) == nil {
 			return fmt.Errorf("%w: %s@%s", storage.ErrManifestUnknown, repo, d)
 		}
-		m, err := decodeRecord(v)
-		if err != nil {
-			return err
-		}
-		if m.Subject != "" {
-			if err := rb.Bucket(bucketReferrers).Delete(referrerKey(m.Subject, d)); err != nil {
-				return fmt.Errorf("unindex referrer %s: %w", d, err)
-			}
-		}
-		tags := rb.Bucket(bucketTags)
-		var stale [][]byte
-		err = tags.ForEach(func(k, v []byte) error {
-			if string(v) == string(d) {
-				stale = append(stale, bytes.Clone(k))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range stale {
-			if err := tags.Delete(k); err != nil {
-				return fmt.Errorf("delete tag %s: %w", k, err)
-			}
-			if err := recordChange(rb, storage.Change{Tag: string(k), Prev: d, Op: "delete", Origin: origin}); err != nil {
-				return err
-			}
-		}
-		return manifests.Delete([]byte(d))
+		return deleteManifestTx(rb, d, origin)
 	})
+}
+
+// deleteManifestTx removes manifest d, present in rb, with its tags, its
+// referrers index entry and its put time.
+func deleteManifestTx(rb *bolt.Bucket, d digest.Digest, origin string) error {
+	manifests := rb.Bucket(bucketManifests)
+	v := manifests.Get([]byte(d))
+	m, err := decodeRecord(v)
+	if err != nil {
+		return err
+	}
+	if m.Subject != "" {
+		if err := rb.Bucket(bucketReferrers).Delete(referrerKey(m.Subject, d)); err != nil {
+			return fmt.Errorf("unindex referrer %s: %w", d, err)
+		}
+	}
+	tags := rb.Bucket(bucketTags)
+	var stale [][]byte
+	err = tags.ForEach(func(k, v []byte) error {
+		if string(v) == string(d) {
+			stale = append(stale, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := tags.Delete(k); err != nil {
+			return fmt.Errorf("delete tag %s: %w", k, err)
+		}
+		if err := recordChange(rb, storage.Change{Tag: string(k), Prev: d, Op: "delete", Origin: origin}); err != nil {
+			return err
+		}
+	}
+	if pt := rb.Bucket(bucketPutTimes); pt != nil {
+		if err := pt.Delete([]byte(d)); err != nil {
+			return fmt.Errorf("delete manifest %s: %w", d, err)
+		}
+	}
+	return manifests.Delete([]byte(d))
 }
 
 // DeleteTag implements storage.Metadata.

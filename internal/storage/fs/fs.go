@@ -392,6 +392,11 @@ func (s *Store) place(p, dst string, d digest.Digest) error {
 	if err := os.Rename(p, dst); err != nil {
 		return s.noSpace(fmt.Errorf("commit blob %s: %w", d, err))
 	}
+	// The file's time is the commit's, so that garbage collection counts
+	// its grace period from when the blob appeared, not from the upload's
+	// last write.
+	now := time.Now()
+	_ = os.Chtimes(dst, now, now)
 	if fi, err := os.Stat(dst); err == nil {
 		s.markVerified(d, idOf(fi))
 	}
