@@ -22,6 +22,7 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
+	"github.com/outpost-registry/outpost/internal/catalog"
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/logging"
@@ -158,6 +159,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	controlplane.RegisterGateway(mgmt, authSvc, fleet)
 	controlplane.RegisterChanges(mgmt, authSvc, meta)
 	controlplane.RegisterStaging(mgmt, fleet, meta)
+	catalog.Register(mgmt, authSvc, meta, blobs)
 	registerStatus(mgmt, ep)
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
