@@ -25,6 +25,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/catalog"
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/importer"
 	"github.com/outpost-registry/outpost/internal/logging"
 	"github.com/outpost-registry/outpost/internal/pki"
 	"github.com/outpost-registry/outpost/internal/registryapi"
@@ -160,6 +161,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	controlplane.RegisterChanges(mgmt, authSvc, meta)
 	controlplane.RegisterStaging(mgmt, fleet, meta)
 	catalog.Register(mgmt, authSvc, meta, blobs)
+	importer.Register(mgmt, blobs, blobs, meta, log)
 	registerStatus(mgmt, ep)
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
