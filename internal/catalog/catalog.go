@@ -35,11 +35,16 @@ type Catalog struct {
 	auth  *auth.Service
 	meta  storage.Metadata
 	blobs storage.BlobStore
+	// readOnly refuses deletes when set and true, with its denial (a
+	// ReadOnly connected registry).
+	readOnly func() error
 }
 
-// Register adds the /api/v1/repositories routes to api.
-func Register(api *adminapi.API, svc *auth.Service, meta storage.Metadata, blobs storage.BlobStore) {
-	c := &Catalog{auth: svc, meta: meta, blobs: blobs}
+// Register adds the /api/v1/repositories routes to api. readOnly, when
+// not nil, returns a denial while deletes are refused (a ReadOnly
+// connected registry), as the registry API refuses them.
+func Register(api *adminapi.API, svc *auth.Service, meta storage.Metadata, blobs storage.BlobStore, readOnly func() error) {
+	c := &Catalog{auth: svc, meta: meta, blobs: blobs, readOnly: readOnly}
 	api.HandleAs("GET /api/v1/repositories", c.list)
 	api.HandleAs("GET /api/v1/repositories/{path...}", c.get)
 	api.HandleAs("DELETE /api/v1/repositories/{path...}", c.delete)
@@ -222,6 +227,11 @@ func (c *Catalog) delete(r *http.Request, p *auth.Principal) (int, any, error) {
 	}
 	if err := c.need(p, repo, auth.ContentDelete); err != nil {
 		return 0, nil, err
+	}
+	if c.readOnly != nil {
+		if err := c.readOnly(); err != nil {
+			return 0, nil, err
+		}
 	}
 	ctx := r.Context()
 	switch kind {

@@ -79,10 +79,17 @@ type Importer struct {
 	next    int
 }
 
-// Register adds the /api/v1/imports routes (admin only).
-func Register(api *adminapi.API, blobs storage.BlobStore, uploads storage.Uploads, meta storage.Metadata, log *slog.Logger) {
+// Register adds the /api/v1/imports routes (admin only). readOnly, when
+// not nil, returns a denial while writes are refused (a ReadOnly
+// connected registry).
+func Register(api *adminapi.API, blobs storage.BlobStore, uploads storage.Uploads, meta storage.Metadata, log *slog.Logger, readOnly func() error) {
 	im := &Importer{blobs: blobs, uploads: uploads, meta: meta, log: log, imports: map[string]*Import{}, engines: map[string]*syncer.Engine{}}
 	api.Handle("POST /api/v1/imports", func(r *http.Request) (int, any, error) {
+		if readOnly != nil {
+			if err := readOnly(); err != nil {
+				return 0, nil, err
+			}
+		}
 		var req Request
 		if err := adminapi.Decode(r, &req); err != nil {
 			return 0, nil, err

@@ -160,8 +160,14 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	controlplane.RegisterGateway(mgmt, authSvc, fleet)
 	controlplane.RegisterChanges(mgmt, authSvc, meta)
 	controlplane.RegisterStaging(mgmt, fleet, meta)
-	catalog.Register(mgmt, authSvc, meta, blobs)
-	importer.Register(mgmt, blobs, blobs, meta, log)
+	writable := func() error {
+		if z.readOnly != nil && z.readOnly() {
+			return readOnlyDenial()
+		}
+		return nil
+	}
+	catalog.Register(mgmt, authSvc, meta, blobs, writable)
+	importer.Register(mgmt, blobs, blobs, meta, log, writable)
 	registerStatus(mgmt, ep)
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
