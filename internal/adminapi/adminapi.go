@@ -64,6 +64,27 @@ func (a *API) HandleWith(pattern string, authz Authz, h HandlerFunc) {
 	}, h)
 }
 
+// PrincipalFunc is an endpoint that decides itself what the caller may
+// see, from the caller's principal (the admin included).
+type PrincipalFunc func(r *http.Request, p *auth.Principal) (int, any, error)
+
+// HandleAs registers an endpoint for any authenticated caller; the handler
+// gets the principal and authorizes each item it touches with the scope
+// map (auth.Service.Allowed), as the registry API does.
+func (a *API) HandleAs(pattern string, h PrincipalFunc) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.svc.AuthenticateBasic(r)
+		if err == nil && p == nil {
+			err = &auth.Denial{Status: http.StatusUnauthorized, Message: "authentication required", Challenge: auth.BasicChallenge}
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		a.respond(w, r, func(r *http.Request) (int, any, error) { return h(r, p) })
+	})
+}
+
 func (a *API) route(pattern string, h HandlerFunc) { a.handle(pattern, a.admin, h) }
 
 func (a *API) handle(pattern string, check func(*http.Request) error, h HandlerFunc) {
@@ -72,20 +93,25 @@ func (a *API) handle(pattern string, check func(*http.Request) error, h HandlerF
 			writeError(w, err)
 			return
 		}
-		status, v, err := h(r)
-		if err != nil {
-			if s, _, _ := classify(err); s >= 500 {
-				a.log.Error("management request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-			}
-			writeError(w, err)
-			return
-		}
-		if v == nil {
-			w.WriteHeader(status)
-			return
-		}
-		writeJSON(w, status, v)
+		a.respond(w, r, h)
 	})
+}
+
+// respond runs h and writes its answer or error.
+func (a *API) respond(w http.ResponseWriter, r *http.Request, h HandlerFunc) {
+	status, v, err := h(r)
+	if err != nil {
+		if s, _, _ := classify(err); s >= 500 {
+			a.log.Error("management request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		writeError(w, err)
+		return
+	}
+	if v == nil {
+		w.WriteHeader(status)
+		return
+	}
+	writeJSON(w, status, v)
 }
 
 // ServeHTTP implements http.Handler.

@@ -3,8 +3,10 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -40,7 +42,8 @@ func newStageCommand() *cobra.Command {
 		Use:   "stage",
 		Short: "Pre-download the images of a release on connected registries, and check them",
 	}
-	cmd.AddCommand(newStageCreate(), newStageList(), newStageShow(), newStageDelete(), newStageCheck())
+	cmd.AddCommand(newStageCreate(), newStageList(), newStageShow(), newStageDelete(), newStageCheck(),
+		newStageWait(), newStageMarkInstalled())
 	return cmd
 }
 
@@ -127,34 +130,42 @@ var stageSitesTable = table{
 	},
 }
 
+// stageListTable shows every release: its state, and each site's state
+// with the time it reached it (staged, installed, retired).
 var stageListTable = table{
-	headers: []string{"NAME", "SITES", "IMAGES", "STAGED", "FAILED", "CREATED(UTC)"},
+	headers: []string{"NAME", "STATE", "IMAGES", "CREATED(UTC)", "SITES"},
 	rows: func(v any) [][]string {
 		list, _ := v.([]any)
 		rows := [][]string{}
 		for _, j := range list {
 			sites, _ := field(j, "sites").(map[string]any)
-			staged, failed := 0, 0
-			for _, s := range sites {
-				switch cell(field(s, "state")) {
-				case controlplane.StageStaged:
-					staged++
-				case controlplane.StageFailed:
-					failed++
-				}
+			var cells []string
+			for _, n := range slices.Sorted(maps.Keys(sites)) {
+				cells = append(cells, n+"="+siteLifecycle(sites[n]))
 			}
 			imgs, _ := field(j, "images").([]any)
-			rows = append(rows, []string{cell(field(j, "name")), fmt.Sprint(len(sites)), fmt.Sprint(len(imgs)), fmt.Sprint(staged), fmt.Sprint(failed), cell(field(j, "creationDate"))})
+			rows = append(rows, []string{cell(field(j, "name")), cell(field(j, "state")), fmt.Sprint(len(imgs)), cell(field(j, "creationDate")), strings.Join(cells, " ")})
 		}
 		return rows
 	},
+}
+
+// siteLifecycle is a site's furthest lifecycle step and when it was
+// reached: Retired@T, Installed@T, Staged@T, or the reported state.
+func siteLifecycle(s any) string {
+	for _, k := range []struct{ field, name string }{{"retiredTime", "Retired"}, {"installedTime", "Installed"}, {"stagedTime", "Staged"}} {
+		if t := cell(field(s, k.field)); t != "" {
+			return k.name + "@" + t
+		}
+	}
+	return cell(field(s, "state"))
 }
 
 func newStageList() *cobra.Command {
 	o := &stageOptions{}
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List staging jobs",
+		Short: "List every release (staging job) with its state and each site's times",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return call[[]controlplane.StagingJob](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, "/api/v1/staging", nil, stageListTable)

@@ -26,6 +26,9 @@ const (
 	StageStaging = "Staging"
 	StageStaged  = "Staged"
 	StageFailed  = "Failed"
+	// StageInstalled is a release the operator marked installed at every
+	// target (`stage mark-installed`).
+	StageInstalled = "Installed"
 )
 
 // StagedImage is one image of a job, resolved to a digest at creation (a
@@ -47,6 +50,14 @@ type SiteProgress struct {
 	Bytes       int64      `json:"bytes"`
 	Reason      string     `json:"reason,omitempty"`
 	Updated     *time.Time `json:"lastUpdate,omitempty"`
+	// The fields below are kept by the parent, not reported by the site:
+	// when the site first reported the job Staged, when the operator
+	// marked it installed there, and when a later installed release
+	// retired it there (the parent no longer assigns it to the site, so
+	// the site's GC may reclaim its images).
+	StagedAt    *time.Time `json:"stagedTime,omitempty"`
+	InstalledAt *time.Time `json:"installedTime,omitempty"`
+	RetiredAt   *time.Time `json:"retiredTime,omitempty"`
 }
 
 // StagingJob asks connected registries to pre-download images.
@@ -57,6 +68,38 @@ type StagingJob struct {
 	RespectWindow bool                    `json:"respectWindow"`
 	Created       time.Time               `json:"creationDate"`
 	Sites         map[string]SiteProgress `json:"sites"`
+	// State is the release's lifecycle, derived from its sites on every
+	// read: Staging, Staged (every site complete), Failed (a site failed)
+	// or Installed (marked installed at every site).
+	State string `json:"state"`
+}
+
+// ReleaseState derives a job's lifecycle state from its sites.
+func (j *StagingJob) ReleaseState() string {
+	staged, installed := true, true
+	for _, p := range j.Sites {
+		switch {
+		case p.State == StageFailed:
+			return StageFailed
+		case p.State != StageStaged:
+			staged = false
+		}
+		installed = installed && p.InstalledAt != nil
+	}
+	switch {
+	case installed && len(j.Sites) > 0:
+		return StageInstalled
+	case staged:
+		return StageStaged
+	}
+	return StageStaging
+}
+
+// active reports whether the parent assigns the job to site: it targets
+// the site and no later installed release retired it there.
+func (j *StagingJob) active(site string) bool {
+	p, ok := j.Sites[site]
+	return ok && p.RetiredAt == nil && slices.Contains(j.Targets, site)
 }
 
 // StagingRequest is the body of POST /api/v1/staging.
@@ -120,7 +163,7 @@ func allJobs(tx *auth.Tx) ([]*StagingJob, error) {
 func stagedRepos(jobs []*StagingJob, name string) []string {
 	var out []string
 	for _, j := range jobs {
-		if !slices.Contains(j.Targets, name) {
+		if !j.active(name) {
 			continue
 		}
 		for _, im := range j.Images {
@@ -193,9 +236,11 @@ func (s *Service) Jobs() ([]*StagingJob, error) {
 		if err := json.Unmarshal(raw, j); err != nil {
 			return err
 		}
+		j.State = j.ReleaseState()
 		out = append(out, j)
 		return nil
 	})
+	slices.SortStableFunc(out, func(a, b *StagingJob) int { return a.Created.Compare(b.Created) })
 	return out, err
 }
 
@@ -205,6 +250,7 @@ func (s *Service) Job(name string) (*StagingJob, error) {
 	if err := s.store.Record(stagingBucket, name, j); err != nil {
 		return nil, fmt.Errorf("staging job %q: %w", name, auth.ErrNotFound)
 	}
+	j.State = j.ReleaseState()
 	return j, nil
 }
 
@@ -216,6 +262,106 @@ func (s *Service) DeleteStaging(name string) error {
 		}
 		return rebuildSyncScopeMaps(tx)
 	})
+}
+
+// InstallRequest is the body of POST /api/v1/staging/{name}/installed.
+type InstallRequest struct {
+	// Targets are the sites the release is installed at (default: every
+	// target of the job).
+	Targets []string `json:"connectedRegistries,omitempty"`
+	// Keep is how many releases stay assigned to each site, the installed
+	// one included (default DefaultKeep).
+	Keep int `json:"keep,omitempty"`
+}
+
+// DefaultKeep keeps the installed release and the one installed before
+// it, for rollback.
+const DefaultKeep = 2
+
+// MarkInstalled records that release name is installed at the sites of
+// req (each must be Staged), and retires there every release created
+// before it except the Keep-1 most recently installed ones: the parent no
+// longer assigns them to the site, which releases their images to the
+// site's GC. Releases created after it are untouched.
+func (s *Service) MarkInstalled(name string, req InstallRequest) (*StagingJob, error) {
+	if req.Keep == 0 {
+		req.Keep = DefaultKeep
+	}
+	if req.Keep < 1 {
+		return nil, fmt.Errorf("%w: keep %d: at least 1 (the installed release)", auth.ErrInvalid, req.Keep)
+	}
+	var out *StagingJob
+	err := s.store.Update(func(tx *auth.Tx) error {
+		jobs, err := allJobs(tx)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(jobs, func(j *StagingJob) bool { return j.Name == name })
+		if i < 0 {
+			return fmt.Errorf("staging job %q: %w", name, auth.ErrNotFound)
+		}
+		job := jobs[i]
+		sites := req.Targets
+		if len(sites) == 0 {
+			sites = job.Targets
+		}
+		now := tx.Now()
+		for _, site := range sites {
+			p, ok := job.Sites[site]
+			switch {
+			case !ok:
+				return fmt.Errorf("%w: connectedRegistries: release %q does not target %q", auth.ErrInvalid, name, site)
+			case p.State != StageStaged:
+				return fmt.Errorf("%w: release %q is %s at %q, not Staged: run outpost stage wait first", auth.ErrInvalid, name, p.State, site)
+			}
+			if p.InstalledAt == nil {
+				p.InstalledAt = &now
+			}
+			job.Sites[site] = p
+			retire(jobs, job, site, req.Keep, now)
+		}
+		for _, j := range jobs {
+			if err := tx.PutRecord(stagingBucket, j.Name, j); err != nil {
+				return err
+			}
+		}
+		job.State = job.ReleaseState()
+		out = job
+		return rebuildSyncScopeMaps(tx)
+	})
+	return out, err
+}
+
+// retire marks, at site, the releases created before installed as
+// retired, except the keep-1 installed there most recently.
+func retire(jobs []*StagingJob, installed *StagingJob, site string, keep int, now time.Time) {
+	var older []*StagingJob
+	for _, j := range jobs {
+		if j != installed && j.active(site) && j.Created.Before(installed.Created) {
+			older = append(older, j)
+		}
+	}
+	// Installed ones first, most recent first; then the never installed.
+	slices.SortStableFunc(older, func(a, b *StagingJob) int {
+		ia, ib := a.Sites[site].InstalledAt, b.Sites[site].InstalledAt
+		switch {
+		case ia != nil && ib != nil:
+			return ib.Compare(*ia)
+		case ia != nil:
+			return -1
+		case ib != nil:
+			return 1
+		}
+		return 0
+	})
+	for n, j := range older {
+		if n < keep-1 && j.Sites[site].InstalledAt != nil {
+			continue
+		}
+		p := j.Sites[site]
+		p.RetiredAt = &now
+		j.Sites[site] = p
+	}
 }
 
 // tasksFor returns the jobs that target any of names: a connected
@@ -240,7 +386,7 @@ func (s *Service) jobsFor(names ...string) []*StagingJob {
 	}
 	var out []*StagingJob
 	for _, j := range jobs {
-		if slices.ContainsFunc(j.Targets, func(t string) bool { return slices.Contains(names, t) }) {
+		if slices.ContainsFunc(names, j.active) {
 			out = append(out, j)
 		}
 	}
@@ -264,7 +410,9 @@ func (s *Service) ReplicateStaging(jobs []*StagingJob) error {
 			var old StagingJob
 			if tx.Record(stagingBucket, j.Name, &old) == nil {
 				for site, p := range old.Sites {
-					if _, ok := j.Sites[site]; ok && p.Updated != nil {
+					if cur, ok := j.Sites[site]; ok && p.Updated != nil {
+						// The parent decides installation and retirement.
+						p.InstalledAt, p.RetiredAt = cur.InstalledAt, cur.RetiredAt
 						j.Sites[site] = p
 					}
 				}
@@ -332,6 +480,11 @@ func recordStaging(tx *auth.Tx, site string, reports []StageReport) error {
 		}
 		now := tx.Now()
 		r.Updated = &now
+		old := j.Sites[site]
+		r.StagedAt, r.InstalledAt, r.RetiredAt = old.StagedAt, old.InstalledAt, old.RetiredAt
+		if r.State == StageStaged && r.StagedAt == nil {
+			r.StagedAt = &now
+		}
 		j.Sites[site] = r.SiteProgress
 		if err := tx.PutRecord(stagingBucket, j.Name, j); err != nil {
 			return err
@@ -366,6 +519,14 @@ func RegisterStaging(api *adminapi.API, s *Service, meta storage.Metadata) {
 	})
 	api.Handle("GET /api/v1/staging/{name}", func(r *http.Request) (int, any, error) {
 		j, err := s.Job(r.PathValue("name"))
+		return http.StatusOK, j, err
+	})
+	api.Handle("POST /api/v1/staging/{name}/installed", func(r *http.Request) (int, any, error) {
+		var req InstallRequest
+		if err := adminapi.Decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		j, err := s.MarkInstalled(r.PathValue("name"), req)
 		return http.StatusOK, j, err
 	})
 	api.Handle("DELETE /api/v1/staging/{name}", func(r *http.Request) (int, any, error) {

@@ -22,8 +22,10 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
+	"github.com/outpost-registry/outpost/internal/catalog"
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/importer"
 	"github.com/outpost-registry/outpost/internal/logging"
 	"github.com/outpost-registry/outpost/internal/pki"
 	"github.com/outpost-registry/outpost/internal/registryapi"
@@ -162,6 +164,14 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	controlplane.RegisterGateway(mgmt, authSvc, fleet)
 	controlplane.RegisterChanges(mgmt, authSvc, meta)
 	controlplane.RegisterStaging(mgmt, fleet, meta)
+	writable := func() error {
+		if z.readOnly != nil && z.readOnly() {
+			return readOnlyDenial()
+		}
+		return nil
+	}
+	catalog.Register(mgmt, authSvc, meta, blobs, writable)
+	importer.Register(mgmt, blobs, blobs, meta, log, writable)
 	registerStatus(mgmt, ep)
 	s.gc.register(mgmt)
 	s.gc.registerUsage(mgmt, meta, blobs)
