@@ -66,6 +66,8 @@ var rules = []rule{
 	{"internal/oci", []string{"net", "net/http", "os/exec"}, "oci performs no I/O"},
 	{"internal/storage/...", []string{"internal/registryapi/...", "internal/server/...", "internal/adminapi/...", "internal/syncer/...", "internal/edge/...", "internal/controlplane/...", "internal/auth/...", "internal/cli/..."}, "storage is below every API and the sync engine"},
 	{"internal/syncer/...", []string{"internal/registryapi/...", "internal/server/...", "internal/adminapi/...", "internal/edge/...", "internal/cli/..."}, "the sync engine is a client; it never imports the HTTP server side"},
+	{"internal/graph", []string{"internal/registryapi/...", "internal/server/...", "internal/adminapi/...", "internal/syncer/...", "internal/edge/...", "internal/controlplane/...", "internal/client/...", "internal/cli/...", "internal/auth/..."}, "the graph copy is below every end it connects"},
+	{"internal/graph", []string{"net", "net/http"}, "the graph copy reaches the network only through a Source or Target"},
 	{"internal/registryapi/...", []string{"internal/server/...", "internal/syncer/...", "internal/edge/...", "internal/cli/..."}, "the /v2/ surface is assembled by server, not the other way round"},
 	{"internal/config/...", []string{"internal/..."}, "config is plain typed data"},
 	{"internal/kube/...", []string{"internal/..."}, "kube only reads YAML"},
