@@ -1,11 +1,10 @@
 // Package importer copies an image from any OCI registry into this one,
 // on the server (`outpost import`, POST /api/v1/imports): the manifest or
 // index with every platform, its blobs and its referrers, each digest
-// verified. The copy is the sync engine's staging copy (syncer.Engine.Stage)
-// with the source registry as its parent, so the credentials go only to
-// the source's origin and its token realm there (syncer.NewParent applies
-// internal/origin's guard); the target name may differ from the source's,
-// by a renaming view of the stores.
+// verified. The copy is a graph.Copy from the source registry, reached as
+// a sync parent (syncer.NewParent applies internal/origin's guard, so the
+// credentials go only to the source's origin and its token realm there),
+// into the local store under the target name.
 package importer
 
 import (
@@ -17,13 +16,16 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/graph"
 	"github.com/outpost-registry/outpost/internal/oci"
 	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/syncer"
@@ -75,15 +77,19 @@ type Importer struct {
 
 	mu      sync.Mutex
 	imports map[string]*Import
-	engines map[string]*syncer.Engine
+	// running counts the progress of the imports under way.
+	running map[string]*progress
 	next    int
 }
+
+// progress counts what an import has copied so far.
+type progress struct{ manifests, bytes atomic.Int64 }
 
 // Register adds the /api/v1/imports routes (admin only). readOnly, when
 // not nil, returns a denial while writes are refused (a ReadOnly
 // connected registry).
 func Register(api *adminapi.API, blobs storage.BlobStore, uploads storage.Uploads, meta storage.Metadata, log *slog.Logger, readOnly func() error) {
-	im := &Importer{blobs: blobs, uploads: uploads, meta: meta, log: log, imports: map[string]*Import{}, engines: map[string]*syncer.Engine{}}
+	im := &Importer{blobs: blobs, uploads: uploads, meta: meta, log: log, imports: map[string]*Import{}, running: map[string]*progress{}}
 	api.Handle("POST /api/v1/imports", func(r *http.Request) (int, any, error) {
 		if readOnly != nil {
 			if err := readOnly(); err != nil {
@@ -176,28 +182,24 @@ func (im *Importer) Start(req Request) (*Import, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: source %s: %w", auth.ErrInvalid, req.Source, err)
 	}
-	view := renamed{from: src.repo, to: repo, Metadata: im.meta}
-	engine := syncer.NewEngine(syncer.Options{
-		Parent: parent, Blobs: im.blobs, Uploads: renamedUploads{from: src.repo, to: repo, Uploads: im.uploads},
-		Metadata: view, Logger: im.log, Attempts: 3,
-	})
 	im.mu.Lock()
 	im.next++
 	job := &Import{ID: fmt.Sprintf("import-%d", im.next), Source: req.Source, Image: repo + ":" + tag, State: StateRunning, Started: time.Now().UTC()}
 	if tag == "" {
 		job.Image = repo
 	}
-	im.imports[job.ID], im.engines[job.ID] = job, engine
+	prog := &progress{}
+	im.imports[job.ID], im.running[job.ID] = job, prog
 	out := *job
 	im.mu.Unlock()
-	go im.run(job, engine, parent, src, tag)
+	go im.run(job, prog, parent, src, repo, tag)
 	return &out, nil
 }
 
 // importTimeout bounds one import.
 const importTimeout = 6 * time.Hour
 
-func (im *Importer) run(job *Import, engine *syncer.Engine, parent *syncer.Parent, src source, tag string) {
+func (im *Importer) run(job *Import, prog *progress, parent *syncer.Parent, src source, repo, tag string) {
 	ctx, cancel := context.WithTimeout(context.Background(), importTimeout)
 	defer cancel()
 	d, err := digest.Digest(src.ref), error(nil)
@@ -206,25 +208,36 @@ func (im *Importer) run(job *Import, engine *syncer.Engine, parent *syncer.Paren
 	}
 	if err == nil {
 		im.set(job, func(j *Import) { j.Digest = d })
-		_, err = engine.Stage(ctx, src.repo, d, tag)
+		var tags []string
+		if tag != "" {
+			tags = []string{tag}
+		}
+		// The copy is a local write (a push at a ReadWrite connected
+		// registry travels to its parent like any other).
+		dst := &graph.Store{Blobs: im.blobs, Uploads: im.uploads, Metadata: im.meta, Log: im.log, From: "the import source " + job.Source}
+		_, err = graph.Copy(ctx, parent.Source(), src.repo, dst, repo, v1.Descriptor{Digest: d}, graph.Options{
+			Tags:       tags,
+			Retry:      syncer.Retrier(3, im.log),
+			OnManifest: func(v1.Descriptor) { prog.manifests.Add(1) },
+			OnBytes:    func(n int64) { prog.bytes.Add(n) },
+		})
 	}
-	p := engine.Progress()
 	now := time.Now().UTC()
 	im.set(job, func(j *Import) {
-		j.Manifests, j.Bytes, j.Ended = p.Items, p.Bytes, &now
+		j.Manifests, j.Bytes, j.Ended = prog.manifests.Load(), prog.bytes.Load(), &now
 		j.State = StateSucceeded
 		if err != nil {
 			j.State, j.Error = StateFailed, fmt.Sprintf("import from %s: %v", job.Source, err)
 		}
 	})
 	im.mu.Lock()
-	delete(im.engines, job.ID)
+	delete(im.running, job.ID)
 	im.mu.Unlock()
 	if err != nil {
 		im.log.Warn("import failed", "source", job.Source, "image", job.Image, "err", err)
 		return
 	}
-	im.log.Info("import finished", "source", job.Source, "image", job.Image, "digest", d, "bytes", p.Bytes)
+	im.log.Info("import finished", "source", job.Source, "image", job.Image, "digest", d, "bytes", prog.bytes.Load())
 }
 
 func (im *Importer) set(job *Import, f func(*Import)) {
@@ -242,9 +255,8 @@ func (im *Importer) Get(id string) (*Import, error) {
 		return nil, fmt.Errorf("import %q: %w", id, auth.ErrNotFound)
 	}
 	out := *j
-	if e := im.engines[id]; e != nil {
-		p := e.Progress()
-		out.Manifests, out.Bytes = p.Items, p.Bytes
+	if p := im.running[id]; p != nil {
+		out.Manifests, out.Bytes = p.manifests.Load(), p.bytes.Load()
 	}
 	return &out, nil
 }

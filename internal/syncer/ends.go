@@ -13,6 +13,9 @@ import (
 	"github.com/outpost-registry/outpost/internal/graph"
 )
 
+// Source returns the parent as the source of a graph.Copy.
+func (p *Parent) Source() graph.Source { return parentSource{p: p} }
+
 // parentSource reads graphs from the parent, within the bandwidth limit.
 type parentSource struct {
 	p       *Parent

@@ -236,13 +236,26 @@ func (e *Engine) addProgress(items, bytes int64) {
 	e.mu.Unlock()
 }
 
-// retry runs fn until it succeeds, fails permanently, or the attempts run
-// out, with capped exponential backoff that honours Retry-After.
+// retry runs fn with the engine's attempts; see Retrier.
 func (e *Engine) retry(ctx context.Context, what string, fn func() error) error {
+	return retry(ctx, e.o.Attempts, e.log, what, fn)
+}
+
+// Retrier returns a graph.Options Retry for copies from a parent: fn
+// runs until it succeeds, fails permanently, or attempts run out, with
+// capped exponential backoff that honours Retry-After; each retry is
+// logged at Warn.
+func Retrier(attempts int, log *slog.Logger) func(ctx context.Context, what string, fn func() error) error {
+	return func(ctx context.Context, what string, fn func() error) error {
+		return retry(ctx, attempts, log, what, fn)
+	}
+}
+
+func retry(ctx context.Context, attempts int, log *slog.Logger, what string, fn func() error) error {
 	backoff := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if err == nil || !Temporary(err) || errors.Is(err, ErrNoAnswer) || attempt >= e.o.Attempts || ctx.Err() != nil {
+		if err == nil || !Temporary(err) || errors.Is(err, ErrNoAnswer) || attempt >= attempts || ctx.Err() != nil {
 			return err
 		}
 		wait := backoff
@@ -250,7 +263,7 @@ func (e *Engine) retry(ctx context.Context, what string, fn func() error) error 
 		if errors.As(err, &se) && se.RetryAfter > 0 {
 			wait = min(se.RetryAfter, 5*time.Minute)
 		}
-		e.log.Warn("retrying", "what", what, "attempt", attempt, "wait", wait.String(), "err", err)
+		log.Warn("retrying", "what", what, "attempt", attempt, "wait", wait.String(), "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
