@@ -38,14 +38,21 @@ func (a *API) createScopeMap(r *http.Request) (int, any, error) {
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
+	m, err := CreateScopeMap(a.svc.Store(), req)
+	return http.StatusCreated, m, err
+}
+
+// CreateScopeMap creates the scope map of req; one of that name must not
+// exist.
+func CreateScopeMap(store *auth.Store, req ScopeMapRequest) (*auth.ScopeMap, error) {
 	m := &auth.ScopeMap{Name: req.Name, Description: req.Description, Repositories: req.Repositories}
-	err := a.svc.Store().Update(func(tx *auth.Tx) error {
+	err := store.Update(func(tx *auth.Tx) error {
 		if _, err := tx.ScopeMap(m.Name); err == nil {
 			return fmt.Errorf("%w: scope map %q", auth.ErrExists, m.Name)
 		}
 		return tx.PutScopeMap(m)
 	})
-	return http.StatusCreated, m, err
+	return m, err
 }
 
 // MergeGrants adds the actions of add to grants and takes those of remove

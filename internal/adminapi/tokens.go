@@ -109,19 +109,27 @@ func (a *API) createToken(r *http.Request) (int, any, error) {
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
+	view, err := CreateToken(a.svc.Store(), req)
+	return http.StatusCreated, view, err
+}
+
+// CreateToken creates the token of req (and its scope map when req gives
+// repositories) and returns it with the clear values of its passwords,
+// shown only this once. The dashboard calls it as the API does.
+func CreateToken(store *auth.Store, req TokenRequest) (TokenView, error) {
 	status := auth.StatusEnabled
 	if req.Status != "" {
 		var err error
 		if status, err = auth.ParseTokenStatus(req.Status); err != nil {
-			return 0, nil, err
+			return TokenView{}, err
 		}
 	}
 	if (req.ScopeMap == "") == (len(req.Repositories) == 0) {
-		return 0, nil, fmt.Errorf("%w: give either scopeMapName or repositories", auth.ErrInvalid)
+		return TokenView{}, fmt.Errorf("%w: give either scopeMapName or repositories", auth.ErrInvalid)
 	}
 	values := map[auth.PasswordName]string{}
 	var view TokenView
-	err := a.svc.Store().Update(func(tx *auth.Tx) error {
+	err := store.Update(func(tx *auth.Tx) error {
 		if _, err := tx.Token(req.Name); err == nil {
 			return fmt.Errorf("%w: token %q", auth.ErrExists, req.Name)
 		}
@@ -152,7 +160,7 @@ func (a *API) createToken(r *http.Request) (int, any, error) {
 		view = viewToken(t, values)
 		return nil
 	})
-	return http.StatusCreated, view, err
+	return view, err
 }
 
 func (a *API) updateToken(r *http.Request) (int, any, error) {
@@ -160,9 +168,15 @@ func (a *API) updateToken(r *http.Request) (int, any, error) {
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
+	view, err := UpdateToken(a.svc.Store(), r.PathValue("name"), req)
+	return http.StatusOK, view, err
+}
+
+// UpdateToken changes a token's scope map or status.
+func UpdateToken(store *auth.Store, name string, req TokenUpdate) (TokenView, error) {
 	var view TokenView
-	err := a.svc.Store().Update(func(tx *auth.Tx) error {
-		old, err := tx.Token(r.PathValue("name"))
+	err := store.Update(func(tx *auth.Tx) error {
+		old, err := tx.Token(name)
 		if err != nil {
 			return err
 		}
@@ -181,7 +195,7 @@ func (a *API) updateToken(r *http.Request) (int, any, error) {
 		view = viewToken(&t, nil)
 		return nil
 	})
-	return http.StatusOK, view, err
+	return view, err
 }
 
 func (a *API) deleteToken(r *http.Request) (int, any, error) {

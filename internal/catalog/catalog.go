@@ -44,7 +44,7 @@ type Catalog struct {
 // not nil, returns a denial while deletes are refused (a ReadOnly
 // connected registry), as the registry API refuses them.
 func Register(api *adminapi.API, svc *auth.Service, meta storage.Metadata, blobs storage.BlobStore, readOnly func() error) {
-	c := &Catalog{auth: svc, meta: meta, blobs: blobs, readOnly: readOnly}
+	c := New(svc, meta, blobs, readOnly)
 	api.HandleAs("GET /api/v1/repositories", c.list)
 	api.HandleAs("GET /api/v1/repositories/{path...}", c.get)
 	api.HandleAs("DELETE /api/v1/repositories/{path...}", c.delete)
@@ -113,25 +113,9 @@ func (c *Catalog) list(r *http.Request, p *auth.Principal) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	out := []string{}
-	last := ""
-	for {
-		names, more, err := c.meta.Repositories(r.Context(), last, 1000)
-		if err != nil {
-			return 0, nil, fmt.Errorf("list repositories: %w", err)
-		}
-		for _, n := range names {
-			if c.auth.Allowed(p, n, auth.MetadataRead) {
-				out = append(out, n)
-			}
-		}
-		if !more || len(names) == 0 || (top > 0 && len(out) >= top) {
-			break
-		}
-		last = names[len(names)-1]
-	}
-	if top > 0 && len(out) > top {
-		out = out[:top]
+	out, err := c.Repositories(r.Context(), p, top)
+	if err != nil {
+		return 0, nil, err
 	}
 	return http.StatusOK, out, nil
 }

@@ -135,3 +135,7 @@ func Register(api *adminapi.API, s *Service) {
 		return http.StatusOK, out, nil
 	})
 }
+
+// View is a connected registry as the API and the dashboard show it: no
+// activation ID, and Offline once it missed two heartbeats.
+func View(c *ConnectedRegistry) *ConnectedRegistry { return view(c) }
