@@ -61,6 +61,9 @@ storage:
 gc:
   schedule: "0 2 * * 0"
   gracePeriod: 2h
+ui:
+  enabled: false
+  sessionTimeout: 30m
 `
 
 var wantFull = Config{
@@ -88,7 +91,10 @@ var wantFull = Config{
 	DebugAddr: "127.0.0.1:6060",
 	Storage:   Storage{ScrubInterval: durationPtr(24 * time.Hour), MinFreeBytes: 1 << 30},
 	GC:        GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour)},
+	UI:        UI{Enabled: boolPtr(false), SessionTimeout: Duration(30 * time.Minute)},
 }
+
+func boolPtr(b bool) *bool { return &b }
 
 func durationPtr(d time.Duration) *Duration { v := Duration(d); return &v }
 
@@ -207,6 +213,7 @@ func TestDefaults(t *testing.T) {
 		TLS:             TLS{Mode: TLSAuto, Hosts: hosts, CertLifetime: Duration(90 * 24 * time.Hour)},
 		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20},
 		GC:              GC{Schedule: DefaultGCSchedule, GracePeriod: Duration(time.Hour)},
+		UI:              UI{Enabled: boolPtr(true), SessionTimeout: Duration(time.Hour)},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {
@@ -278,6 +285,7 @@ func TestValidate(t *testing.T) {
 		{"gc grace", func(c *Config) { c.GC.GracePeriod = -1 }, []string{"gc.gracePeriod: -1ns is negative"}},
 		{"scrub interval", func(c *Config) { c.Storage.ScrubInterval = durationPtr(time.Second) }, []string{"storage.scrubInterval: 1s is shorter than 1m"}},
 		{"min free", func(c *Config) { c.Storage.MinFreeBytes = -1 }, []string{"storage.minFreeBytes: -1 is negative"}},
+		{"ui session timeout", func(c *Config) { c.UI.SessionTimeout = Duration(13 * time.Hour) }, []string{"ui.sessionTimeout: 13h0m0s is outside 1m..12h"}},
 		{"every problem at once", func(c *Config) {
 			c.Version, c.Addr, c.Sync.Concurrency, c.Parent.Mode = 0, "x", 0, "x"
 		}, []string{"version:", "addr:", "sync.concurrency:", "parent.mode:"}},

@@ -70,6 +70,7 @@ var rules = []rule{
 	{"internal/graph", []string{"net", "net/http"}, "the graph copy reaches the network only through a Source or Target"},
 	{"internal/registryapi/...", []string{"internal/server/...", "internal/syncer/...", "internal/edge/...", "internal/cli/..."}, "the /v2/ surface is assembled by server, not the other way round"},
 	{"internal/config/...", []string{"internal/..."}, "config is plain typed data"},
+	{"internal/ui", []string{"internal/server/...", "internal/cli/...", "internal/client/...", "internal/registryapi/...", "internal/syncer/...", "internal/edge/..."}, "the dashboard calls the control plane, catalog and auth in process, never the server's own HTTP API"},
 	{"internal/kube/...", []string{"internal/..."}, "kube only reads YAML"},
 }
 

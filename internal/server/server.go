@@ -32,6 +32,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 	"github.com/outpost-registry/outpost/internal/storage/fs"
 	"github.com/outpost-registry/outpost/internal/storage/gc"
+	"github.com/outpost-registry/outpost/internal/ui"
 )
 
 // Server is a running Outpost registry.
@@ -171,6 +172,18 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		return nil
 	}
 	catalog.Register(mgmt, authSvc, meta, blobs, writable)
+	if cfg.UIEnabled() {
+		dash, err := ui.New(ui.Options{
+			Auth: authSvc, Fleet: fleet, Catalog: catalog.New(authSvc, meta, blobs, writable),
+			Version: version, LoginServer: cfg.LoginServer, SessionTimeout: time.Duration(cfg.UI.SessionTimeout), Logger: log,
+		})
+		if err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+		mux.Handle(ui.Prefix, dash)
+		mux.Handle("GET /ui", http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently))
+	}
 	importer.Register(mgmt, blobs, blobs, meta, log, writable)
 	registerStatus(mgmt, ep)
 	s.gc.register(mgmt)
@@ -205,6 +218,8 @@ func routeLabel(r *http.Request) string {
 		return "token"
 	case strings.HasPrefix(p, "/api/"):
 		return "management"
+	case strings.HasPrefix(p, "/ui/") || p == "/ui":
+		return "dashboard"
 	default:
 		return "other"
 	}

@@ -1,0 +1,196 @@
+package ui
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/outpost-registry/outpost/internal/controlplane"
+)
+
+// siteRow is one connected registry in the fleet tree.
+type siteRow struct {
+	*controlplane.ConnectedRegistry
+	Depth int
+	// Match is false for an ancestor shown only to place a match in the
+	// tree.
+	Match   bool
+	Offline bool
+	Failing bool
+	Behind  bool
+	// Lag is how long since the last sync; zero when never synced.
+	Lag      time.Duration
+	Children int
+}
+
+// Health is the one-word summary the tree shows and filters by.
+func (r siteRow) Health() string {
+	switch {
+	case r.ActivationStatus != controlplane.ActivationActive:
+		return "inactive"
+	case r.Offline:
+		return "offline"
+	case r.Failing:
+		return "failing"
+	case r.Behind:
+		return "behind"
+	}
+	return "ok"
+}
+
+type fleetData struct {
+	Rows                            []siteRow
+	Filter, Query                   string
+	Total, Offline, Failing, Behind int
+	Inactive, Shown                 int
+	Version, LoginServer            string
+}
+
+// Filters of the fleet page.
+var fleetFilters = []string{"", "offline", "failing", "behind"}
+
+func (u *UI) fleet(w http.ResponseWriter, r *http.Request, s *session) {
+	d, err := u.fleetData(r)
+	if err != nil {
+		u.internal(w, r, s, err)
+		return
+	}
+	u.render(w, r, s, http.StatusOK, "fleet", d)
+}
+
+// fleetRows answers the page's polling (and its search) with the tree
+// alone.
+func (u *UI) fleetRows(w http.ResponseWriter, r *http.Request, s *session) {
+	d, err := u.fleetData(r)
+	if err != nil {
+		u.internal(w, r, s, err)
+		return
+	}
+	u.renderPart(w, s, "fleet", "tree", d)
+}
+
+func (u *UI) fleetData(r *http.Request) (*fleetData, error) {
+	list, err := u.o.Fleet.List("")
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	d := &fleetData{Filter: q.Get("filter"), Query: strings.TrimSpace(q.Get("q")), Version: u.o.Version, LoginServer: u.loginServer(r)}
+	if !slices.Contains(fleetFilters, d.Filter) {
+		d.Filter = ""
+	}
+	now := u.o.Now()
+	rows := make(map[string]*siteRow, len(list))
+	for _, c := range list {
+		row := classify(controlplane.View(c), now)
+		rows[c.Name] = &row
+		d.Total++
+		switch row.Health() {
+		case "inactive":
+			d.Inactive++
+		case "offline":
+			d.Offline++
+		case "failing":
+			d.Failing++
+		case "behind":
+			d.Behind++
+		}
+	}
+	// A site matches when it passes the filter and the search; its
+	// ancestors are shown with it, dimmed, so it stays in its place.
+	keep := map[string]bool{}
+	for name, row := range rows {
+		if !d.matches(row) {
+			continue
+		}
+		row.Match = true
+		for n, hops := name, 0; n != "" && !keep[n] && hops < 64; hops++ {
+			keep[n] = true
+			if p := rows[n]; p != nil {
+				n = p.Parent
+			} else {
+				break
+			}
+		}
+	}
+	children := map[string][]string{}
+	for name, row := range rows {
+		parent := row.Parent
+		if rows[parent] == nil {
+			parent = ""
+		}
+		children[parent] = append(children[parent], name)
+		if parent != "" {
+			rows[parent].Children++
+		}
+	}
+	var walk func(parent string, depth int)
+	walk = func(parent string, depth int) {
+		names := children[parent]
+		slices.Sort(names)
+		for _, n := range names {
+			if !keep[n] || depth > 32 {
+				continue
+			}
+			row := rows[n]
+			row.Depth = depth
+			d.Rows = append(d.Rows, *row)
+			if row.Match {
+				d.Shown++
+			}
+			walk(n, depth+1)
+		}
+	}
+	walk("", 1)
+	return d, nil
+}
+
+func (d *fleetData) matches(r *siteRow) bool {
+	if d.Filter != "" && r.Health() != d.Filter {
+		return false
+	}
+	if d.Query == "" {
+		return true
+	}
+	q := strings.ToLower(d.Query)
+	for _, f := range []string{r.Name, r.LoginServer, r.Version, string(r.Mode), r.ConnectionState} {
+		if strings.Contains(strings.ToLower(f), q) {
+			return true
+		}
+	}
+	return slices.ContainsFunc(r.Repositories, func(s string) bool { return strings.Contains(strings.ToLower(s), q) })
+}
+
+// classify derives a site's health: offline (it missed two heartbeats,
+// or never connected), failing (its last run failed, or it reports
+// itself unhealthy), behind (its last sync is older than two runs of its
+// schedule, or an active site never synced).
+func classify(c *controlplane.ConnectedRegistry, now time.Time) siteRow {
+	row := siteRow{ConnectedRegistry: c}
+	row.Offline = c.ConnectionState == controlplane.StateOffline
+	row.Failing = c.ConnectionState == controlplane.StateUnhealthy ||
+		(c.LastSyncResult != nil && (c.LastSyncResult.State == "Failed" || c.LastSyncResult.Error != ""))
+	if c.LastSync != nil {
+		row.Lag = now.Sub(*c.LastSync)
+		if sch, err := controlplane.ParseSchedule(c.SyncSchedule); err == nil {
+			row.Behind = now.After(sch.Next(sch.Next(*c.LastSync)).Add(time.Minute))
+		}
+	} else {
+		row.Behind = c.ActivationStatus == controlplane.ActivationActive
+	}
+	return row
+}
+
+// loginServer is the host:port clients pull from.
+func (u *UI) loginServer(r *http.Request) string {
+	if u.o.LoginServer != "" {
+		return u.o.LoginServer
+	}
+	return r.Host
+}
+
+func (u *UI) internal(w http.ResponseWriter, r *http.Request, s *session, err error) {
+	u.o.Logger.Error("dashboard request failed", "path", r.URL.Path, "err", err)
+	u.fail(w, r, s, http.StatusInternalServerError, "Internal error: the server log has the details.")
+}
