@@ -19,7 +19,8 @@ type siteRow struct {
 	Offline bool
 	Failing bool
 	Behind  bool
-	// Lag is how long since the last sync; zero when never synced.
+	// Lag is how long the site has gone without the sync its schedule
+	// expected (zero when not behind).
 	Lag      time.Duration
 	Children int
 }
@@ -172,9 +173,12 @@ func classify(c *controlplane.ConnectedRegistry, now time.Time) siteRow {
 	row.Failing = c.ConnectionState == controlplane.StateUnhealthy ||
 		(c.LastSyncResult != nil && (c.LastSyncResult.State == "Failed" || c.LastSyncResult.Error != ""))
 	if c.LastSync != nil {
-		row.Lag = now.Sub(*c.LastSync)
 		if sch, err := controlplane.ParseSchedule(c.SyncSchedule); err == nil {
-			row.Behind = now.After(sch.Next(sch.Next(*c.LastSync)).Add(time.Minute))
+			due := sch.Next(*c.LastSync)
+			row.Behind = now.After(sch.Next(due).Add(time.Minute))
+			if row.Behind {
+				row.Lag = now.Sub(due)
+			}
 		}
 	} else {
 		row.Behind = c.ActivationStatus == controlplane.ActivationActive

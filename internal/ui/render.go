@@ -95,7 +95,7 @@ func (u *UI) funcs() template.FuncMap {
 	return template.FuncMap{
 		"iec":     iec,
 		"when":    func(t any) template.HTML { return when(t, u.o.Now()) },
-		"ago":     func(t *time.Time) string { return relative(*t, u.o.Now()) },
+		"dur":     span,
 		"int64":   func(i int) int64 { return int64(i) },
 		"short":   shortDigest,
 		"pct":     pct,
@@ -160,27 +160,26 @@ func when(v any, now time.Time) template.HTML {
 // relative is "just now", "5 min ago", "3 h ago", "2 days ago" (or "in …").
 func relative(t, now time.Time) string {
 	d := now.Sub(t)
-	suffix := " ago"
-	if d < 0 {
-		d, suffix = -d, ""
-	}
-	var s string
 	switch {
-	case d < 10*time.Second:
+	case d > -10*time.Second && d < 10*time.Second:
 		return "just now"
+	case d < 0:
+		return "in " + span(-d)
+	}
+	return span(d) + " ago"
+}
+
+// span is a duration in one rounded unit: 42 s, 5 min, 3 h, 2 days.
+func span(d time.Duration) string {
+	switch {
 	case d < time.Minute:
-		s = fmt.Sprintf("%d s", int(d.Seconds()))
+		return fmt.Sprintf("%d s", int(d.Seconds()))
 	case d < time.Hour:
-		s = fmt.Sprintf("%d min", int(d.Minutes()))
+		return fmt.Sprintf("%d min", int(d.Minutes()))
 	case d < 48*time.Hour:
-		s = fmt.Sprintf("%d h", int(d.Hours()))
-	default:
-		s = fmt.Sprintf("%d days", int(d.Hours()/24))
+		return fmt.Sprintf("%d h", int(d.Hours()))
 	}
-	if suffix == "" {
-		return "in " + s
-	}
-	return s + suffix
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
 }
 
 func shortDigest(d fmt.Stringer) string {
