@@ -41,12 +41,21 @@ func (r siteRow) Health() string {
 }
 
 type fleetData struct {
-	Rows                            []siteRow
-	Filter, Query                   string
+	Rows          []siteRow
+	Filter, Query string
+	// All shows the whole tree; otherwise its first pageRows rows, and
+	// Hidden tells how many more there are.
+	All                             bool
+	Hidden                          int
 	Total, Offline, Failing, Behind int
 	Inactive, Shown                 int
 	Version, LoginServer            string
 }
+
+// pageRows is how many rows of the tree the page shows unless asked for
+// all: a thousand rows take a browser about a second to lay out, and the
+// counts and filters find any site beyond them.
+const pageRows = 200
 
 // Filters of the fleet page.
 var fleetFilters = []string{"", "offline", "failing", "behind"}
@@ -77,7 +86,7 @@ func (u *UI) fleetData(r *http.Request) (*fleetData, error) {
 		return nil, err
 	}
 	q := r.URL.Query()
-	d := &fleetData{Filter: q.Get("filter"), Query: strings.TrimSpace(q.Get("q")), Version: u.o.Version, LoginServer: u.loginServer(r)}
+	d := &fleetData{Filter: q.Get("filter"), Query: strings.TrimSpace(q.Get("q")), All: q.Get("all") == "1", Version: u.o.Version, LoginServer: u.loginServer(r)}
 	if !slices.Contains(fleetFilters, d.Filter) {
 		d.Filter = ""
 	}
@@ -144,6 +153,10 @@ func (u *UI) fleetData(r *http.Request) (*fleetData, error) {
 		}
 	}
 	walk("", 1)
+	if !d.All && len(d.Rows) > pageRows {
+		d.Hidden = len(d.Rows) - pageRows
+		d.Rows = d.Rows[:pageRows]
+	}
 	return d, nil
 }
 

@@ -20,18 +20,19 @@ import (
 	"github.com/outpost-registry/outpost/internal/ocitest"
 	"github.com/outpost-registry/outpost/internal/server"
 	"github.com/outpost-registry/outpost/internal/ui"
+	"github.com/outpost-registry/outpost/internal/ui/uitest"
 )
 
 const adminPassword = "Zq7-vortex-Plum-41"
 
 // dash is a real server with the dashboard, on plain HTTP or TLS.
 type dash struct {
-	t   *testing.T
+	t   testing.TB
 	ts  *httptest.Server
 	reg *ocitest.Client
 }
 
-func start(t *testing.T, tlsOn bool, edit func(*config.Config)) *dash {
+func start(t testing.TB, tlsOn bool, edit func(*config.Config)) *dash {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Data = t.TempDir()
@@ -39,6 +40,23 @@ func start(t *testing.T, tlsOn bool, edit func(*config.Config)) *dash {
 	if edit != nil {
 		edit(&cfg)
 	}
+	return serve(t, cfg, tlsOn)
+}
+
+// seeded runs a server (plain HTTP) on a data directory seeded with a
+// fleet of sites and tags (uitest.SeedFleet).
+func seeded(t testing.TB, sites, tags int) *dash {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Data = t.TempDir()
+	cfg.TLS.Mode = config.TLSOff
+	uitest.SeedFleet(t, cfg.Data, sites, tags)
+	return serve(t, cfg, false)
+}
+
+// serve runs a server on cfg's data directory, as it is.
+func serve(t testing.TB, cfg config.Config, tlsOn bool) *dash {
+	t.Helper()
 	srv, err := server.New(cfg, slog.New(slog.DiscardHandler), "test", adminPassword)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
@@ -100,7 +118,7 @@ func (d *dash) signIn(c *http.Client, user, pw string) *http.Response {
 
 var csrfRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
-func csrfOf(t *testing.T, page string) string {
+func csrfOf(t testing.TB, page string) string {
 	t.Helper()
 	m := csrfRe.FindStringSubmatch(page)
 	if m == nil {
@@ -301,5 +319,35 @@ func TestDisabled(t *testing.T) {
 	d := start(t, false, func(c *config.Config) { off := false; c.UI.Enabled = &off })
 	if resp, _ := d.get(d.browser(), "/ui/login"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("ui.enabled false: GET /ui/login got %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestFleetTree: the tree places children under their gateway, shows
+// the first 200 rows unless asked for all, and filters by health.
+func TestFleetTree(t *testing.T) {
+	t.Parallel()
+	d := seeded(t, 250, 0)
+	c := d.browser()
+	d.signIn(c, "admin", adminPassword)
+	rows := func(page string) int { return strings.Count(page, " data-site=") }
+	_, page := d.get(c, "/ui/fleet")
+	if n := rows(page); n != 200 || !strings.Contains(page, "50 more rows of the tree") {
+		t.Errorf("fleet of 250: %d rows shown, want 200 and a note of the 50 more", n)
+	}
+	// site-0011 is a child of the gateway site-0010: right after it, deeper.
+	gw, child := strings.Index(page, `data-site="site-0010"`), strings.Index(page, `data-site="site-0011"`)
+	if gw < 0 || child < gw || !strings.Contains(page[child:], `class="node d2"`) {
+		t.Errorf("site-0011 is not shown under its gateway site-0010 at depth 2")
+	}
+	if _, all := d.get(c, "/ui/fleet?all=1"); rows(all) != 250 {
+		t.Errorf("fleet?all=1: %d rows, want 250", rows(all))
+	}
+	_, off := d.get(c, "/ui/fleet/rows?filter=offline")
+	// SeedFleet makes every 13th site Offline; their gateways come along, dimmed.
+	if n := strings.Count(off, `data-health="offline"`); n != 19 {
+		t.Errorf("offline filter: %d offline rows, want 19", n)
+	}
+	if strings.Contains(off, `class="" data-site="site-0001"`) {
+		t.Errorf("offline filter shows site-0001, which is online")
 	}
 }
