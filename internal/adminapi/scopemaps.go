@@ -3,7 +3,6 @@ package adminapi
 import (
 	"fmt"
 	"net/http"
-	"slices"
 
 	"github.com/outpost-registry/outpost/internal/auth"
 )
@@ -48,41 +47,6 @@ func (a *API) createScopeMap(r *http.Request) (int, any, error) {
 	return http.StatusCreated, m, err
 }
 
-// MergeGrants adds the actions of add to grants and takes those of remove
-// away, dropping repositories left without actions.
-func MergeGrants(grants, add, remove []auth.RepositoryGrant) []auth.RepositoryGrant {
-	out := make([]auth.RepositoryGrant, 0, len(grants)+len(add))
-	for _, g := range grants {
-		out = append(out, auth.RepositoryGrant{Repository: g.Repository, Actions: slices.Clone(g.Actions)})
-	}
-	find := func(repo string) int {
-		return slices.IndexFunc(out, func(g auth.RepositoryGrant) bool { return g.Repository == repo })
-	}
-	for _, g := range add {
-		i := find(g.Repository)
-		if i < 0 {
-			out = append(out, auth.RepositoryGrant{Repository: g.Repository})
-			i = len(out) - 1
-		}
-		for _, act := range g.Actions {
-			if !slices.Contains(out[i].Actions, act) {
-				out[i].Actions = append(out[i].Actions, act)
-			}
-		}
-	}
-	for _, g := range remove {
-		i := find(g.Repository)
-		if i < 0 {
-			continue
-		}
-		if len(g.Actions) == 0 {
-			out[i].Actions = nil
-		}
-		out[i].Actions = slices.DeleteFunc(out[i].Actions, func(act auth.Action) bool { return slices.Contains(g.Actions, act) })
-	}
-	return slices.DeleteFunc(out, func(g auth.RepositoryGrant) bool { return len(g.Actions) == 0 })
-}
-
 func (a *API) updateScopeMap(r *http.Request) (int, any, error) {
 	var req ScopeMapUpdate
 	if err := decode(r, &req); err != nil {
@@ -98,7 +62,7 @@ func (a *API) updateScopeMap(r *http.Request) (int, any, error) {
 		if req.Description != nil {
 			m.Description = *req.Description
 		}
-		m.Repositories = MergeGrants(old.Repositories, req.Add, req.Remove)
+		m.Repositories = auth.MergeGrants(old.Repositories, req.Add, req.Remove)
 		out = &m
 		return tx.PutScopeMap(&m)
 	})

@@ -329,12 +329,12 @@ func (c *Catalog) history(ctx context.Context, repo string) (*history, error) {
 			}
 			h.last = ch.Time
 			switch ch.Op {
-			case "put":
+			case storage.ChangePut:
 				h.tags[ch.Tag] = ch.Time
 				h.manifests[ch.Digest] = ch.Time
-			case "delete":
+			case storage.ChangeDelete:
 				delete(h.tags, ch.Tag)
-			case "refer":
+			case storage.ChangeRefer:
 				h.manifests[ch.Digest] = ch.Time
 			}
 		}

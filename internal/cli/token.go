@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/outpost-registry/outpost/internal/adminapi"
+	"github.com/outpost-registry/outpost/internal/auth"
 )
 
 var tokenTable = table{
@@ -82,7 +83,7 @@ answer (credentials.passwords[].value): store them now.`,
 			if (o.scopeMap == "") == (len(grants) == 0) {
 				return errors.New("give either --scope-map or --repository")
 			}
-			if err := checkQuery[adminapi.TokenView](&o.outputOptions); err != nil {
+			if err := checkQuery[auth.TokenView](&o.outputOptions); err != nil {
 				return err
 			}
 			c, err := o.client()
@@ -90,7 +91,7 @@ answer (credentials.passwords[].value): store them now.`,
 				return err
 			}
 			req := adminapi.TokenRequest{Name: o.name, ScopeMap: o.scopeMap, Repositories: grants, Status: o.status, ExpirationInDays: o.days}
-			var out adminapi.TokenView
+			var out auth.TokenView
 			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/tokens", req, &out); err != nil {
 				return err
 			}
@@ -115,7 +116,7 @@ func newTokenList() *cobra.Command {
 		Short: "List tokens",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call[[]adminapi.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, "/api/v1/tokens", nil, tokenTable)
+			return call[[]auth.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, "/api/v1/tokens", nil, tokenTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -130,7 +131,7 @@ func newTokenShow() *cobra.Command {
 		Short: "Show a token (never its passwords)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call[adminapi.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, tokenPath(o.name), nil, tokenTable)
+			return call[auth.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, tokenPath(o.name), nil, tokenTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -150,14 +151,14 @@ func newTokenUpdate() *cobra.Command {
 			if o.scopeMap == "" && o.status == "" {
 				return errors.New("nothing to update: give --scope-map or --status")
 			}
-			if err := checkQuery[adminapi.TokenView](&o.outputOptions); err != nil {
+			if err := checkQuery[auth.TokenView](&o.outputOptions); err != nil {
 				return err
 			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			var out adminapi.TokenView
+			var out auth.TokenView
 			req := adminapi.TokenUpdate{ScopeMap: o.scopeMap, Status: o.status}
 			if err := c.Do(cmd.Context(), http.MethodPatch, tokenPath(o.name), req, &out); err != nil {
 				return err
@@ -212,14 +213,14 @@ func newTokenCredentialGenerate() *cobra.Command {
 			if o.password2 {
 				slot = "password2"
 			}
-			if err := checkQuery[adminapi.TokenView](&o.outputOptions); err != nil {
+			if err := checkQuery[auth.TokenView](&o.outputOptions); err != nil {
 				return err
 			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			var out adminapi.TokenView
+			var out auth.TokenView
 			req := adminapi.CredentialRequest{Password: slot, ExpirationInDays: o.days}
 			if err := c.Do(cmd.Context(), http.MethodPost, tokenPath(o.name)+"/credentials", req, &out); err != nil {
 				return err

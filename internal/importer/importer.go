@@ -24,9 +24,9 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/graph"
 	"github.com/outpost-registry/outpost/internal/oci"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/syncer"
 )
@@ -126,7 +126,7 @@ func parseSource(s string) (source, error) {
 	if !ok || host == "" || !strings.ContainsAny(host, ".:") && host != "localhost" {
 		return source{}, fmt.Errorf("%w: source %q: want host[:port]/repository:tag or host[:port]/repository@digest", auth.ErrInvalid, s)
 	}
-	repo, ref, err := controlplane.ParseImageRef(path)
+	repo, ref, err := protocol.ParseImageRef(path)
 	if err != nil {
 		return source{}, fmt.Errorf("source %q: %w", s, err)
 	}
@@ -145,7 +145,7 @@ func target(image string, src source) (repo, tag string, err error) {
 		}
 		return image, src.ref, nil
 	}
-	repo, tag, err = controlplane.ParseImageRef(image)
+	repo, tag, err = protocol.ParseImageRef(image)
 	if err == nil && oci.IsDigest(tag) {
 		err = fmt.Errorf("%w: image %q: the target is a tag, not a digest", auth.ErrInvalid, image)
 	}

@@ -201,10 +201,23 @@ type Change struct {
 	// Origin is "sync" for changes copied from the parent, empty for
 	// changes made by clients of this registry.
 	Origin string `json:"origin,omitempty"`
-	// Op is "put" (the tag now points at Digest), "delete" (the tag is
-	// gone) or "refer" (manifest Digest, which has a subject, was added).
-	Op string `json:"op"`
+	// Op says what changed.
+	Op ChangeOp `json:"op"`
 }
+
+// ChangeOp is the operation of a change (its JSON is part of the change
+// feed of the edge↔parent protocol).
+type ChangeOp string
+
+// The operations of the change feed.
+const (
+	// ChangePut: the tag now points at Digest.
+	ChangePut ChangeOp = "put"
+	// ChangeDelete: the tag is gone.
+	ChangeDelete ChangeOp = "delete"
+	// ChangeRefer: manifest Digest, which has a subject, was added.
+	ChangeRefer ChangeOp = "refer"
+)
 
 // OriginSync marks writes made by synchronization from the parent.
 const OriginSync = "sync"
