@@ -2,8 +2,8 @@
 // content-addressed blob store shared by all repositories, resumable upload
 // sessions, and a transactional metadata store for repositories, tags,
 // manifests and the referrers index. Implementations live in sub-packages
-// (fs for blobs on local disk, bolt for embedded metadata) and must pass the
-// conformance suites in storagetest.
+// (fs for blobs on local disk, bolt for embedded metadata, memory for
+// tests) and must pass the conformance suites in storagetest.
 package storage
 
 import (
