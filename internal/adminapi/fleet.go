@@ -22,7 +22,7 @@ import (
 func (a *API) RegisterFleet(s *controlplane.Service, meta storage.Metadata) {
 	a.registerConnected(s)
 	a.registerGateway(s)
-	a.registerChanges(meta)
+	a.RegisterChanges(meta)
 	a.registerStaging(s, meta)
 }
 
@@ -161,7 +161,7 @@ func (a *API) registerGateway(s *controlplane.Service) {
 // RegisterChanges adds GET /api/v1/changes?repository=R&since=N&n=M, the
 // ordered tag change feed of a repository, for any caller that may
 // metadata/read it.
-func (a *API) registerChanges(meta storage.Metadata) {
+func (a *API) RegisterChanges(meta storage.Metadata) {
 	authz := func(r *http.Request, p *auth.Principal) error {
 		repo := r.URL.Query().Get("repository")
 		if !a.svc.Allowed(p, repo, auth.MetadataRead) {
