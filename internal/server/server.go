@@ -167,8 +167,8 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		}
 		return nil
 	}
-	catalog.Register(mgmt, authSvc, meta, blobs, writable)
-	importer.Register(mgmt, blobs, blobs, meta, log, writable)
+	mgmt.RegisterRepositories(catalog.New(authSvc, meta, blobs, writable))
+	mgmt.RegisterImports(importer.New(blobs, blobs, meta, log), writable)
 	registerStatus(mgmt, ep)
 	s.gc.register(mgmt)
 	s.gc.registerUsage(mgmt, meta, blobs)
