@@ -7,22 +7,6 @@ import (
 	"github.com/outpost-registry/outpost/internal/auth"
 )
 
-// ScopeMapRequest creates a scope map.
-type ScopeMapRequest struct {
-	Name         string                 `json:"name"`
-	Description  string                 `json:"description,omitempty"`
-	Repositories []auth.RepositoryGrant `json:"repositories"`
-}
-
-// ScopeMapUpdate changes a scope map: the description, and actions added
-// to or removed from repositories (a repository left without actions is
-// removed).
-type ScopeMapUpdate struct {
-	Description *string                `json:"description,omitempty"`
-	Add         []auth.RepositoryGrant `json:"addRepositories,omitempty"`
-	Remove      []auth.RepositoryGrant `json:"removeRepositories,omitempty"`
-}
-
 func (a *API) listScopeMaps(*http.Request) (int, any, error) {
 	return http.StatusOK, a.svc.Store().ScopeMaps(), nil
 }
@@ -33,7 +17,7 @@ func (a *API) showScopeMap(r *http.Request) (int, any, error) {
 }
 
 func (a *API) createScopeMap(r *http.Request) (int, any, error) {
-	var req ScopeMapRequest
+	var req auth.ScopeMapRequest
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
@@ -48,7 +32,7 @@ func (a *API) createScopeMap(r *http.Request) (int, any, error) {
 }
 
 func (a *API) updateScopeMap(r *http.Request) (int, any, error) {
-	var req ScopeMapUpdate
+	var req auth.ScopeMapUpdate
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}

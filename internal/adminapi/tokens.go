@@ -7,30 +7,6 @@ import (
 	"github.com/outpost-registry/outpost/internal/auth"
 )
 
-// TokenRequest creates a token bound to an existing scope map, or to a new
-// scope map "<name>-scope-map" built from Repositories.
-type TokenRequest struct {
-	Name             string                 `json:"name"`
-	ScopeMap         string                 `json:"scopeMapName,omitempty"`
-	Repositories     []auth.RepositoryGrant `json:"repositories,omitempty"`
-	Status           string                 `json:"status,omitempty"`
-	ExpirationInDays int                    `json:"expirationInDays,omitempty"`
-	// NoPasswords creates the token without passwords; generate them later.
-	NoPasswords bool `json:"noPasswords,omitempty"`
-}
-
-// TokenUpdate changes a token's scope map or status.
-type TokenUpdate struct {
-	ScopeMap string `json:"scopeMapName,omitempty"`
-	Status   string `json:"status,omitempty"`
-}
-
-// CredentialRequest generates one password of a token.
-type CredentialRequest struct {
-	Password         string `json:"password"`
-	ExpirationInDays int    `json:"expirationInDays,omitempty"`
-}
-
 func (a *API) listTokens(*http.Request) (int, any, error) {
 	out := []auth.TokenView{}
 	for _, t := range a.svc.Store().Tokens() {
@@ -48,7 +24,7 @@ func (a *API) showToken(r *http.Request) (int, any, error) {
 }
 
 func (a *API) createToken(r *http.Request) (int, any, error) {
-	var req TokenRequest
+	var req auth.TokenRequest
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
@@ -99,7 +75,7 @@ func (a *API) createToken(r *http.Request) (int, any, error) {
 }
 
 func (a *API) updateToken(r *http.Request) (int, any, error) {
-	var req TokenUpdate
+	var req auth.TokenUpdate
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
@@ -133,7 +109,7 @@ func (a *API) deleteToken(r *http.Request) (int, any, error) {
 }
 
 func (a *API) generateCredential(r *http.Request) (int, any, error) {
-	var req CredentialRequest
+	var req auth.CredentialRequest
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
 )
 
@@ -90,7 +89,7 @@ answer (credentials.passwords[].value): store them now.`,
 			if err != nil {
 				return err
 			}
-			req := adminapi.TokenRequest{Name: o.name, ScopeMap: o.scopeMap, Repositories: grants, Status: o.status, ExpirationInDays: o.days}
+			req := auth.TokenRequest{Name: o.name, ScopeMap: o.scopeMap, Repositories: grants, Status: o.status, ExpirationInDays: o.days}
 			var out auth.TokenView
 			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/tokens", req, &out); err != nil {
 				return err
@@ -159,7 +158,7 @@ func newTokenUpdate() *cobra.Command {
 				return err
 			}
 			var out auth.TokenView
-			req := adminapi.TokenUpdate{ScopeMap: o.scopeMap, Status: o.status}
+			req := auth.TokenUpdate{ScopeMap: o.scopeMap, Status: o.status}
 			if err := c.Do(cmd.Context(), http.MethodPatch, tokenPath(o.name), req, &out); err != nil {
 				return err
 			}
@@ -221,7 +220,7 @@ func newTokenCredentialGenerate() *cobra.Command {
 				return err
 			}
 			var out auth.TokenView
-			req := adminapi.CredentialRequest{Password: slot, ExpirationInDays: o.days}
+			req := auth.CredentialRequest{Password: slot, ExpirationInDays: o.days}
 			if err := c.Do(cmd.Context(), http.MethodPost, tokenPath(o.name)+"/credentials", req, &out); err != nil {
 				return err
 			}

@@ -84,6 +84,8 @@ var rules = []rule{
 	{from: "internal/...", except: []string{"internal/server", "internal/adminapi", "internal/controlplane"}, deny: []string{"internal/controlplane"}, direct: true,
 		why: "controlplane is the parent's fleet service, wired by server and served by adminapi; the wire types are protocol's"},
 	{from: "internal/controlplane", deny: []string{"internal/adminapi/...", "internal/server/...", "internal/edge/...", "internal/syncer/...", "internal/cli/..."}, why: "controlplane is below the management API that serves it"},
+	{from: "internal/...", except: []string{"internal/server", "internal/adminapi"}, deny: []string{"internal/adminapi"}, direct: true,
+		why: "the management API is assembled by server; the bodies it takes and answers are auth's and protocol's"},
 	{from: "internal/catalog", deny: []string{"internal/adminapi/...", "internal/server/..."}, why: "the management API's routes live in adminapi, which serves the catalog"},
 	{from: "internal/importer", deny: []string{"internal/adminapi/...", "internal/server/..."}, why: "the management API's routes live in adminapi, which serves the importer"},
 	{from: "internal/auth", deny: []string{"internal/controlplane/...", "internal/adminapi/...", "internal/protocol"}, why: "auth knows no other package's records or routes"},
