@@ -1,3 +1,11 @@
+// Package controlplane manages the fleet of connected registries that a
+// root (or gateway) Outpost declares: the connected-registry resources,
+// their sync scope maps and tokens, activation and heartbeats, the status
+// that edges report, and staging jobs with their release lifecycle. Its
+// records live in the identity store, in buckets it names, so that each
+// change commits together with the tokens and scope maps it touches. The
+// types it stores and answers are protocol's; adminapi serves it, and
+// only server wires it.
 package controlplane
 
 import (
