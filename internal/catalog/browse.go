@@ -13,13 +13,6 @@ import (
 	"github.com/outpost-registry/outpost/internal/storage"
 )
 
-// New builds the catalog on the registry's stores, for Register and for
-// other front ends in the same process (the web dashboard) that call its
-// methods directly. readOnly is as for Register.
-func New(svc *auth.Service, meta storage.Metadata, blobs storage.BlobStore, readOnly func() error) *Catalog {
-	return &Catalog{auth: svc, meta: meta, blobs: blobs, readOnly: readOnly}
-}
-
 // Repositories lists the repositories p may metadata/read, in lexical
 // order; at most top of them when top > 0.
 func (c *Catalog) Repositories(ctx context.Context, p *auth.Principal, top int) ([]string, error) {

@@ -78,7 +78,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	for _, o := range opts {
 		o(s)
 	}
-	written, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
+	written, startPassword, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
 	if err != nil {
 		_ = s.Close()
 		return nil, err
@@ -96,8 +96,9 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		_ = s.Close()
 		return nil, err
 	}
+	authSvc.PrimeAdmin(startPassword)
 	go func() {
-		if err := authSvc.RecheckAdmin(adminPassword); err != nil {
+		if err := authSvc.RecheckAdmin(startPassword); err != nil {
 			log.Error("admin password not updated", "err", err)
 		}
 	}()
@@ -161,20 +162,18 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	mux.HandleFunc("GET /api/v1/pki/ca.crt", s.caCert)
 	mux.Handle("/oauth2/token", authSvc.TokenHandler())
 	mgmt := adminapi.New(authSvc, log)
-	controlplane.Register(mgmt, fleet)
-	controlplane.RegisterGateway(mgmt, authSvc, fleet)
-	controlplane.RegisterChanges(mgmt, authSvc, meta)
-	controlplane.RegisterStaging(mgmt, fleet, meta)
+	mgmt.RegisterFleet(fleet, meta)
 	writable := func() error {
 		if z.readOnly != nil && z.readOnly() {
 			return readOnlyDenial()
 		}
 		return nil
 	}
-	catalog.Register(mgmt, authSvc, meta, blobs, writable)
+	browser := catalog.New(authSvc, meta, blobs, writable)
+	mgmt.RegisterRepositories(browser)
 	if cfg.UIEnabled() {
 		dash, err := ui.New(ui.Options{
-			Auth: authSvc, Fleet: fleet, Catalog: catalog.New(authSvc, meta, blobs, writable),
+			Auth: authSvc, Fleet: fleet, Catalog: browser,
 			Version: version, LoginServer: cfg.LoginServer, SessionTimeout: time.Duration(cfg.UI.SessionTimeout), Logger: log,
 		})
 		if err != nil {
@@ -184,7 +183,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		mux.Handle(ui.Prefix, dash)
 		mux.Handle("GET /ui", http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently))
 	}
-	importer.Register(mgmt, blobs, blobs, meta, log, writable)
+	mgmt.RegisterImports(importer.New(blobs, blobs, meta, log), writable)
 	registerStatus(mgmt, ep)
 	s.gc.register(mgmt)
 	s.gc.registerUsage(mgmt, meta, blobs)

@@ -7,16 +7,15 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
 )
 
 type accessData struct {
-	Tokens    []adminapi.TokenView
+	Tokens    []auth.TokenView
 	ScopeMaps []*auth.ScopeMap
 	Actions   []auth.Action
 	// Secret is a password just generated, shown this once.
-	Secret *adminapi.TokenView
+	Secret *auth.TokenView
 	Notice string
 	Error  string
 }
@@ -25,9 +24,9 @@ func (u *UI) accessData() accessData {
 	store := u.o.Auth.Store()
 	d := accessData{ScopeMaps: store.ScopeMaps(), Actions: auth.RepositoryActions}
 	for _, t := range store.Tokens() {
-		d.Tokens = append(d.Tokens, adminapi.ViewToken(t))
+		d.Tokens = append(d.Tokens, auth.ViewToken(t))
 	}
-	slices.SortFunc(d.Tokens, func(a, b adminapi.TokenView) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(d.Tokens, func(a, b auth.TokenView) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(d.ScopeMaps, func(a, b *auth.ScopeMap) int { return strings.Compare(a.Name, b.Name) })
 	return d
 }
@@ -44,7 +43,7 @@ func (u *UI) access(w http.ResponseWriter, r *http.Request, s *session) {
 
 // accessResult shows the access page after a change: with the error, or
 // with a password that must be shown once (so no redirect).
-func (u *UI) accessResult(w http.ResponseWriter, r *http.Request, s *session, secret *adminapi.TokenView, err error) {
+func (u *UI) accessResult(w http.ResponseWriter, r *http.Request, s *session, secret *auth.TokenView, err error) {
 	d := u.accessData()
 	status := http.StatusOK
 	if err != nil {
@@ -86,7 +85,7 @@ func grants(r *http.Request) ([]auth.RepositoryGrant, error) {
 }
 
 func (u *UI) createToken(w http.ResponseWriter, r *http.Request, s *session) {
-	req := adminapi.TokenRequest{Name: strings.TrimSpace(r.PostFormValue("name")), ScopeMap: r.PostFormValue("scopeMap")}
+	req := auth.TokenRequest{Name: strings.TrimSpace(r.PostFormValue("name")), ScopeMap: r.PostFormValue("scopeMap")}
 	var err error
 	if req.Repositories, err = grants(r); err != nil {
 		u.accessResult(w, r, s, nil, err)
@@ -101,13 +100,13 @@ func (u *UI) createToken(w http.ResponseWriter, r *http.Request, s *session) {
 			return
 		}
 	}
-	view, err := adminapi.CreateToken(u.o.Auth.Store(), req)
+	view, err := u.o.Auth.Store().CreateToken(req)
 	u.showSecret(w, r, s, view, err, "dashboard created a token")
 }
 
 // showSecret shows the passwords of a token just created or regenerated,
 // once, or the error.
-func (u *UI) showSecret(w http.ResponseWriter, r *http.Request, s *session, view adminapi.TokenView, err error, event string) {
+func (u *UI) showSecret(w http.ResponseWriter, r *http.Request, s *session, view auth.TokenView, err error, event string) {
 	if err != nil {
 		u.accessResult(w, r, s, nil, err)
 		return
@@ -118,7 +117,7 @@ func (u *UI) showSecret(w http.ResponseWriter, r *http.Request, s *session, view
 
 func (u *UI) setTokenStatus(w http.ResponseWriter, r *http.Request, s *session) {
 	status := r.PostFormValue("status")
-	view, err := adminapi.UpdateToken(u.o.Auth.Store(), r.PathValue("name"), adminapi.TokenUpdate{Status: status})
+	view, err := u.o.Auth.Store().UpdateToken(r.PathValue("name"), auth.TokenUpdate{Status: status})
 	if err != nil {
 		u.accessResult(w, r, s, nil, err)
 		return
@@ -128,23 +127,23 @@ func (u *UI) setTokenStatus(w http.ResponseWriter, r *http.Request, s *session) 
 }
 
 func (u *UI) regeneratePassword(w http.ResponseWriter, r *http.Request, s *session) {
-	var view adminapi.TokenView
+	var view auth.TokenView
 	err := u.o.Auth.Store().Update(func(tx *auth.Tx) error {
 		var err error
-		view, err = adminapi.GenerateCredential(tx, r.PathValue("name"), auth.PasswordName(r.PostFormValue("password")), 0)
+		view, err = tx.GenerateCredential(r.PathValue("name"), auth.PasswordName(r.PostFormValue("password")), 0)
 		return err
 	})
 	u.showSecret(w, r, s, view, err, "dashboard regenerated a token password")
 }
 
 func (u *UI) createScopeMap(w http.ResponseWriter, r *http.Request, s *session) {
-	req := adminapi.ScopeMapRequest{Name: strings.TrimSpace(r.PostFormValue("name")), Description: strings.TrimSpace(r.PostFormValue("description"))}
+	req := auth.ScopeMapRequest{Name: strings.TrimSpace(r.PostFormValue("name")), Description: strings.TrimSpace(r.PostFormValue("description"))}
 	var err error
 	if req.Repositories, err = grants(r); err != nil {
 		u.accessResult(w, r, s, nil, err)
 		return
 	}
-	if _, err := adminapi.CreateScopeMap(u.o.Auth.Store(), req); err != nil {
+	if _, err := u.o.Auth.Store().CreateScopeMap(req); err != nil {
 		u.accessResult(w, r, s, nil, err)
 		return
 	}

@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // siteRow is one connected registry in the fleet tree.
 type siteRow struct {
-	*controlplane.ConnectedRegistry
+	*protocol.ConnectedRegistry
 	Depth int
 	// Match is false for an ancestor shown only to place a match in the
 	// tree.
@@ -28,7 +29,7 @@ type siteRow struct {
 // Health is the one-word summary the tree shows and filters by.
 func (r siteRow) Health() string {
 	switch {
-	case r.ActivationStatus != controlplane.ActivationActive:
+	case r.ActivationStatus != protocol.ActivationActive:
 		return "inactive"
 	case r.Offline:
 		return "offline"
@@ -168,7 +169,7 @@ func (d *fleetData) matches(r *siteRow) bool {
 		return true
 	}
 	q := strings.ToLower(d.Query)
-	for _, f := range []string{r.Name, r.LoginServer, r.Version, string(r.Mode), r.ConnectionState} {
+	for _, f := range []string{r.Name, r.LoginServer, r.Version, string(r.Mode), string(r.ConnectionState)} {
 		if strings.Contains(strings.ToLower(f), q) {
 			return true
 		}
@@ -180,13 +181,13 @@ func (d *fleetData) matches(r *siteRow) bool {
 // or never connected), failing (its last run failed, or it reports
 // itself unhealthy), behind (its last sync is older than two runs of its
 // schedule, or an active site never synced).
-func classify(c *controlplane.ConnectedRegistry, now time.Time) siteRow {
+func classify(c *protocol.ConnectedRegistry, now time.Time) siteRow {
 	row := siteRow{ConnectedRegistry: c}
-	row.Offline = c.ConnectionState == controlplane.StateOffline
-	row.Failing = c.ConnectionState == controlplane.StateUnhealthy ||
-		(c.LastSyncResult != nil && (c.LastSyncResult.State == "Failed" || c.LastSyncResult.Error != ""))
+	row.Offline = c.ConnectionState == protocol.StateOffline
+	row.Failing = c.ConnectionState == protocol.StateUnhealthy ||
+		(c.LastSyncResult != nil && (c.LastSyncResult.State == protocol.SyncFailed || c.LastSyncResult.Error != ""))
 	if c.LastSync != nil {
-		if sch, err := controlplane.ParseSchedule(c.SyncSchedule); err == nil {
+		if sch, err := protocol.ParseSchedule(c.SyncSchedule); err == nil {
 			due := sch.Next(*c.LastSync)
 			row.Behind = now.After(sch.Next(due).Add(time.Minute))
 			if row.Behind {
@@ -194,7 +195,7 @@ func classify(c *controlplane.ConnectedRegistry, now time.Time) siteRow {
 			}
 		}
 	} else {
-		row.Behind = c.ActivationStatus == controlplane.ActivationActive
+		row.Behind = c.ActivationStatus == protocol.ActivationActive
 	}
 	return row
 }

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 func TestIEC(t *testing.T) {
@@ -43,10 +43,10 @@ func TestClassify(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) *time.Time { v := now.Add(-d); return &v }
-	active := func(c controlplane.ConnectedRegistry) *controlplane.ConnectedRegistry {
-		c.ActivationStatus = controlplane.ActivationActive
+	active := func(c protocol.ConnectedRegistry) *protocol.ConnectedRegistry {
+		c.ActivationStatus = protocol.ActivationActive
 		if c.ConnectionState == "" {
-			c.ConnectionState = controlplane.StateOnline
+			c.ConnectionState = protocol.StateOnline
 		}
 		if c.SyncSchedule == "" {
 			c.SyncSchedule = "* * * * *"
@@ -55,18 +55,18 @@ func TestClassify(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name string
-		c    *controlplane.ConnectedRegistry
+		c    *protocol.ConnectedRegistry
 		want string
 		late bool
 	}{
-		{"never activated", &controlplane.ConnectedRegistry{ActivationStatus: controlplane.ActivationInactive, ConnectionState: controlplane.StateOffline}, "inactive", false},
-		{"synced a moment ago", active(controlplane.ConnectedRegistry{LastSync: at(30 * time.Second)}), "ok", false},
-		{"offline", active(controlplane.ConnectedRegistry{ConnectionState: controlplane.StateOffline, LastSync: at(time.Minute)}), "offline", false},
-		{"last run failed", active(controlplane.ConnectedRegistry{LastSync: at(time.Minute), LastSyncResult: &controlplane.SyncResult{State: "Failed", Error: "x"}}), "failing", false},
-		{"unhealthy", active(controlplane.ConnectedRegistry{ConnectionState: controlplane.StateUnhealthy, LastSync: at(time.Minute)}), "failing", false},
-		{"two runs missed", active(controlplane.ConnectedRegistry{LastSync: at(10 * time.Minute)}), "behind", true},
-		{"hourly, 30 min ago", active(controlplane.ConnectedRegistry{SyncSchedule: "0 * * * *", LastSync: at(30 * time.Minute)}), "ok", false},
-		{"active, never synced", active(controlplane.ConnectedRegistry{}), "behind", false},
+		{"never activated", &protocol.ConnectedRegistry{ActivationStatus: protocol.ActivationInactive, ConnectionState: protocol.StateOffline}, "inactive", false},
+		{"synced a moment ago", active(protocol.ConnectedRegistry{LastSync: at(30 * time.Second)}), "ok", false},
+		{"offline", active(protocol.ConnectedRegistry{ConnectionState: protocol.StateOffline, LastSync: at(time.Minute)}), "offline", false},
+		{"last run failed", active(protocol.ConnectedRegistry{LastSync: at(time.Minute), LastSyncResult: &protocol.SyncResult{State: "Failed", Error: "x"}}), "failing", false},
+		{"unhealthy", active(protocol.ConnectedRegistry{ConnectionState: protocol.StateUnhealthy, LastSync: at(time.Minute)}), "failing", false},
+		{"two runs missed", active(protocol.ConnectedRegistry{LastSync: at(10 * time.Minute)}), "behind", true},
+		{"hourly, 30 min ago", active(protocol.ConnectedRegistry{SyncSchedule: "0 * * * *", LastSync: at(30 * time.Minute)}), "ok", false},
+		{"active, never synced", active(protocol.ConnectedRegistry{}), "behind", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -8,19 +8,19 @@ import (
 	"slices"
 
 	"github.com/outpost-registry/outpost/internal/auth"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // releaseSite is one site's progress on a release.
 type releaseSite struct {
 	Name string
-	controlplane.SiteProgress
+	protocol.SiteProgress
 	BytesTotal int64
 	Complete   bool
 }
 
 type releaseView struct {
-	Job        *controlplane.StagingJob
+	Job        *protocol.StagingJob
 	Sites      []releaseSite
 	BytesTotal int64
 	Done       int
@@ -36,7 +36,7 @@ func (u *UI) releases(w http.ResponseWriter, r *http.Request, s *session) {
 		u.internal(w, r, s, err)
 		return
 	}
-	slices.SortFunc(jobs, func(a, b *controlplane.StagingJob) int { return b.Created.Compare(a.Created) })
+	slices.SortFunc(jobs, func(a, b *protocol.StagingJob) int { return b.Created.Compare(a.Created) })
 	var d releasesData
 	for _, j := range jobs {
 		d.Releases = append(d.Releases, u.releaseView(r.Context(), j))
@@ -67,7 +67,7 @@ func (u *UI) releaseProgress(w http.ResponseWriter, r *http.Request, s *session)
 	u.renderPart(w, s, "release", "progress", releaseData{releaseView: u.releaseView(r.Context(), j)})
 }
 
-func (u *UI) job(w http.ResponseWriter, r *http.Request, s *session) (*controlplane.StagingJob, bool) {
+func (u *UI) job(w http.ResponseWriter, r *http.Request, s *session) (*protocol.StagingJob, bool) {
 	name := r.PathValue("name")
 	j, err := u.o.Fleet.Job(name)
 	if errors.Is(err, auth.ErrNotFound) {
@@ -83,7 +83,7 @@ func (u *UI) job(w http.ResponseWriter, r *http.Request, s *session) (*controlpl
 
 // releaseView adds the bytes to stage, from the images as the root holds
 // them (sites report bytes done, not the total).
-func (u *UI) releaseView(ctx context.Context, j *controlplane.StagingJob) releaseView {
+func (u *UI) releaseView(ctx context.Context, j *protocol.StagingJob) releaseView {
 	v := releaseView{Job: j}
 	admin := &auth.Principal{Name: auth.AdminUser, Admin: true}
 	for _, im := range j.Images {
@@ -101,7 +101,7 @@ func (u *UI) releaseView(ctx context.Context, j *controlplane.StagingJob) releas
 	for _, n := range names {
 		p := j.Sites[n]
 		rs := releaseSite{Name: n, SiteProgress: p, BytesTotal: max(v.BytesTotal, p.Bytes)}
-		rs.Complete = (p.State == controlplane.StageStaged || p.InstalledAt != nil) && p.ImagesDone >= p.ImagesTotal
+		rs.Complete = (p.State == protocol.StageStaged || p.InstalledAt != nil) && p.ImagesDone >= p.ImagesTotal
 		if rs.Complete {
 			v.Done++
 		}

@@ -5,24 +5,24 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 type siteData struct {
 	Row      siteRow
 	Children []string
-	Tokens   []adminapi.TokenView
+	Tokens   []auth.TokenView
 	Jobs     []siteJob
-	Events   []controlplane.Event
+	Events   []protocol.Event
 	Notice   string
 }
 
 // siteJob is a release as one site sees it.
 type siteJob struct {
 	Name     string
-	Progress controlplane.SiteProgress
+	Progress protocol.SiteProgress
 	Images   int
 }
 
@@ -63,7 +63,7 @@ func (u *UI) siteData(w http.ResponseWriter, r *http.Request, s *session) (*site
 		return nil, false
 	}
 	for _, t := range tokens {
-		d.Tokens = append(d.Tokens, adminapi.ViewToken(t))
+		d.Tokens = append(d.Tokens, auth.ViewToken(t))
 	}
 	jobs, err := u.o.Fleet.Jobs()
 	if err != nil {

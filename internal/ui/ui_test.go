@@ -14,7 +14,6 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/ocitest"
@@ -222,8 +221,8 @@ func TestScopeMapFiltering(t *testing.T) {
 	img := d.reg.Image(t, "apps/web", "1.0", v1.Platform{OS: "linux", Architecture: "amd64"}, []byte("layer-of-web"))
 	d.reg.Referrer(t, "apps/web", "application/vnd.example.sbom", img, []byte("sbom"))
 	d.reg.Image(t, "secret/db", "1.0", v1.Platform{OS: "linux", Architecture: "arm64"}, []byte("layer-of-db"))
-	var tok adminapi.TokenView
-	d.reg.JSON(t, http.MethodPost, "/api/v1/tokens", adminapi.TokenRequest{Name: "web-puller",
+	var tok auth.TokenView
+	d.reg.JSON(t, http.MethodPost, "/api/v1/tokens", auth.TokenRequest{Name: "web-puller",
 		Repositories: []auth.RepositoryGrant{{Repository: "apps/web", Actions: []auth.Action{"content/read", "metadata/read"}}}}, &tok)
 	pw := tok.Credentials.Passwords[0].Value
 

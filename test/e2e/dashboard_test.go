@@ -19,8 +19,8 @@ import (
 	"github.com/chromedp/chromedp"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/ui"
 )
 
@@ -107,21 +107,21 @@ func TestDashboardInBrowser(t *testing.T) {
 	admin.Referrer(t, "apps/web", "application/spdx+json", img, []byte(`{"spdxVersion":"SPDX-2.3"}`))
 	admin.Image(t, "team/secret-tool", "2.0", v1.Platform{OS: "linux", Architecture: "arm64"}, ocitest.Random(3, 4096))
 
-	north := newProc(t, "--connection-string", connectionString(t, root, controlplane.CreateRequest{Name: "plant-north", Repositories: []string{"apps/web"}}, root.host),
+	north := newProc(t, "--connection-string", connectionString(t, root, protocol.CreateRequest{Name: "plant-north", Repositories: []string{"apps/web"}}, root.host),
 		"--parent-ca-file", root.ca, "--heartbeat-interval", "1s")
-	south := newProc(t, "--connection-string", connectionString(t, root, controlplane.CreateRequest{Name: "plant-south", Repositories: []string{"apps/web"}}, root.host),
+	south := newProc(t, "--connection-string", connectionString(t, root, protocol.CreateRequest{Name: "plant-south", Repositories: []string{"apps/web"}}, root.host),
 		"--parent-ca-file", root.ca, "--heartbeat-interval", "1s")
 	south.start()
-	state := func(name string) string {
-		var c controlplane.ConnectedRegistry
+	state := func(name string) protocol.ConnectionState {
+		var c protocol.ConnectedRegistry
 		root.api(t, http.MethodGet, "/api/v1/connected-registries/"+name, nil, &c)
 		return c.ConnectionState
 	}
-	eventually(t, 30*time.Second, "plant-south Online", func() bool { return state("plant-south") == controlplane.StateOnline })
+	eventually(t, 30*time.Second, "plant-south Online", func() bool { return state("plant-south") == protocol.StateOnline })
 	south.stop()
 	// The release: north starts only once the browser watches it, so the
 	// bar has to move.
-	root.api(t, http.MethodPost, "/api/v1/staging", controlplane.StagingRequest{Name: "release-42", Targets: []string{"plant-north", "plant-south"}, Images: []string{"apps/web:1.4.2"}}, nil)
+	root.api(t, http.MethodPost, "/api/v1/staging", protocol.StagingRequest{Name: "release-42", Targets: []string{"plant-north", "plant-south"}, Images: []string{"apps/web:1.4.2"}}, nil)
 	var tok struct {
 		Credentials struct {
 			Passwords []struct{ Value string } `json:"passwords"`

@@ -16,8 +16,8 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/auth"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/oci"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 )
@@ -34,18 +34,18 @@ func SeedFleet(tb testing.TB, data string, sites, tags int) {
 	now := time.Now().UTC()
 	err = id.Update(func(tx *auth.Tx) error {
 		for i := range sites {
-			c := &controlplane.ConnectedRegistry{Name: fmt.Sprintf("site-%04d", i), Mode: controlplane.ReadOnly, Repositories: []string{"apps/*"},
-				ActivationStatus: controlplane.ActivationActive, ConnectionState: controlplane.StateOnline, Version: "1.8.2",
+			c := &protocol.ConnectedRegistry{Name: fmt.Sprintf("site-%04d", i), Mode: protocol.ReadOnly, Repositories: []string{"apps/*"},
+				ActivationStatus: protocol.ActivationActive, ConnectionState: protocol.StateOnline, Version: "1.8.2",
 				LoginServer: fmt.Sprintf("site-%04d.plants.example:5000", i), HeartbeatSeconds: 30}
 			if i%10 != 0 {
 				c.Parent = fmt.Sprintf("site-%04d", i-i%10)
 			}
 			last, active := now.Add(-time.Duration(i%7)*time.Minute), now.Add(-10*time.Second)
 			c.LastSync, c.LastActivity = &last, &active
-			c.LastSyncResult = &controlplane.SyncResult{Trigger: "schedule", State: "Succeeded", Start: last, End: last, Bytes: int64(i) << 20, Items: int64(i % 40)}
+			c.LastSyncResult = &protocol.SyncResult{Trigger: "schedule", State: "Succeeded", Start: last, End: last, Bytes: int64(i) << 20, Items: int64(i % 40)}
 			switch i % 13 {
 			case 3:
-				c.ConnectionState = controlplane.StateOffline
+				c.ConnectionState = protocol.StateOffline
 			case 5:
 				c.LastSyncResult.State, c.LastSyncResult.Error = "Failed", "apps/web: parent unreachable"
 			}
