@@ -143,7 +143,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	// One bound for the browser's part of the test, from a context that
 	// has run once (a timeout on the first would stop the browser).
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancelT := context.WithTimeout(ctx, 120*time.Second)
 	defer cancelT()
 	began := time.Now()
 	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -193,7 +193,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	// The release, watched while north starts: 0 % to 100 %.
 	run("open the release", chromedp.Navigate(base+"releases/release-42"),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-site="plant-north"] span.pct[data-pct="0"]`)))
-	north.start()
+	site := north.start()
 	run("progress bar to 100 %", chromedp.WaitVisible(chromedp.CSS(`tr[data-site="plant-north"] span.pct[data-pct="100"]`)))
 	bar, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`tr[data-site="plant-north"] progress.images`), "value"))
 	if err != nil || bar.Value != "1" {
@@ -201,6 +201,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	shot("release")
 	noErrors("release page")
+	// A connected registry serves its own dashboard too.
+	if resp, err := site.http.Get(site.url + "/ui/login"); err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Security-Policy") != ui.CSP {
+		t.Errorf("GET /ui/login at the connected registry: %v %v, want 200 with the CSP", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	// The tree: north Online, south Offline (two missed heartbeats).
 	run("fleet", chromedp.Navigate(base+"fleet"),
