@@ -16,6 +16,7 @@ type siteData struct {
 	Tokens   []auth.TokenView
 	Jobs     []siteJob
 	Events   []protocol.Event
+	Runs     []protocol.SyncResult
 	Notice   string
 }
 
@@ -56,6 +57,13 @@ func (u *UI) siteData(w http.ResponseWriter, r *http.Request, s *session) (*site
 			d.Children = append(d.Children, k.Name)
 		}
 		slices.Sort(d.Children)
+	}
+	if d.Runs, err = u.o.Fleet.SyncHistory(name); err != nil {
+		u.internal(w, r, s, err)
+		return nil, false
+	}
+	if len(d.Runs) == 0 && c.LastSyncResult != nil {
+		d.Runs = []protocol.SyncResult{*c.LastSyncResult}
 	}
 	tokens, err := u.o.Fleet.ClientTokens(name)
 	if err != nil {
