@@ -42,7 +42,7 @@ func (s *state) clone() *state {
 
 // RecordBuckets are the buckets other packages keep records in; each must
 // be registered before OpenStore.
-var recordBuckets = []string{"connected-registries", "gateway", "staging"}
+var recordBuckets = []string{"connected-registries", "gateway", "staging", "retention"}
 
 // Store keeps scope maps, tokens and the admin credential in an embedded
 // bbolt database, with an in-memory snapshot that serves every read

@@ -63,6 +63,34 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	// GC schedules garbage collection of the stores.
 	GC GC `yaml:"gc"`
+	// Retention lists the retention policies the garbage collection
+	// applies (besides those made with `outpost retention create`).
+	Retention Retention `yaml:"retention,omitempty"`
+}
+
+// Retention holds the retention policies of the configuration file.
+type Retention struct {
+	Policies []RetentionPolicy `yaml:"policies,omitempty"`
+}
+
+// RetentionPolicy is one retention policy (docs/operations.md,
+// "Retention"). The first policy covering a repository applies to it.
+type RetentionPolicy struct {
+	Name string `yaml:"name"`
+	// Repositories are repository patterns: "*", "team/*" or names.
+	Repositories []string `yaml:"repositories"`
+	// KeepNewest keeps the N most recently pushed tags.
+	KeepNewest int `yaml:"keepNewest,omitempty"`
+	// KeepTags keeps tags matching these glob patterns ("v*").
+	KeepTags []string `yaml:"keepTags,omitempty"`
+	// KeepSemver keeps tags that are semantic versions in this range
+	// (">=1.4, <2").
+	KeepSemver string `yaml:"keepSemver,omitempty"`
+	// KeepWithin keeps tags pushed within this duration.
+	KeepWithin Duration `yaml:"keepWithin,omitempty"`
+	// UntaggedOlderThan is how old an untagged manifest must be before it
+	// is removed (default gc.gracePeriod).
+	UntaggedOlderThan Duration `yaml:"untaggedOlderThan,omitempty"`
 }
 
 // GC schedules online garbage collection (docs/operations.md).
@@ -384,6 +412,18 @@ func (c *Config) Validate() error {
 	}
 	if c.GC.GracePeriod < 0 {
 		errs = append(errs, fmt.Errorf("gc.gracePeriod: %s is negative", c.GC.GracePeriod))
+	}
+	// The rules themselves (patterns, ranges) are checked at start by the
+	// retention package, which the server runs.
+	names := map[string]bool{}
+	for i, p := range c.Retention.Policies {
+		switch {
+		case p.Name == "":
+			errs = append(errs, fmt.Errorf("retention.policies[%d].name: required", i))
+		case names[p.Name]:
+			errs = append(errs, fmt.Errorf("retention.policies[%d].name: %q is used twice", i, p.Name))
+		}
+		names[p.Name] = true
 	}
 	return errors.Join(errs...)
 }

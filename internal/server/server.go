@@ -123,6 +123,13 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		return nil, err
 	}
 	s.edge = ep
+	fixed, err := configPolicies(cfg.Retention)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	s.gc.policies = &policies{fixed: fixed, store: identity}
+	s.gc.protect = protection(ep, fleet)
 	s.scrub = newScrubber(cfg.Data, blobs, meta, ep, log)
 	metrics.registerStorage(blobs, s.scrub)
 	var fallback registryapi.Fallback
@@ -175,6 +182,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	registerStatus(mgmt, ep)
 	s.gc.register(mgmt)
 	s.gc.registerUsage(mgmt, meta, blobs)
+	s.gc.policies.register(mgmt, s.gc)
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
 	mux.Handle("/v2", api)

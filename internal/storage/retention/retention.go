@@ -73,8 +73,8 @@ const SourceConfig = "config"
 // Validate reports every problem of p, joined.
 func (p *Policy) Validate() error {
 	var errs []error
-	if p.Name == "" {
-		errs = append(errs, errors.New("name: required"))
+	if !validName(p.Name) {
+		errs = append(errs, fmt.Errorf("name: %q: want 1-63 letters, digits, '.', '-' and '_', starting with a letter or digit", p.Name))
 	}
 	if len(p.Repositories) == 0 {
 		errs = append(errs, errors.New("repositories: at least one repository pattern is required"))
@@ -108,6 +108,19 @@ func (p *Policy) Validate() error {
 		return fmt.Errorf("%w %q: %w", ErrInvalid, p.Name, err)
 	}
 	return nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || i > 0 && (r == '.' || r == '-' || r == '_')
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // Covers reports whether p applies to repo.

@@ -67,8 +67,9 @@ func TestValidate(t *testing.T) {
 		{"valid", Policy{Name: "p", Repositories: []string{"*", "team/*", "app"}, KeepNewest: 3, KeepTags: []string{"v*"}, KeepSemver: "~1.2"}, nil},
 		{"everything wrong", Policy{Repositories: []string{"Bad//"}, KeepNewest: -1, KeepTags: []string{"[", ""}, KeepSemver: "not a range",
 			KeepWithin: Duration(-time.Second), UntaggedOlderThan: Duration(-time.Second)},
-			[]string{"name: required", `"Bad//" is not a repository`, "keepNewest: -1", `keepTags: "["`, `keepTags: ""`, `keepSemver: "not a range"`, "keepWithin: -1s", "untaggedOlderThan: -1s"}},
+			[]string{`name: ""`, `"Bad//" is not a repository`, "keepNewest: -1", `keepTags: "["`, `keepTags: ""`, `keepSemver: "not a range"`, "keepWithin: -1s", "untaggedOlderThan: -1s"}},
 		{"no repository", Policy{Name: "p"}, []string{"repositories: at least one"}},
+		{"bad name", Policy{Name: "-a/b", Repositories: []string{"*"}}, []string{`name: "-a/b"`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
