@@ -118,6 +118,13 @@ type Storage struct {
 	// after a write failed for lack of space before they read ok again.
 	// Default 64MiB.
 	MinFreeBytes ByteSize `yaml:"minFreeBytes"`
+	// HighWatermark and LowWatermark are percentages of the data volume
+	// used: above the high one a connected registry evicts the
+	// pull-through copies it can fetch again, least recently pulled
+	// first, until the low one. Defaults 90 and 80; 100 turns eviction
+	// off.
+	HighWatermark int `yaml:"highWatermark"`
+	LowWatermark  int `yaml:"lowWatermark"`
 }
 
 // DefaultScrubInterval is the default of storage.scrubInterval.
@@ -323,6 +330,12 @@ func (c *Config) ApplyDefaults() {
 	if c.Storage.MinFreeBytes == 0 {
 		c.Storage.MinFreeBytes = 64 << 20
 	}
+	if c.Storage.HighWatermark == 0 {
+		c.Storage.HighWatermark = 90
+	}
+	if c.Storage.LowWatermark == 0 {
+		c.Storage.LowWatermark = 80
+	}
 	if c.GC.Schedule == "" {
 		c.GC.Schedule = DefaultGCSchedule
 	}
@@ -402,6 +415,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.MinFreeBytes < 0 {
 		errs = append(errs, fmt.Errorf("storage.minFreeBytes: %d is negative", c.Storage.MinFreeBytes))
+	}
+	if hi, lo := c.Storage.HighWatermark, c.Storage.LowWatermark; hi < 0 || hi > 100 || lo < 0 || lo > 100 || (hi != 0 && lo != 0 && lo >= hi) {
+		errs = append(errs, fmt.Errorf("storage.lowWatermark %d and storage.highWatermark %d: want percentages with low < high <= 100", lo, hi))
 	}
 	if s := c.GC.Schedule; s != "" && s != "off" {
 		if len(strings.Fields(s)) != 5 {

@@ -225,18 +225,21 @@ type StorageUsage struct {
 	// ReclaimableBytes is what a collection now would free (asked with
 	// ?reclaimable=true: it runs a dry collection).
 	ReclaimableBytes *int64 `json:"reclaimableBytes,omitempty"`
+	// Pressure is the volume against the watermarks and the last
+	// eviction (a connected registry's).
+	Pressure PressureState `json:"pressure"`
 }
 
 // registerUsage adds GET /api/v1/storage: bytes per repository, in total
 // (shared blobs once), the data volume's figures and, on request, what a
 // collection would reclaim.
-func (g *gcRunner) registerUsage(api *adminapi.API, meta *bolt.Store, blobs *fs.Store) {
+func (g *gcRunner) registerUsage(api *adminapi.API, meta *bolt.Store, blobs *fs.Store, pr *pressure) {
 	api.Handle("GET /api/v1/storage", func(r *http.Request) (int, any, error) {
 		u, err := meta.Usage(r.Context())
 		if err != nil {
 			return 0, nil, err
 		}
-		out := StorageUsage{Usage: u}
+		out := StorageUsage{Usage: u, Pressure: pr.State()}
 		if sp, err := blobs.Space(); err == nil {
 			out.Volume.Total, out.Volume.Free = sp.Total, sp.Free
 			if sp.Total > sp.Free {

@@ -47,6 +47,7 @@ type Server struct {
 	api      *registryapi.Handler
 	scrub    *scrubber
 	gc       *gcRunner
+	pressure *pressure
 	handler  http.Handler
 	logLevel *logging.Level
 }
@@ -132,6 +133,8 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	s.gc.protect = protection(ep, fleet)
 	s.scrub = newScrubber(cfg.Data, blobs, meta, ep, log)
 	metrics.registerStorage(blobs, s.scrub)
+	clock := &pullClock{}
+	s.pressure = newPressure(cfg.Storage, blobs, meta, s.gc, ep, clock, log, metrics)
 	var fallback registryapi.Fallback
 	z := authorizer{svc: authSvc}
 	if ep != nil {
@@ -152,6 +155,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		},
 		Logger:     log,
 		Observer:   metrics,
+		Pulls:      clock,
 		Authorizer: z,
 	})
 	if err != nil {
@@ -181,7 +185,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	importer.Register(mgmt, blobs, blobs, meta, log, writable)
 	registerStatus(mgmt, ep)
 	s.gc.register(mgmt)
-	s.gc.registerUsage(mgmt, meta, blobs)
+	s.gc.registerUsage(mgmt, meta, blobs, s.pressure)
 	s.gc.policies.register(mgmt, s.gc)
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
@@ -252,6 +256,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go s.purgeLoop(ctx)
 	go s.scrub.loop(ctx, scrubInterval(s.cfg))
 	go s.gc.loop(ctx)
+	go s.pressure.loop(ctx)
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
