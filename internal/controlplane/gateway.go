@@ -80,6 +80,8 @@ type Heartbeat struct {
 	Events []Event `json:"events,omitempty"`
 	// Staging reports progress on staging jobs.
 	Staging []StageReport `json:"staging,omitempty"`
+	// Volume is the registry's data volume.
+	Volume *Volume `json:"volume,omitempty"`
 	// Descendants carries the status of the registries below a gateway.
 	Descendants []*ConnectedRegistry `json:"descendants,omitempty"`
 	// DescendantStaging is the staging progress of the registries below a
@@ -200,7 +202,7 @@ func recordDescendants(tx *auth.Tx, gateway string, ds []*ConnectedRegistry) err
 		}
 		c.ActivationStatus, c.ConnectionState, c.LastActivity, c.LastSync = d.ActivationStatus, d.ConnectionState, d.LastActivity, d.LastSync
 		c.LastSyncResult, c.LoginServer, c.Version, c.StatusDetails = d.LastSyncResult, d.LoginServer, d.Version, d.StatusDetails
-		c.HeartbeatSeconds = d.HeartbeatSeconds
+		c.HeartbeatSeconds, c.Volume = d.HeartbeatSeconds, d.Volume
 		c.ResyncRequested = false // passed down with this exchange
 		c.Events = append(c.Events, d.Events...)
 		if len(c.Events) > maxEvents {
@@ -227,6 +229,7 @@ func (s *Service) ReplicateDescendants(ds []*ConnectedRegistry) error {
 				c.ActivationStatus, c.ActivationID, c.ConnectionState, c.LastActivity = old.ActivationStatus, old.ActivationID, old.ConnectionState, old.LastActivity
 				c.LastSync, c.LastSyncResult, c.LoginServer, c.Version, c.StatusDetails = old.LastSync, old.LastSyncResult, old.LoginServer, old.Version, old.StatusDetails
 				c.HeartbeatSeconds, c.Events, c.ResyncRequested = old.HeartbeatSeconds, old.Events, old.ResyncRequested || d.ResyncRequested
+				c.Volume = old.Volume
 			} else {
 				c.ActivationStatus, c.ActivationID, c.ConnectionState = ActivationInactive, "", StateOffline
 				c.LastActivity, c.Events = nil, nil
@@ -341,6 +344,9 @@ func (s *Service) RecordHeartbeat(name string, hb Heartbeat) (*EdgeConfig, error
 			c.LoginServer = hb.LoginServer
 		}
 		c.StatusDetails = hb.StatusDetails
+		if hb.Volume != nil {
+			c.Volume = hb.Volume
+		}
 		if err := recordStaging(tx, name, hb.Staging); err != nil {
 			return err
 		}

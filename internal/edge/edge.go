@@ -63,6 +63,8 @@ type Options struct {
 	// connected registries below it, it keeps their records (replicated
 	// from the parent) and answers their activation and heartbeats.
 	Fleet *controlplane.Service
+	// Volume, when set, reports the data volume for heartbeats.
+	Volume func() *controlplane.Volume
 	// SetLogLevel, when set, applies the log level of the configuration
 	// on every refresh (nil when the level was given locally).
 	SetLogLevel func(level string) error
@@ -559,6 +561,9 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 		LastSyncResult: st.LastSyncResult, Version: e.o.Version, LoginServer: e.o.LoginServer,
 		IntervalSeconds: int(e.o.Heartbeat / time.Second), Events: events, StatusDetails: st.Details,
 		Staging: e.stageReports(),
+	}
+	if e.o.Volume != nil {
+		hb.Volume = e.o.Volume()
 	}
 	if e.o.Fleet != nil {
 		hb.Descendants = e.o.Fleet.DescendantStatus()

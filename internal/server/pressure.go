@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-registry/outpost/internal/config"
+	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 	"github.com/outpost-registry/outpost/internal/storage/fs"
@@ -344,4 +345,19 @@ func (p *pressure) graphSize(ctx context.Context, repo string, m *storage.Manife
 		}
 	}
 	return n
+}
+
+// volume reports the data volume for heartbeats (nil when it cannot be
+// read).
+func (s *Server) volume() *controlplane.Volume {
+	sp, err := s.blobs.Space()
+	if err != nil {
+		return nil
+	}
+	v := &controlplane.Volume{TotalBytes: sp.Total, FreeBytes: sp.Free, UsedBytes: sp.Total - min(sp.Free, sp.Total)}
+	if s.pressure != nil {
+		st := s.pressure.State()
+		v.Full, v.Reason = st.Full, st.Reason
+	}
+	return v
 }
