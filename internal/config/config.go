@@ -101,6 +101,11 @@ type GC struct {
 	// GracePeriod: content put, linked or committed less than this long
 	// before a run started is never collected. Default 1h.
 	GracePeriod Duration `yaml:"gracePeriod"`
+	// ReclaimableThreshold: after deletions (a quiet spell of 30s, or of
+	// the grace period if shorter), a dry collection runs, and a real one
+	// follows when it finds at least this many bytes to reclaim. Default
+	// 1GiB; 0 never collects after deletions.
+	ReclaimableThreshold *ByteSize `yaml:"reclaimableThreshold,omitempty"`
 }
 
 // DefaultGCSchedule is the default of gc.schedule: daily at 03:30 UTC.
@@ -342,6 +347,10 @@ func (c *Config) ApplyDefaults() {
 	if c.GC.GracePeriod == 0 {
 		c.GC.GracePeriod = Duration(time.Hour)
 	}
+	if c.GC.ReclaimableThreshold == nil {
+		v := ByteSize(1 << 30)
+		c.GC.ReclaimableThreshold = &v
+	}
 }
 
 // Validate reports every problem of c, joined, each naming its key.
@@ -428,6 +437,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GC.GracePeriod < 0 {
 		errs = append(errs, fmt.Errorf("gc.gracePeriod: %s is negative", c.GC.GracePeriod))
+	}
+	if t := c.GC.ReclaimableThreshold; t != nil && *t < 0 {
+		errs = append(errs, fmt.Errorf("gc.reclaimableThreshold: %d is negative", *t))
 	}
 	// The rules themselves (patterns, ranges) are checked at start by the
 	// retention package, which the server runs.

@@ -63,6 +63,7 @@ storage:
 gc:
   schedule: "0 2 * * 0"
   gracePeriod: 2h
+  reclaimableThreshold: 0
 `
 
 var wantFull = Config{
@@ -89,10 +90,12 @@ var wantFull = Config{
 	},
 	DebugAddr: "127.0.0.1:6060",
 	Storage:   Storage{ScrubInterval: durationPtr(24 * time.Hour), MinFreeBytes: 1 << 30, HighWatermark: 95, LowWatermark: 85},
-	GC:        GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour)},
+	GC:        GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour), ReclaimableThreshold: bytesPtr(0)},
 }
 
 func durationPtr(d time.Duration) *Duration { v := Duration(d); return &v }
+
+func bytesPtr(n int64) *ByteSize { v := ByteSize(n); return &v }
 
 var loadCases = []struct {
 	name    string
@@ -208,7 +211,7 @@ func TestDefaults(t *testing.T) {
 		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second), OnDemandTimeout: Duration(5 * time.Second)},
 		TLS:             TLS{Mode: TLSAuto, Hosts: hosts, CertLifetime: Duration(90 * 24 * time.Hour)},
 		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20, HighWatermark: 90, LowWatermark: 80},
-		GC:              GC{Schedule: DefaultGCSchedule, GracePeriod: Duration(time.Hour)},
+		GC:              GC{Schedule: DefaultGCSchedule, GracePeriod: Duration(time.Hour), ReclaimableThreshold: bytesPtr(1 << 30)},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {

@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -10,8 +11,10 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/server"
 )
 
 // TestUsageVisible: a connected registry's heartbeat carries its volume,
@@ -75,5 +78,51 @@ func TestUsageVisible(t *testing.T) {
 	}
 	if len(st.Storage.Repositories) != 1 || st.Storage.Repositories[0].BlobBytes < 64<<10 || st.Storage.Volume.Total == 0 || st.Storage.Volume.Free == 0 {
 		t.Errorf("status -o json storage: %+v", st.Storage)
+	}
+}
+
+// TestCollectAfterDeletions: once deletions pause, a dry collection runs
+// and, finding at least gc.reclaimableThreshold bytes, a real one follows
+// (trigger "deletions"); below the threshold nothing is collected.
+func TestCollectAfterDeletions(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name      string
+		threshold config.ByteSize
+		collected bool
+	}{{"above the threshold", 32 << 10, true}, {"below it", 1 << 30, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			n := start(t, t.TempDir(), func(cfg *config.Config) {
+				cfg.GC.GracePeriod = config.Duration(300 * time.Millisecond)
+				cfg.GC.ReclaimableThreshold = &c.threshold
+			})
+			ac := n.admin()
+			img := ac.Image(t, "apps/gone", "1", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(650, 64<<10))
+			time.Sleep(400 * time.Millisecond)
+			resp, _, err := ac.Do(http.MethodDelete, "/v2/apps/gone/manifests/"+string(img.Digest), nil, nil)
+			if err != nil || resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("delete: %s", statusOf(resp, err))
+			}
+			var st server.GCStatus
+			collected := func() bool {
+				ac.JSON(t, http.MethodGet, "/api/v1/gc", nil, &st)
+				return st.Last != nil && st.Last.Trigger == "deletions"
+			}
+			if c.collected {
+				ocitest.Eventually(t, 20*time.Second, "a collection after the deletion", collected)
+				if st.Last.Blobs < 1 || st.Last.BlobBytes < 64<<10 {
+					t.Errorf("collection after the deletion: %+v, want the deleted layer reclaimed", st.Last)
+				}
+				return
+			}
+			time.Sleep(2 * time.Second)
+			if collected() {
+				t.Errorf("a collection ran below the threshold: %+v", st.Last)
+			}
+			if m := scrape(t, n); m["outpost_storage_reclaimable_bytes"] < 64<<10 {
+				t.Errorf("outpost_storage_reclaimable_bytes: got %v, want the dry run's figure (at least the layer)", m["outpost_storage_reclaimable_bytes"])
+			}
+		})
 	}
 }

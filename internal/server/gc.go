@@ -42,7 +42,9 @@ type gcRunner struct {
 	// run applies and what the site must keep whatever they say.
 	policies *policies
 	protect  func(context.Context) (gc.Protection, error)
-	next     atomic.Int64 // Unix seconds of the next scheduled run
+	// deletes is signalled after each deletion in the metadata store.
+	deletes chan struct{}
+	next    atomic.Int64 // Unix seconds of the next scheduled run
 
 	runs, failed         prometheus.Counter
 	bytes                prometheus.Counter
@@ -52,7 +54,7 @@ type gcRunner struct {
 }
 
 func newGCRunner(c *gc.Collector, cfg config.GC, data string, log *slog.Logger, m *Metrics) *gcRunner {
-	g := &gcRunner{c: c, cfg: cfg, data: data, log: log,
+	g := &gcRunner{c: c, cfg: cfg, data: data, log: log, deletes: make(chan struct{}, 1),
 		runs:       prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_gc_runs_total", Help: "Garbage collections run (not dry), whatever their outcome."}),
 		failed:     prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_gc_runs_failed_total", Help: "Garbage collections that ended with an error."}),
 		bytes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_gc_reclaimed_bytes_total", Help: "Bytes of blob and quarantine files garbage collection removed."}),
@@ -135,6 +137,50 @@ func (g *gcRunner) run(ctx context.Context, req gcRun) (gc.Report, error) {
 		}
 	}
 	return rep, err
+}
+
+// deleted notes a deletion without blocking (bolt.Store.SetOnDelete).
+func (g *gcRunner) deleted() {
+	select {
+	case g.deletes <- struct{}{}:
+	default:
+	}
+}
+
+// afterDeletesQuiet is how long deletions must pause before a dry
+// collection checks what they made reclaimable (the grace period when
+// shorter).
+const afterDeletesQuiet = 30 * time.Second
+
+// afterDeletes runs, once deletions have paused, a dry collection and, when
+// it finds at least gc.reclaimableThreshold bytes, a real one.
+func (g *gcRunner) afterDeletes(ctx context.Context) {
+	threshold := int64(1 << 30)
+	if g.cfg.ReclaimableThreshold != nil {
+		threshold = int64(*g.cfg.ReclaimableThreshold)
+	}
+	if threshold <= 0 {
+		return
+	}
+	quiet := min(afterDeletesQuiet, time.Duration(g.cfg.GracePeriod))
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-g.deletes:
+			t.Reset(quiet)
+			continue
+		case <-t.C:
+		}
+		dry, err := g.run(ctx, gcRun{dry: true, trigger: "deletions"})
+		if err != nil || dry.Bytes() < threshold {
+			continue
+		}
+		_, _ = g.run(ctx, gcRun{trigger: "deletions"}) // logged by the collector
+	}
 }
 
 // loop runs a collection at each time of gc.schedule until ctx ends.

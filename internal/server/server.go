@@ -116,6 +116,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	s.metrics = metrics
 	// Before anything links blobs: the collector makes links check files.
 	s.gc = newGCRunner(gc.New(meta, blobs, log), cfg.GC, cfg.Data, log, metrics)
+	meta.SetOnDelete(s.gc.deleted)
 	fleet := controlplane.NewService(identity)
 	fleet.SetLoginServer(cfg.LoginServer)
 	ep, err := newEdge(cfg, s, blobs, blobs, meta, version, fleet)
@@ -256,6 +257,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go s.purgeLoop(ctx)
 	go s.scrub.loop(ctx, scrubInterval(s.cfg))
 	go s.gc.loop(ctx)
+	go s.gc.afterDeletes(ctx)
 	go s.pressure.loop(ctx)
 	srv := &http.Server{
 		Handler:           s.handler,
