@@ -13,8 +13,8 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/server"
 	"github.com/outpost-registry/outpost/internal/storage/storagetest"
 )
@@ -51,7 +51,7 @@ func TestDiskPressure(t *testing.T) {
 		rc.Image(t, "release/api", tag, amd, ocitest.Random(uint64(710+i), 4*mib))
 		pulled = append(pulled, tag)
 	}
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "tiny-site", Mode: "ReadWrite", Repositories: []string{"apps/web"}}, "")
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "tiny-site", Mode: "ReadWrite", Repositories: []string{"apps/web"}}, "")
 	site, logs := startLogged(t, data, func(c *config.Config) {
 		c.ConnectionString = cs
 		c.Parent.CAFile = root.ca
@@ -61,11 +61,11 @@ func TestDiskPressure(t *testing.T) {
 	})
 	sc := site.admin()
 	ocitest.Eventually(t, 30*time.Second, "apps/web synced", func() bool { d, _, _ := sc.ManifestDigest("apps/web", "1"); return d == web.Digest })
-	rc.JSON(t, http.MethodPost, "/api/v1/staging", controlplane.StagingRequest{Name: "release-keep", Targets: []string{"tiny-site"}, Images: []string{"release/api:keep"}}, nil)
+	rc.JSON(t, http.MethodPost, "/api/v1/staging", protocol.StagingRequest{Name: "release-keep", Targets: []string{"tiny-site"}, Images: []string{"release/api:keep"}}, nil)
 	ocitest.Eventually(t, 30*time.Second, "release staged", func() bool {
-		var j controlplane.StagingJob
+		var j protocol.StagingJob
 		rc.JSON(t, http.MethodGet, "/api/v1/staging/release-keep", nil, &j)
-		return j.Sites["tiny-site"].State == controlplane.StageStaged
+		return j.Sites["tiny-site"].State == protocol.StageStaged
 	})
 	// p1 is pulled again after each other pull: it is always the most
 	// recently pulled, whenever the check runs.

@@ -14,8 +14,8 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/cli"
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage/gc"
 	"github.com/outpost-registry/outpost/internal/storage/retention"
 )
@@ -77,7 +77,7 @@ func TestRetentionAtTheEdge(t *testing.T) {
 	r1 := rc.Image(t, "release/api", "r1", amd, ocitest.Random(910, 8<<10))
 	r2 := rc.Image(t, "release/api", "r2", amd, ocitest.Random(911, 8<<10))
 	r3 := rc.Image(t, "release/api", "r3", amd, ocitest.Random(912, 8<<10))
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "plant", Mode: "ReadWrite", Repositories: []string{"apps/web"}}, "")
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "plant", Mode: "ReadWrite", Repositories: []string{"apps/web"}}, "")
 	const grace = 300 * time.Millisecond
 	site := start(t, t.TempDir(), func(c *config.Config) {
 		c.ConnectionString = cs
@@ -89,11 +89,11 @@ func TestRetentionAtTheEdge(t *testing.T) {
 	ocitest.Eventually(t, 30*time.Second, "apps/web synced", func() bool {
 		return slices.Equal(tagList(t, sc, "apps/web"), []string{"1", "2", "3"})
 	})
-	rc.JSON(t, "POST", "/api/v1/staging", controlplane.StagingRequest{Name: "release-1", Targets: []string{"plant"}, Images: []string{"release/api:r1", "release/api:r2"}}, nil)
+	rc.JSON(t, "POST", "/api/v1/staging", protocol.StagingRequest{Name: "release-1", Targets: []string{"plant"}, Images: []string{"release/api:r1", "release/api:r2"}}, nil)
 	staged := func(name string) bool {
-		var j controlplane.StagingJob
+		var j protocol.StagingJob
 		rc.JSON(t, "GET", "/api/v1/staging/"+name, nil, &j)
-		return j.Sites["plant"].State == controlplane.StageStaged
+		return j.Sites["plant"].State == protocol.StageStaged
 	}
 	ocitest.Eventually(t, 30*time.Second, "release-1 staged", func() bool { return staged("release-1") })
 	for i, tag := range []string{"t1", "t2", "t3"} {
@@ -161,7 +161,7 @@ func TestRetentionAtTheEdge(t *testing.T) {
 	// release-2 installed with keep 1 retires release-1 at the site: its
 	// tags go there (not at the root: the site is ReadWrite, the removal
 	// is not delivered), and a collection takes its images.
-	rc.JSON(t, "POST", "/api/v1/staging", controlplane.StagingRequest{Name: "release-2", Targets: []string{"plant"}, Images: []string{"release/api:r3"}}, nil)
+	rc.JSON(t, "POST", "/api/v1/staging", protocol.StagingRequest{Name: "release-2", Targets: []string{"plant"}, Images: []string{"release/api:r3"}}, nil)
 	ocitest.Eventually(t, 30*time.Second, "release-2 staged", func() bool { return staged("release-2") })
 	if out, err := stageCLI(root, "mark-installed", "--name", "release-2", "--keep", "1"); err != nil {
 		t.Fatalf("mark-installed release-2: %v\n%s", err, out)

@@ -12,8 +12,8 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/server"
 )
 
@@ -30,7 +30,7 @@ func TestUsageVisible(t *testing.T) {
 	root := start(t, t.TempDir(), nil)
 	rc := root.admin()
 	web := rc.Image(t, "apps/web", "1", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(600, 64<<10))
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "usage-site", Repositories: []string{"apps/web"}}, "")
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "usage-site", Repositories: []string{"apps/web"}}, "")
 	site := startEdge(t, root, t.TempDir(), cs)
 	ocitest.Eventually(t, 30*time.Second, "apps/web synced", func() bool {
 		d, _, _ := site.admin().ManifestDigest("apps/web", "1")

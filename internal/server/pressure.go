@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 	"github.com/outpost-registry/outpost/internal/storage/fs"
@@ -349,12 +349,12 @@ func (p *pressure) graphSize(ctx context.Context, repo string, m *storage.Manife
 
 // volume reports the data volume for heartbeats (nil when it cannot be
 // read).
-func (s *Server) volume() *controlplane.Volume {
+func (s *Server) volume() *protocol.Volume {
 	sp, err := s.blobs.Space()
 	if err != nil {
 		return nil
 	}
-	v := &controlplane.Volume{TotalBytes: sp.Total, FreeBytes: sp.Free, UsedBytes: sp.Total - min(sp.Free, sp.Total)}
+	v := &protocol.Volume{TotalBytes: sp.Total, FreeBytes: sp.Free, UsedBytes: sp.Total - min(sp.Free, sp.Total)}
 	if s.pressure != nil {
 		st := s.pressure.State()
 		v.Full, v.Reason = st.Full, st.Reason

@@ -14,6 +14,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage/gc"
 	"github.com/outpost-registry/outpost/internal/storage/retention"
 )
@@ -208,7 +209,7 @@ func (p *policies) register(api *adminapi.API, g *gcRunner) {
 func protection(ep *edgeParts, fleet *controlplane.Service) func(context.Context) (gc.Protection, error) {
 	return func(context.Context) (gc.Protection, error) {
 		prot := gc.Protection{Tags: map[string][]string{}, Manifests: map[string][]digest.Digest{}}
-		add := func(im controlplane.StagedImage) {
+		add := func(im protocol.StagedImage) {
 			if im.Tag != "" {
 				prot.Tags[im.Repository] = append(prot.Tags[im.Repository], im.Tag)
 			}
@@ -228,7 +229,7 @@ func protection(ep *edgeParts, fleet *controlplane.Service) func(context.Context
 			return gc.Protection{}, err
 		}
 		for _, j := range jobs {
-			if j.State == controlplane.StageInstalled {
+			if j.State == protocol.StageInstalled {
 				continue
 			}
 			for _, im := range j.Images {
