@@ -3,6 +3,7 @@ module github.com/outpost-registry/outpost
 go 1.26.8
 
 require (
+	github.com/Masterminds/semver/v3 v3.5.0
 	github.com/chromedp/cdproto v0.160.1
 	github.com/chromedp/chromedp v0.23.1
 	github.com/distribution/reference v0.6.0
