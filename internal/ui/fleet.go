@@ -20,6 +20,9 @@ type siteRow struct {
 	Offline bool
 	Failing bool
 	Behind  bool
+	// LowDisk: the site's data volume is full (nothing left to evict) or
+	// at least lowDiskPercent used.
+	LowDisk bool
 	// Lag is how long the site has gone without the sync its schedule
 	// expected (zero when not behind).
 	Lag      time.Duration
@@ -41,6 +44,26 @@ func (r siteRow) Health() string {
 	return "ok"
 }
 
+// lowDiskPercent is the use of a data volume the disk filter reports.
+const lowDiskPercent = 90
+
+// DiskPercent is the used share of the site's data volume (0 when it
+// reports none).
+func (r siteRow) DiskPercent() int {
+	if r.Volume == nil || r.Volume.TotalBytes == 0 {
+		return 0
+	}
+	return int(r.Volume.UsedBytes * 100 / r.Volume.TotalBytes)
+}
+
+// Disk is "used of total" in IEC units, or "" when not reported.
+func (r siteRow) Disk() string {
+	if r.Volume == nil || r.Volume.TotalBytes == 0 {
+		return ""
+	}
+	return iec(int64(min(r.Volume.UsedBytes, 1<<62))) + " of " + iec(int64(min(r.Volume.TotalBytes, 1<<62)))
+}
+
 type fleetData struct {
 	Rows          []siteRow
 	Filter, Query string
@@ -49,7 +72,7 @@ type fleetData struct {
 	All                             bool
 	Hidden                          int
 	Total, Offline, Failing, Behind int
-	Inactive, Shown                 int
+	Inactive, Shown, LowDisk        int
 	Version, LoginServer            string
 }
 
@@ -59,7 +82,7 @@ type fleetData struct {
 const pageRows = 200
 
 // Filters of the fleet page.
-var fleetFilters = []string{"", "offline", "failing", "behind"}
+var fleetFilters = []string{"", "offline", "failing", "behind", "disk"}
 
 func (u *UI) fleet(w http.ResponseWriter, r *http.Request, s *session) {
 	d, err := u.fleetData(r)
@@ -106,6 +129,9 @@ func (u *UI) fleetData(r *http.Request) (*fleetData, error) {
 			d.Failing++
 		case "behind":
 			d.Behind++
+		}
+		if row.LowDisk {
+			d.LowDisk++
 		}
 	}
 	// A site matches when it passes the filter and the search; its
@@ -162,8 +188,16 @@ func (u *UI) fleetData(r *http.Request) (*fleetData, error) {
 }
 
 func (d *fleetData) matches(r *siteRow) bool {
-	if d.Filter != "" && r.Health() != d.Filter {
-		return false
+	switch d.Filter {
+	case "":
+	case "disk":
+		if !r.LowDisk {
+			return false
+		}
+	default:
+		if r.Health() != d.Filter {
+			return false
+		}
 	}
 	if d.Query == "" {
 		return true
@@ -183,6 +217,7 @@ func (d *fleetData) matches(r *siteRow) bool {
 // schedule, or an active site never synced).
 func classify(c *protocol.ConnectedRegistry, now time.Time) siteRow {
 	row := siteRow{ConnectedRegistry: c}
+	row.LowDisk = c.Volume != nil && (c.Volume.Full || row.DiskPercent() >= lowDiskPercent)
 	row.Offline = c.ConnectionState == protocol.StateOffline
 	row.Failing = c.ConnectionState == protocol.StateUnhealthy ||
 		(c.LastSyncResult != nil && (c.LastSyncResult.State == protocol.SyncFailed || c.LastSyncResult.Error != ""))

@@ -96,13 +96,26 @@ func (u *UI) funcs() template.FuncMap {
 		"iec":     iec,
 		"when":    func(t any) template.HTML { return when(t, u.o.Now()) },
 		"dur":     span,
-		"int64":   func(i int) int64 { return int64(i) },
+		"int64":   toInt64,
 		"short":   shortDigest,
 		"pct":     pct,
 		"path":    url.PathEscape,
 		"repoURL": repoURL,
 		"join":    strings.Join,
 	}
+}
+
+// toInt64 converts the counts and sizes templates show (int, uint64).
+func toInt64(v any) int64 {
+	switch x := v.(type) {
+	case int:
+		return int64(x)
+	case uint64:
+		return int64(min(x, 1<<62))
+	case int64:
+		return x
+	}
+	return 0
 }
 
 // repoURL is the dashboard path of a repository, with an optional

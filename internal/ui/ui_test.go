@@ -346,6 +346,10 @@ func TestFleetTree(t *testing.T) {
 	if n := strings.Count(off, `data-health="offline"`); n != 19 {
 		t.Errorf("offline filter: %d offline rows, want 19", n)
 	}
+	// Every tenth site (i%10 == 9) has its volume 90 % used.
+	if _, disk := d.get(c, "/ui/fleet/rows?filter=disk&all=1"); strings.Count(disk, `class="" data-site=`) != 25 || !strings.Contains(disk, "450 GiB of 500 GiB") {
+		t.Errorf("disk filter: %d matching rows, want the 25 sites at 90 %% with their use shown", strings.Count(disk, `class="" data-site=`))
+	}
 	if strings.Contains(off, `class="" data-site="site-0001"`) {
 		t.Errorf("offline filter shows site-0001, which is online")
 	}

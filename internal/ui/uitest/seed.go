@@ -43,6 +43,8 @@ func SeedFleet(tb testing.TB, data string, sites, tags int) {
 			last, active := now.Add(-time.Duration(i%7)*time.Minute), now.Add(-10*time.Second)
 			c.LastSync, c.LastActivity = &last, &active
 			c.LastSyncResult = &protocol.SyncResult{Trigger: "schedule", State: "Succeeded", Start: last, End: last, Bytes: int64(i) << 20, Items: int64(i % 40)}
+			c.Volume = &protocol.Volume{TotalBytes: 500 << 30, UsedBytes: uint64(i%10) * 50 << 30}
+			c.Volume.FreeBytes = c.Volume.TotalBytes - c.Volume.UsedBytes
 			switch i % 13 {
 			case 3:
 				c.ConnectionState = protocol.StateOffline
