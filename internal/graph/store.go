@@ -256,7 +256,8 @@ func (s *Store) append(ctx context.Context, repo string, id *string, desc v1.Des
 	}
 	n, err := s.Uploads.AppendUpload(ctx, repo, *id, offset, r)
 	if storage.NoSpace(err) {
-		return n, err // retrying cannot help until space is freed
+		// Retrying cannot help until space is freed.
+		return n, storage.NeedSpace(err, desc.Size-offset)
 	}
 	if err != nil {
 		return n, fmt.Errorf("%w: blob %s at byte %d: %w", ErrInterrupted, desc.Digest, n, err)
