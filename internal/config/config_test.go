@@ -46,6 +46,7 @@ sync:
   heartbeatInterval: 15s
   messageTTL: 1h
   onDemandTimeout: 3s
+  prePullNodes: 25
 loginServer: edge.example.com:5443
 tls:
   mode: files
@@ -79,7 +80,7 @@ var wantFull = Config{
 		URL: "https://registry.example.com", Username: "mirror", PasswordFile: "/run/secrets/parent", CAFile: "/etc/ssl/parent.pem",
 		Repositories: []string{"library/alpine", "library/nginx"}, Mode: "ReadWrite", SyncSchedule: "*/5 * * * *", SyncWindow: "PT2H",
 	},
-	Sync:        Sync{Concurrency: 8, BandwidthLimit: 10e6, HeartbeatInterval: Duration(15 * time.Second), MessageTTL: Duration(time.Hour), OnDemandTimeout: Duration(3 * time.Second)},
+	Sync:        Sync{Concurrency: 8, BandwidthLimit: 10e6, HeartbeatInterval: Duration(15 * time.Second), MessageTTL: Duration(time.Hour), OnDemandTimeout: Duration(3 * time.Second), PrePullNodes: 25},
 	LoginServer: "edge.example.com:5443",
 	TLS: TLS{
 		Mode: TLSFiles, Hosts: []string{"edge.example.com"}, CertFile: "/etc/outpost/tls.crt", KeyFile: "/etc/outpost/tls.key",
@@ -203,7 +204,7 @@ func TestDefaults(t *testing.T) {
 		},
 		ShutdownTimeout: Duration(30 * time.Second),
 		Auth:            Auth{TokenTTL: Duration(5 * time.Minute)},
-		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second), OnDemandTimeout: Duration(5 * time.Second)},
+		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second), OnDemandTimeout: Duration(5 * time.Second), PrePullNodes: 10},
 		TLS:             TLS{Mode: TLSAuto, Hosts: hosts, CertLifetime: Duration(90 * 24 * time.Hour)},
 		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20},
 		GC:              GC{Schedule: DefaultGCSchedule, GracePeriod: Duration(time.Hour)},
@@ -278,6 +279,7 @@ func TestValidate(t *testing.T) {
 		{"gc grace", func(c *Config) { c.GC.GracePeriod = -1 }, []string{"gc.gracePeriod: -1ns is negative"}},
 		{"scrub interval", func(c *Config) { c.Storage.ScrubInterval = durationPtr(time.Second) }, []string{"storage.scrubInterval: 1s is shorter than 1m"}},
 		{"min free", func(c *Config) { c.Storage.MinFreeBytes = -1 }, []string{"storage.minFreeBytes: -1 is negative"}},
+		{"pre-pull nodes", func(c *Config) { c.Sync.PrePullNodes = 0 }, []string{"sync.prePullNodes: 0 is outside 1..10000"}},
 		{"every problem at once", func(c *Config) {
 			c.Version, c.Addr, c.Sync.Concurrency, c.Parent.Mode = 0, "x", 0, "x"
 		}, []string{"version:", "addr:", "sync.concurrency:", "parent.mode:"}},

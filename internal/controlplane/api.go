@@ -123,6 +123,14 @@ func Register(api *adminapi.API, s *Service) {
 		out, err := s.GetSettings(r.PathValue("name"), req.ParentProtocol, req.GeneratePassword, endpoint)
 		return http.StatusOK, out, err
 	})
+	api.Handle("POST /api/v1/connected-registries/{name}/node-token", func(r *http.Request) (int, any, error) {
+		var req NodeTokenRequest
+		if err := adminapi.Decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		out, err := s.CreateNodeToken(r.PathValue("name"), req)
+		return http.StatusOK, out, err
+	})
 	api.Handle("GET /api/v1/connected-registries/{name}/client-tokens", func(r *http.Request) (int, any, error) {
 		tokens, err := s.ClientTokens(r.PathValue("name"))
 		if err != nil {

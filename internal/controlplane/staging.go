@@ -58,16 +58,24 @@ type SiteProgress struct {
 	StagedAt    *time.Time `json:"stagedTime,omitempty"`
 	InstalledAt *time.Time `json:"installedTime,omitempty"`
 	RetiredAt   *time.Time `json:"retiredTime,omitempty"`
+	// Nodes is the node stage of a pre-pull job, as the site's node
+	// agents reported it (nil for a job without --pre-pull).
+	Nodes *NodeRollup `json:"nodes,omitempty"`
 }
 
 // StagingJob asks connected registries to pre-download images.
 type StagingJob struct {
-	Name          string                  `json:"name"`
-	Targets       []string                `json:"connectedRegistries"`
-	Images        []StagedImage           `json:"images"`
-	RespectWindow bool                    `json:"respectWindow"`
-	Created       time.Time               `json:"creationDate"`
-	Sites         map[string]SiteProgress `json:"sites"`
+	Name          string        `json:"name"`
+	Targets       []string      `json:"connectedRegistries"`
+	Images        []StagedImage `json:"images"`
+	RespectWindow bool          `json:"respectWindow"`
+	// PrePull adds the node stage: once a site has staged the job, its
+	// node agents pull the images into each node's container runtime.
+	PrePull bool `json:"prePull,omitempty"`
+	// NodeSelector limits the node stage to nodes with these labels.
+	NodeSelector map[string]string       `json:"nodeSelector,omitempty"`
+	Created      time.Time               `json:"creationDate"`
+	Sites        map[string]SiteProgress `json:"sites"`
 	// State is the release's lifecycle, derived from its sites on every
 	// read: Staging, Staged (every site complete), Failed (a site failed)
 	// or Installed (marked installed at every site).
@@ -108,6 +116,9 @@ type StagingRequest struct {
 	Targets       []string `json:"connectedRegistries"`
 	Images        []string `json:"images"`
 	RespectWindow bool     `json:"respectWindow,omitempty"`
+	// PrePull and NodeSelector: see StagingJob.
+	PrePull      bool              `json:"prePull,omitempty"`
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 }
 
 // StageTask is a job as a site sees it in its configuration.
@@ -115,6 +126,10 @@ type StageTask struct {
 	Job           string        `json:"job"`
 	Images        []StagedImage `json:"images"`
 	RespectWindow bool          `json:"respectWindow,omitempty"`
+	// PrePull is set when the site's own nodes pre-pull the job (a
+	// gateway staging a job for its descendants only does not).
+	PrePull      bool              `json:"prePull,omitempty"`
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 }
 
 // StageReport is a site's progress on a job, sent with heartbeats.
@@ -183,7 +198,14 @@ func (s *Service) CreateStaging(req StagingRequest, resolve func(repo, ref strin
 	if len(req.Targets) == 0 || len(req.Images) == 0 {
 		return nil, fmt.Errorf("%w: a job needs at least one connected registry and one image", auth.ErrInvalid)
 	}
-	job := &StagingJob{Name: req.Name, Targets: req.Targets, RespectWindow: req.RespectWindow, Sites: map[string]SiteProgress{}}
+	if err := validNodeSelector(req.NodeSelector); err != nil {
+		return nil, err
+	}
+	if len(req.NodeSelector) > 0 && !req.PrePull {
+		return nil, fmt.Errorf("%w: nodeSelector: only for a pre-pull job (prePull)", auth.ErrInvalid)
+	}
+	job := &StagingJob{Name: req.Name, Targets: req.Targets, RespectWindow: req.RespectWindow, PrePull: req.PrePull,
+		NodeSelector: req.NodeSelector, Sites: map[string]SiteProgress{}}
 	var missing []string
 	for _, ref := range req.Images {
 		repo, r, err := ParseImageRef(ref)
@@ -215,6 +237,11 @@ func (s *Service) CreateStaging(req StagingRequest, resolve func(repo, ref strin
 				return fmt.Errorf("%w: connectedRegistries: %q does not exist", auth.ErrInvalid, t)
 			}
 			job.Sites[t] = SiteProgress{State: StagePending, ImagesTotal: len(job.Images)}
+			if job.PrePull {
+				p := job.Sites[t]
+				p.Nodes = &NodeRollup{}
+				job.Sites[t] = p
+			}
 		}
 		job.Created = tx.Now()
 		if err := tx.PutRecord(stagingBucket, job.Name, job); err != nil {
@@ -370,7 +397,14 @@ func retire(jobs []*StagingJob, installed *StagingJob, site string, keep int, no
 func (s *Service) tasksFor(names ...string) []StageTask {
 	var out []StageTask
 	for _, j := range s.jobsFor(names...) {
-		out = append(out, StageTask{Job: j.Name, Images: j.Images, RespectWindow: j.RespectWindow})
+		// Only the registry's own nodes pre-pull: a job staged here only
+		// as the source of a descendant stays off this site's nodes.
+		own := j.PrePull && j.active(names[0])
+		t := StageTask{Job: j.Name, Images: j.Images, RespectWindow: j.RespectWindow, PrePull: own}
+		if own {
+			t.NodeSelector = j.NodeSelector
+		}
+		out = append(out, t)
 	}
 	return out
 }

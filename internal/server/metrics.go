@@ -7,6 +7,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/edge"
 )
 
 // Metrics are the HTTP and storage metrics exposed on /metrics.
@@ -137,6 +140,50 @@ func (m *Metrics) SyncRun(state string, end time.Time) {
 // ParentRequest implements syncer.RequestObserver.
 func (m *Metrics) ParentRequest(method string, code int, d time.Duration) {
 	m.parent.WithLabelValues(method, strconv.Itoa(code)).Observe(d.Seconds())
+}
+
+// registerNodes adds the node stage's series (pre-pull), read at each
+// scrape.
+func (m *Metrics) registerNodes(stats func() edge.NodeStats) {
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_prepull_leases_held",
+			Help: "Pull slots held by node agents now (pre-pull), at most sync.prePullNodes.",
+		}, func() float64 { return float64(stats().Held) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_prepull_leases_peak",
+			Help: "The most pull slots node agents held at once since start (never above the limit).",
+		}, func() float64 { return float64(stats().Peak) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_prepull_leases_limit",
+			Help: "Node agents that may pull from this registry at once (sync.prePullNodes).",
+		}, func() float64 { return float64(stats().Limit) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "outpost_prepull_leases_granted_total",
+			Help: "Pull slots granted to node agents.",
+		}, func() float64 { return float64(stats().Granted) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "outpost_prepull_leases_refused_total",
+			Help: "Pull slot requests refused because every slot was held; the node asks again.",
+		}, func() float64 { return float64(stats().Refused) }),
+		&nodeTransitions{stats: stats, desc: prometheus.NewDesc("outpost_prepull_node_transitions_total",
+			"Node reports that changed a node's pre-pull state, by the new state (Pending, Pulling, Pulled, Failed).", []string{"state"}, nil)},
+	)
+}
+
+// nodeTransitions exports NodeStats.Transitions as a labelled counter.
+type nodeTransitions struct {
+	stats func() edge.NodeStats
+	desc  *prometheus.Desc
+}
+
+func (c *nodeTransitions) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *nodeTransitions) Collect(ch chan<- prometheus.Metric) {
+	t := c.stats().Transitions
+	for _, s := range []string{controlplane.NodePending, controlplane.NodePulling, controlplane.NodePulled, controlplane.NodeFailed} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(t[s]), s)
+	}
 }
 
 // registerEdge adds the gauges read from a connected registry's engine

@@ -173,6 +173,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	catalog.Register(mgmt, authSvc, meta, blobs, writable)
 	importer.Register(mgmt, blobs, blobs, meta, log, writable)
 	registerStatus(mgmt, ep)
+	registerNodes(mgmt, authSvc, ep)
 	s.gc.register(mgmt)
 	s.gc.registerUsage(mgmt, meta, blobs)
 	mux.Handle("/api/v1/", mgmt)
