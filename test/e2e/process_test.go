@@ -322,6 +322,10 @@ type link struct {
 	down     atomic.Bool
 	// Downstream counts bytes sent from the parent to the edge.
 	Downstream atomic.Int64
+	// cutAt, when above zero, takes the link down once Downstream
+	// reaches it (cutAfter), and cut is closed then.
+	cutAt atomic.Int64
+	cut   chan struct{}
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool
@@ -342,6 +346,25 @@ func newLink(t *testing.T, upstream string) *link {
 }
 
 func (l *link) addr() string { return l.ln.Addr().String() }
+
+// cutAfter takes the link down (setDown) once n more bytes went
+// downstream, in the middle of a transfer; the returned channel is
+// closed then.
+func (l *link) cutAfter(n int64) <-chan struct{} {
+	l.cut = make(chan struct{})
+	l.cutAt.Store(l.Downstream.Load() + n)
+	return l.cut
+}
+
+// noteDownstream counts bytes sent downstream and cuts the link when
+// cutAfter asked for it.
+func (l *link) noteDownstream(n int) {
+	total := l.Downstream.Add(int64(n))
+	if at := l.cutAt.Load(); at > 0 && total >= at && l.cutAt.CompareAndSwap(at, 0) {
+		l.setDown(true)
+		close(l.cut)
+	}
+}
 
 // setUploadRate limits bytes towards the parent per second (0: unlimited).
 func (l *link) setUploadRate(bps int) {
@@ -432,7 +455,7 @@ func (l *link) serve(client net.Conn) {
 		done <- struct{}{}
 	}()
 	go func() {
-		_, _ = io.Copy(countingWriter{client, &l.Downstream}, up)
+		_, _ = io.Copy(linkWriter{client, l}, up)
 		_ = client.Close()
 		done <- struct{}{}
 	}()
@@ -440,14 +463,14 @@ func (l *link) serve(client net.Conn) {
 	<-done
 }
 
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
+// linkWriter counts the bytes written downstream through a link.
+type linkWriter struct {
 	w io.Writer
-	n *atomic.Int64
+	l *link
 }
 
-func (c countingWriter) Write(b []byte) (int, error) {
+func (c linkWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
-	c.n.Add(int64(n))
+	c.l.noteDownstream(n)
 	return n, err
 }
