@@ -37,8 +37,8 @@ type setup struct {
 	// PersistentVolume so that the claim binds and the pod can be scheduled.
 	storageClass string
 	// trust: the trust DaemonSet is enabled; allNodes: without the node
-	// selector.
-	trust, allNodes bool
+	// selector; prePull: with the pre-pull container.
+	trust, allNodes, prePull bool
 	// prepare creates what the setup expects to exist in its namespace.
 	prepare func(t *testing.T, c *cluster, ns string)
 	// certManager: the cert-manager CRDs must be installed first.
@@ -53,7 +53,8 @@ var setups = []setup{
 		"tls.crt=Y2VydA==", "tls.key=a2V5", "tls.cacrt=Y2E=", "pvc.storageClassName=fast", "trustDistribution.skipNodeSelector=false"},
 		storageClass: "fast", trust: true},
 	{name: "tls-secret", set: []string{"cert-manager.install=false", "cert-manager.enabled=false", "tls.secret=site-tls",
-		"existingConnectionStringSecret=site-connection", "trustDistribution.useNodeSelector=false"}, trust: true, allNodes: true,
+		"existingConnectionStringSecret=site-connection", "trustDistribution.useNodeSelector=false",
+		"prePull.enabled=true", "prePull.nodeTokenSecret=site-node-token"}, trust: true, allNodes: true, prePull: true,
 		prepare: func(t *testing.T, c *cluster, ns string) {
 			c.create(t, "/api/v1/namespaces/"+ns+"/secrets", map[string]any{
 				"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "site-tls"},
@@ -63,6 +64,10 @@ var setups = []setup{
 			c.create(t, "/api/v1/namespaces/"+ns+"/secrets", map[string]any{
 				"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "site-connection"},
 				"data": map[string]string{"connectionString": b64(cs)},
+			})
+			c.create(t, "/api/v1/namespaces/"+ns+"/secrets", map[string]any{
+				"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "site-node-token"},
+				"data": map[string]string{"username": b64("factory-node-token"), "password": b64("node-password")},
 			})
 		}},
 	{name: "cert-manager-preinstalled", set: []string{"cert-manager.install=false", "trustDistribution.skipNodeSelector=true"},
@@ -234,6 +239,13 @@ func (c *cluster) installAndCheck(t *testing.T, s setup, clusterIP string) {
 		})
 		// The controller placed every pod it wanted to: nothing more comes.
 		var ds struct {
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct{ Name string }
+					}
+				}
+			}
 			Status struct {
 				DesiredNumberScheduled int `json:"desiredNumberScheduled"`
 			}
@@ -243,6 +255,13 @@ func (c *cluster) installAndCheck(t *testing.T, s setup, clusterIP string) {
 		}
 		if ds.Status.DesiredNumberScheduled != len(want) {
 			t.Errorf("DaemonSet wants %d pods, want %d (%v)", ds.Status.DesiredNumberScheduled, len(want), want)
+		}
+		var containers []string
+		for _, c := range ds.Spec.Template.Spec.Containers {
+			containers = append(containers, c.Name)
+		}
+		if wantC := map[bool][]string{false: {"trust"}, true: {"trust", "pre-pull"}}[s.prePull]; !slices.Equal(containers, wantC) {
+			t.Errorf("DaemonSet containers %v, want %v", containers, wantC)
 		}
 		t.Logf("trust DaemonSet pods on %v", got)
 	}
