@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -42,6 +43,9 @@ type PrePullOptions struct {
 	// Labels are this node's labels, matched against a job's node
 	// selector.
 	Labels map[string]string
+	// LabelSource, when set, is asked for the node's labels every round
+	// (the Kubernetes API); they add to Labels.
+	LabelSource func(ctx context.Context) (map[string]string, error)
 	// Concurrency is how many images the node pulls at once (default 2).
 	Concurrency int
 	// Interval is how often the site is asked for jobs (default 10 s).
@@ -127,15 +131,37 @@ func (p *prePuller) round(ctx context.Context) {
 		}
 		return
 	}
+	labels, labelErr := p.labels(ctx)
 	for _, j := range jobs {
 		if ctx.Err() != nil {
 			return
 		}
-		if !controlplane.MatchNodeSelector(j.NodeSelector, p.o.Labels) {
+		if len(j.NodeSelector) > 0 && labelErr != nil {
+			p.report(ctx, j.Job, controlplane.NodeFailed, 0, len(j.Images), "node labels for the node selector: "+labelErr.Error()+" (retrying)")
+			continue
+		}
+		if !controlplane.MatchNodeSelector(j.NodeSelector, labels) {
 			continue
 		}
 		p.job(ctx, j)
 	}
+}
+
+// labels are the node's labels: Labels, and those of LabelSource.
+func (p *prePuller) labels(ctx context.Context) (map[string]string, error) {
+	out := maps.Clone(p.o.Labels)
+	if p.o.LabelSource == nil {
+		return out, nil
+	}
+	more, err := p.o.LabelSource(ctx)
+	if err != nil {
+		return out, err
+	}
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, more)
+	return out, nil
 }
 
 func (p *prePuller) jobs(ctx context.Context) ([]controlplane.NodeJob, error) {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ type prePullOptions struct {
 	agent.PrePullOptions
 	passwordFile string
 	criSocket    string
+	kubeLabels   bool
 }
 
 func newTrustPrePull() *cobra.Command {
@@ -29,7 +31,8 @@ func newTrustPrePull() *cobra.Command {
 		Long: `Run the node stage of pre-pull staging jobs (outpost stage create --pre-pull)
 until SIGTERM. Every --interval the agent asks the site's registry (--server,
 trusted with --ca-file) for the jobs it has staged; for each job whose node
-selector matches --node-label, it holds one of the site's pull slots (the
+selector matches the node's labels (--node-label, and with
+--node-labels-from-api those the Kubernetes API has for --node-name), it holds one of the site's pull slots (the
 site lets sync.prePullNodes nodes pull at once), pulls every image by
 digest through the CRI image service on --cri-socket (containerd keeps them
 in its k8s.io namespace, for the node's platform), --concurrency images at
@@ -65,6 +68,13 @@ images already pulled stay, since the kubelet's image GC owns them.`,
 			}
 			defer rt.Close()
 			o.Runtime = rt
+			if o.kubeLabels {
+				k, err := agent.NewKubeNode("", "", "")
+				if err != nil {
+					return err
+				}
+				o.LabelSource = func(ctx context.Context) (map[string]string, error) { return k.Labels(ctx, o.Node) }
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
@@ -80,6 +90,7 @@ images already pulled stay, since the kubelet's image GC owns them.`,
 	f.StringVar(&o.CAFile, "ca-file", "", "CA certificate (PEM) of the site's registry")
 	f.StringVar(&o.Node, "node-name", os.Getenv("NODE_NAME"), "this node's name (default: $NODE_NAME)")
 	f.StringToStringVar(&o.Labels, "node-label", nil, "this node's labels, matched against a job's node selector (k=v, repeatable)")
+	f.BoolVar(&o.kubeLabels, "node-labels-from-api", false, "read this node's labels from the Kubernetes API every round (in a pod whose service account may get nodes)")
 	f.StringVarP(&o.Username, "username", "u", "", "the site's node token")
 	f.StringVar(&o.passwordFile, "password-file", "", "file holding the node token's password")
 	f.StringVar(&o.criSocket, "cri-socket", agent.DefaultCRISocket, "the container runtime's CRI socket")

@@ -91,6 +91,7 @@ var Keys = map[string]Kind{
 	"prePull.criSocket":                    String,
 	"prePull.nodeTokenSecret":              String,
 	"prePull.concurrency":                  Int,
+	"prePull.nodeLabels":                   Bool,
 	"prePull.resources":                    Object,
 	"resources":                            Object,
 	"nodeSelector":                         Object,

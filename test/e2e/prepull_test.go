@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -31,20 +29,9 @@ import (
 // bytes to repo:tag and returns its digest.
 func singleImage(t *testing.T, env []string, r *registry, repo, tag string, size int) string {
 	t.Helper()
-	dir := t.TempDir()
-	rootfs := filepath.Join(dir, "rootfs")
-	if err := os.MkdirAll(rootfs, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	b := make([]byte, size)
 	_, _ = rand.Read(b)
-	if err := os.WriteFile(filepath.Join(rootfs, "data.bin"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	layer := filepath.Join(dir, "layer.tar")
-	if out, err := exec.Command("tar", "-C", rootfs, "-cf", layer, ".").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
+	layer := tarLayer(t, "data.bin", b)
 	ref := r.host + "/" + repo
 	run(t, env, false, "crane", "append", "--oci-empty-base", "-f", layer, "-t", ref+":base-"+tag)
 	run(t, env, false, "crane", "mutate", ref+":base-"+tag, "--set-platform", "linux/amd64", "-t", ref+":"+tag)
@@ -166,6 +153,8 @@ func TestPrePull(t *testing.T) {
 	}
 	show := outpostCLI(t, cli, "stage", "show", "--ca-file", root.ca, "--name", "release-1", "-o", "table")
 	must(t, strings.Contains(show, "1/1"), "stage show lacks NODES 1/1:\n%s", show)
+	wait := outpostCLI(t, cli, "stage", "wait", "--ca-file", root.ca, "--name", "release-1", "--nodes", "--timeout", "20s")
+	must(t, strings.Contains(wait, "pulled by the nodes"), "stage wait --nodes:\n%s", wait)
 
 	// Another node whose runtime socket is not there.
 	startAgent(t, append(agentArgs, "--node-name", "node-b", "--cri-socket", filepath.Join(dir, "no-such.sock"))...)
@@ -174,9 +163,17 @@ func TestPrePull(t *testing.T) {
 		b := nodeState(n, "node-b")
 		return n.Failed == 1 && n.Done == 1 && n.Total == 2 && b.State == controlplane.NodeFailed && strings.Contains(b.Reason, "no-such.sock")
 	})
+	failing, err := run(t, cli, true, os.Getenv("OUTPOST_BIN"), "stage", "wait", "--ca-file", root.ca, "--name", "release-1", "--nodes", "--timeout", "3s")
+	must(t, err != nil && strings.Contains(failing, "node-b: ") && strings.Contains(failing, "timed out"), "stage wait --nodes with node-b failing: %v\n%s", err, failing)
 	nodes := outpostCLI(t, cli, "stage", "show", "--ca-file", root.ca, "--name", "release-1", "--nodes", "-o", "table")
 	must(t, strings.Contains(nodes, "node-b") && strings.Contains(nodes, "Failed") && strings.Contains(nodes, "node-a") && strings.Contains(nodes, "Pulled"),
 		"stage show --nodes:\n%s", nodes)
+
+	// trust doctor reports whether the CRI socket answers.
+	doc, _ := run(t, nil, true, os.Getenv("OUTPOST_BIN"), "trust", "doctor", "--host", via.host, "--cri-socket", c.sock)
+	must(t, strings.Contains(doc, "ok    CRI socket "+c.sock+": reachable: containerd"), "trust doctor with containerd's socket:\n%s", doc)
+	doc, _ = run(t, nil, true, os.Getenv("OUTPOST_BIN"), "trust", "doctor", "--host", via.host, "--cri-socket", filepath.Join(dir, "no-such.sock"))
+	must(t, strings.Contains(doc, "FAIL  CRI socket "+filepath.Join(dir, "no-such.sock")), "trust doctor with no socket:\n%s", doc)
 
 	// The site's registry goes away in the middle of node-a's pull.
 	cut := l.cutAfter(4 << 20)
@@ -212,13 +209,7 @@ func TestPrePull(t *testing.T) {
 // and checks by the site's count that never more than 5 pulled at once.
 func throttle(t *testing.T, root, edge *registry, nt controlplane.NodeToken) {
 	t.Helper()
-	pem, err := os.ReadFile(edge.ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	hc := edge.http // trusts the site's CA, sends no credentials of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup

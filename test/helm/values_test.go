@@ -477,4 +477,23 @@ func TestPrePullContainer(t *testing.T) {
 	if ds.volumeSecret("node-token") != "factory-node-token" {
 		t.Errorf("node-token volume from %q, want factory-node-token", ds.volumeSecret("node-token"))
 	}
+
+	// Node labels from the Kubernetes API: a service account that may get
+	// nodes, only with prePull.nodeLabels.
+	rbac := []string{"ServiceAccount/outpost-trust-pre-pull", "ClusterRole/outpost-trust-pre-pull-connected-registry", "ClusterRoleBinding/outpost-trust-pre-pull-connected-registry"}
+	objs := mustRender(t, append(base, "--set", "prePull.enabled=true", "--set", "prePull.nodeTokenSecret=factory-node-token")...)
+	for _, k := range rbac {
+		if _, ok := objs[k]; ok {
+			t.Errorf("%s rendered without prePull.nodeLabels", k)
+		}
+	}
+	objs = mustRender(t, append(base, "--set", "prePull.enabled=true", "--set", "prePull.nodeTokenSecret=factory-node-token", "--set", "prePull.nodeLabels=true")...)
+	for _, k := range rbac {
+		if _, ok := objs[k]; !ok {
+			t.Errorf("%s not rendered with prePull.nodeLabels", k)
+		}
+	}
+	if args := objs["DaemonSet/outpost-trust"].Spec.Template.Spec.Containers[1].Args; !slices.Contains(args, "--node-labels-from-api") {
+		t.Errorf("pre-pull args %q lack --node-labels-from-api", args)
+	}
 }

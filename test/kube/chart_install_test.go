@@ -3,10 +3,12 @@
 package kube
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/outpost-registry/outpost/internal/agent"
 )
 
 // chart is the chart's directory; helm and kubectl run in temporary
@@ -54,7 +58,7 @@ var setups = []setup{
 		storageClass: "fast", trust: true},
 	{name: "tls-secret", set: []string{"cert-manager.install=false", "cert-manager.enabled=false", "tls.secret=site-tls",
 		"existingConnectionStringSecret=site-connection", "trustDistribution.useNodeSelector=false",
-		"prePull.enabled=true", "prePull.nodeTokenSecret=site-node-token"}, trust: true, allNodes: true, prePull: true,
+		"prePull.enabled=true", "prePull.nodeTokenSecret=site-node-token", "prePull.nodeLabels=true"}, trust: true, allNodes: true, prePull: true,
 		prepare: func(t *testing.T, c *cluster, ns string) {
 			c.create(t, "/api/v1/namespaces/"+ns+"/secrets", map[string]any{
 				"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "site-tls"},
@@ -242,7 +246,8 @@ func (c *cluster) installAndCheck(t *testing.T, s setup, clusterIP string) {
 			Spec struct {
 				Template struct {
 					Spec struct {
-						Containers []struct{ Name string }
+						Containers         []struct{ Name string }
+						ServiceAccountName string `json:"serviceAccountName"`
 					}
 				}
 			}
@@ -262,6 +267,9 @@ func (c *cluster) installAndCheck(t *testing.T, s setup, clusterIP string) {
 		}
 		if wantC := map[bool][]string{false: {"trust"}, true: {"trust", "pre-pull"}}[s.prePull]; !slices.Equal(containers, wantC) {
 			t.Errorf("DaemonSet containers %v, want %v", containers, wantC)
+		}
+		if s.prePull {
+			checkPrePullIdentity(t, c, ns, ds.Spec.Template.Spec.ServiceAccountName)
 		}
 		t.Logf("trust DaemonSet pods on %v", got)
 	}
@@ -447,4 +455,42 @@ func (c *cluster) goModDownload(t *testing.T, module string) download {
 		return download{err: fmt.Errorf("go mod download %s: %s", module, info.Error)}
 	}
 	return download{dir: info.Dir}
+}
+
+// checkPrePullIdentity: the pre-pull agent's service account reads a
+// node's labels through the agent's own reader, and may not read the
+// namespace's Secrets.
+func checkPrePullIdentity(t *testing.T, c *cluster, ns, sa string) {
+	t.Helper()
+	if sa == "" {
+		t.Fatal("the pre-pull DaemonSet has no service account (prePull.nodeLabels)")
+	}
+	var tr struct {
+		Status struct{ Token string }
+	}
+	b, err := c.api("POST", "/api/v1/namespaces/"+ns+"/serviceaccounts/"+sa+"/token", map[string]any{
+		"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": map[string]any{"expirationSeconds": 600}})
+	if err != nil || json.Unmarshal(b, &tr) != nil || tr.Status.Token == "" {
+		t.Fatalf("token of %s: %v %s", sa, err, b)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	writeFile(t, tokenFile, tr.Status.Token)
+	k, err := agent.NewKubeNode(c.server, tokenFile, c.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels, err := k.Labels(context.Background(), nodes[0].name)
+	if err != nil || labels[trustLabel] != trustLabelValue || labels["kubernetes.io/hostname"] != nodes[0].name {
+		t.Errorf("labels of %s read as %s: %v %v", nodes[0].name, sa, labels, err)
+	}
+	req, _ := http.NewRequest("GET", c.server+"/api/v1/namespaces/"+ns+"/secrets", nil)
+	req.Header.Set("Authorization", "Bearer "+tr.Status.Token)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("%s listing Secrets: %s, want 403", sa, resp.Status)
+	}
 }
