@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outpost-registry/outpost/internal/client"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // Runtime is a node's image store that pre-pull fills: the CRI image
@@ -66,7 +66,7 @@ func (o *PrePullOptions) defaults() error {
 	if o.SlotRetry <= 0 {
 		o.SlotRetry = 2 * time.Second
 	}
-	if err := controlplane.ValidNodeName(o.Node); err != nil {
+	if err := protocol.ValidNodeName(o.Node); err != nil {
 		return fmt.Errorf("%w: --node-name: %w", ErrInvalidOptions, err)
 	}
 	if o.Host == "" {
@@ -137,10 +137,10 @@ func (p *prePuller) round(ctx context.Context) {
 			return
 		}
 		if len(j.NodeSelector) > 0 && labelErr != nil {
-			p.report(ctx, j.Job, controlplane.NodeFailed, 0, len(j.Images), "node labels for the node selector: "+labelErr.Error()+" (retrying)")
+			p.report(ctx, j.Job, protocol.NodeFailed, 0, len(j.Images), "node labels for the node selector: "+labelErr.Error()+" (retrying)")
 			continue
 		}
-		if !controlplane.MatchNodeSelector(j.NodeSelector, labels) {
+		if !protocol.MatchNodeSelector(j.NodeSelector, labels) {
 			continue
 		}
 		p.job(ctx, j)
@@ -164,20 +164,20 @@ func (p *prePuller) labels(ctx context.Context) (map[string]string, error) {
 	return out, nil
 }
 
-func (p *prePuller) jobs(ctx context.Context) ([]controlplane.NodeJob, error) {
-	var jobs []controlplane.NodeJob
+func (p *prePuller) jobs(ctx context.Context) ([]protocol.NodeJob, error) {
+	var jobs []protocol.NodeJob
 	err := p.site.Do(ctx, http.MethodGet, "/api/v1/nodes/jobs", nil, &jobs)
 	return jobs, err
 }
 
-func (p *prePuller) ref(im controlplane.StagedImage) string {
+func (p *prePuller) ref(im protocol.StagedImage) string {
 	return p.o.Host + "/" + im.Repository + "@" + string(im.Digest)
 }
 
 // report sends the node's state on a job; a site that cannot be reached
 // hears it with the next round.
-func (p *prePuller) report(ctx context.Context, job, state string, done, total int, reason string) {
-	np := controlplane.NodeProgress{Node: p.o.Node, State: state, ImagesDone: done, ImagesTotal: total, Reason: reason}
+func (p *prePuller) report(ctx context.Context, job string, state protocol.NodeState, done, total int, reason string) {
+	np := protocol.NodeProgress{Node: p.o.Node, State: state, ImagesDone: done, ImagesTotal: total, Reason: reason}
 	path := "/api/v1/nodes/" + url.PathEscape(p.o.Node) + "/jobs/" + url.PathEscape(job)
 	if err := p.site.Do(ctx, http.MethodPut, path, np, nil); err != nil && ctx.Err() == nil {
 		p.log.Warn("pre-pull: report progress", "job", job, "state", state, "err", err)
@@ -185,8 +185,8 @@ func (p *prePuller) report(ctx context.Context, job, state string, done, total i
 }
 
 // missing returns the images the runtime does not hold with their digest.
-func (p *prePuller) missing(ctx context.Context, images []controlplane.StagedImage) ([]controlplane.StagedImage, error) {
-	var out []controlplane.StagedImage
+func (p *prePuller) missing(ctx context.Context, images []protocol.StagedImage) ([]protocol.StagedImage, error) {
+	var out []protocol.StagedImage
 	for _, im := range images {
 		ok, err := p.o.Runtime.Has(ctx, p.ref(im))
 		if err != nil {
@@ -200,23 +200,23 @@ func (p *prePuller) missing(ctx context.Context, images []controlplane.StagedIma
 }
 
 // job brings one job to Pulled on this node, or reports why not.
-func (p *prePuller) job(ctx context.Context, j controlplane.NodeJob) {
+func (p *prePuller) job(ctx context.Context, j protocol.NodeJob) {
 	total := len(j.Images)
 	todo, err := p.missing(ctx, j.Images)
 	if err != nil {
-		p.report(ctx, j.Job, controlplane.NodeFailed, 0, total, err.Error()+" (retrying)")
+		p.report(ctx, j.Job, protocol.NodeFailed, 0, total, err.Error()+" (retrying)")
 		return
 	}
 	if len(todo) == 0 {
-		p.report(ctx, j.Job, controlplane.NodePulled, total, total, "")
+		p.report(ctx, j.Job, protocol.NodePulled, total, total, "")
 		return
 	}
 	done := total - len(todo)
 	if !j.PullNow {
-		p.report(ctx, j.Job, controlplane.NodePending, done, total, "waiting for the site's sync window")
+		p.report(ctx, j.Job, protocol.NodePending, done, total, "waiting for the site's sync window")
 		return
 	}
-	p.report(ctx, j.Job, controlplane.NodePending, done, total, "waiting for a pull slot")
+	p.report(ctx, j.Job, protocol.NodePending, done, total, "waiting for a pull slot")
 	jctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ttl, ok := p.acquire(jctx)
@@ -230,7 +230,7 @@ func (p *prePuller) job(ctx context.Context, j controlplane.NodeJob) {
 	go func() { defer wg.Done(); p.hold(jctx, cancel, j.Job, ttl) }()
 	defer wg.Wait()
 	defer cancel()
-	p.report(ctx, j.Job, controlplane.NodePulling, done, total, "")
+	p.report(ctx, j.Job, protocol.NodePulling, done, total, "")
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(jctx)
 	g.SetLimit(p.o.Concurrency)
@@ -251,19 +251,19 @@ func (p *prePuller) job(ctx context.Context, j controlplane.NodeJob) {
 			done++
 			n := done
 			mu.Unlock()
-			p.report(ctx, j.Job, controlplane.NodePulling, n, total, "")
+			p.report(ctx, j.Job, protocol.NodePulling, n, total, "")
 			return nil
 		})
 	}
 	err = g.Wait()
 	switch {
 	case err == nil:
-		p.report(ctx, j.Job, controlplane.NodePulled, total, total, "")
+		p.report(ctx, j.Job, protocol.NodePulled, total, total, "")
 		p.log.Info("pre-pull: job pulled", "job", j.Job, "images", total)
 	case jctx.Err() != nil && ctx.Err() == nil:
 		p.log.Info("pre-pull: job no longer listed by the site; pulls stopped", "job", j.Job)
 	case ctx.Err() == nil:
-		p.report(ctx, j.Job, controlplane.NodeFailed, done, total, err.Error()+" (retrying)")
+		p.report(ctx, j.Job, protocol.NodeFailed, done, total, err.Error()+" (retrying)")
 		p.log.Warn("pre-pull: job failed; retrying", "job", j.Job, "err", err)
 	}
 }
@@ -272,7 +272,7 @@ func (p *prePuller) job(ctx context.Context, j controlplane.NodeJob) {
 // lifetime; false when ctx ended.
 func (p *prePuller) acquire(ctx context.Context) (time.Duration, bool) {
 	for {
-		var l controlplane.Lease
+		var l protocol.Lease
 		err := p.site.Do(ctx, http.MethodPost, "/api/v1/nodes/"+url.PathEscape(p.o.Node)+"/lease", nil, &l)
 		if err == nil && l.Granted {
 			return time.Duration(max(l.TTLSeconds, 3)) * time.Second, true
@@ -309,7 +309,7 @@ func (p *prePuller) hold(ctx context.Context, cancel context.CancelFunc, job str
 			return
 		case <-t.C:
 		}
-		var l controlplane.Lease
+		var l protocol.Lease
 		if err := p.site.Do(ctx, http.MethodPost, "/api/v1/nodes/"+url.PathEscape(p.o.Node)+"/lease", nil, &l); err != nil {
 			continue // the site is gone: the pulls fail or finish by themselves
 		}

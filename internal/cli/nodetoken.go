@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 func newCRNodeToken() *cobra.Command {
@@ -27,8 +27,8 @@ the site with its next heartbeat. The password is printed once.`,
 		Example: `  outpost connected-registry node-token --name factory --query password -o tsv > node-token-password`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := controlplane.NodeTokenRequest{GeneratePassword: o.generate}
-			return call[controlplane.NodeToken](cmd, &o.clientOptions, &o.outputOptions, http.MethodPost, crPath(o.name)+"/node-token", req, table{})
+			req := protocol.NodeTokenRequest{GeneratePassword: o.generate}
+			return call[protocol.NodeToken](cmd, &o.clientOptions, &o.outputOptions, http.MethodPost, crPath(o.name)+"/node-token", req, table{})
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())

@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/outpost-registry/outpost/internal/client"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 type stageWaitOptions struct {
@@ -69,11 +69,11 @@ and named when --timeout passes.`,
 
 // nodesLine describes a site's node stage for stage wait, and reports
 // whether it is complete: at least min nodes report, all Pulled.
-func nodesLine(n *controlplane.NodeRollup, min int) (string, bool) {
+func nodesLine(n *protocol.NodeRollup, min int) (string, bool) {
 	line := fmt.Sprintf(", nodes %d/%d pulled", n.Done, n.Total)
 	var failing []string
 	for _, nd := range n.Nodes {
-		if nd.State == controlplane.NodeFailed {
+		if nd.State == protocol.NodeFailed {
 			failing = append(failing, nd.Node+": "+nd.Reason)
 		}
 	}
@@ -89,7 +89,7 @@ func waitStaged(ctx context.Context, c *client.Client, o *stageWaitOptions, w io
 	last := map[string]string{}
 	var lastWaiting []string
 	for {
-		var job controlplane.StagingJob
+		var job protocol.StagingJob
 		err := c.Do(ctx, http.MethodGet, "/api/v1/staging/"+url.PathEscape(o.name), nil, &job)
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 			return timedOut(o, lastWaiting)
@@ -125,9 +125,9 @@ func waitStaged(ctx context.Context, c *client.Client, o *stageWaitOptions, w io
 				last[s] = line
 			}
 			switch {
-			case p.State == controlplane.StageFailed:
+			case p.State == protocol.StageFailed:
 				failed = append(failed, s+": "+p.Reason)
-			case p.State != controlplane.StageStaged || !nodesDone:
+			case p.State != protocol.StageStaged || !nodesDone:
 				waiting = append(waiting, s+" ("+line+")")
 			}
 		}
@@ -178,8 +178,8 @@ images. Releases created after this one are not affected.`,
   outpost stage mark-installed --name release-42 --connected-registry factory1 --keep 1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := controlplane.InstallRequest{Targets: o.targets, Keep: o.keep}
-			return call[controlplane.StagingJob](cmd, &o.clientOptions, &o.outputOptions, http.MethodPost,
+			req := protocol.InstallRequest{Targets: o.targets, Keep: o.keep}
+			return call[protocol.StagingJob](cmd, &o.clientOptions, &o.outputOptions, http.MethodPost,
 				"/api/v1/staging/"+url.PathEscape(o.name)+"/installed", req, stageSitesTable)
 		},
 	}
@@ -187,7 +187,7 @@ images. Releases created after this one are not affected.`,
 	o.outputOptions.bind(cmd.Flags())
 	cmd.Flags().StringVarP(&o.name, "name", "n", "", "release (staging job) name")
 	listFlag(cmd.Flags(), &o.targets, listNames, "connected-registry", "sites the release is installed at (default: every site of the job)")
-	cmd.Flags().IntVar(&o.keep, "keep", controlplane.DefaultKeep, "releases to keep assigned per site, this one included")
+	cmd.Flags().IntVar(&o.keep, "keep", protocol.DefaultKeep, "releases to keep assigned per site, this one included")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 func newService(t *testing.T) (*controlplane.Service, *auth.Store) {
@@ -29,7 +30,7 @@ func newService(t *testing.T) (*controlplane.Service, *auth.Store) {
 func TestPrePullRequest(t *testing.T) {
 	t.Parallel()
 	svc, _ := newService(t)
-	if _, _, err := svc.Create(&controlplane.ConnectedRegistry{Name: "factory", Repositories: []string{"apps/web"}}); err != nil {
+	if _, _, err := svc.Create(&protocol.ConnectedRegistry{Name: "factory", Repositories: []string{"apps/web"}}); err != nil {
 		t.Fatal(err)
 	}
 	resolve := func(string, string) (digest.Digest, error) { return digest.FromString("app"), nil }
@@ -47,13 +48,13 @@ func TestPrePullRequest(t *testing.T) {
 		{"bad value", true, map[string]string{"pool": "a/b"}, false},
 		{"long value", true, map[string]string{"pool": fmt.Sprintf("%064d", 0)}, false},
 	} {
-		_, err := svc.CreateStaging(controlplane.StagingRequest{Name: "job-" + fmt.Sprint(len(c.name)) + "-" + c.name[:2], Targets: []string{"factory"},
+		_, err := svc.CreateStaging(protocol.StagingRequest{Name: "job-" + fmt.Sprint(len(c.name)) + "-" + c.name[:2], Targets: []string{"factory"},
 			Images: []string{"apps/web:1"}, PrePull: c.prePull, NodeSelector: c.sel}, resolve)
 		if (err == nil) != c.ok || (err != nil && !errors.Is(err, auth.ErrInvalid)) {
 			t.Errorf("%s: got %v, want ok %v", c.name, err, c.ok)
 		}
 	}
-	cfg, err := svc.Activate("factory", controlplane.ActivateRequest{ActivationID: "a1"})
+	cfg, err := svc.Activate("factory", protocol.ActivateRequest{ActivationID: "a1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,10 +76,10 @@ func TestPrePullRequest(t *testing.T) {
 func TestNodeToken(t *testing.T) {
 	t.Parallel()
 	svc, store := newService(t)
-	if _, _, err := svc.Create(&controlplane.ConnectedRegistry{Name: "factory", Repositories: []string{"apps/web"}}); err != nil {
+	if _, _, err := svc.Create(&protocol.ConnectedRegistry{Name: "factory", Repositories: []string{"apps/web"}}); err != nil {
 		t.Fatal(err)
 	}
-	nt, err := svc.CreateNodeToken("factory", controlplane.NodeTokenRequest{})
+	nt, err := svc.CreateNodeToken("factory", protocol.NodeTokenRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func TestNodeToken(t *testing.T) {
 		t.Errorf("before a job: %v, want [apps/web]", got)
 	}
 	resolve := func(string, string) (digest.Digest, error) { return digest.FromString("app"), nil }
-	if _, err := svc.CreateStaging(controlplane.StagingRequest{Name: "release-1", Targets: []string{"factory"}, Images: []string{"release/app:1"}, PrePull: true}, resolve); err != nil {
+	if _, err := svc.CreateStaging(protocol.StagingRequest{Name: "release-1", Targets: []string{"factory"}, Images: []string{"release/app:1"}, PrePull: true}, resolve); err != nil {
 		t.Fatal(err)
 	}
 	if got := repos(); !slices.Equal(got, []string{"apps/web", "release/app"}) {
@@ -119,35 +120,11 @@ func TestNodeToken(t *testing.T) {
 	if got := repos(); !slices.Equal(got, []string{"apps/web"}) {
 		t.Errorf("after the job: %v, want [apps/web]", got)
 	}
-	again, err := svc.CreateNodeToken("factory", controlplane.NodeTokenRequest{})
+	again, err := svc.CreateNodeToken("factory", protocol.NodeTokenRequest{})
 	if err != nil || again.Password == nt.Password || again.TokenName != nt.TokenName {
 		t.Errorf("second call: %+v %v, want the same token with a new password", again, err)
 	}
-	if _, err := svc.CreateNodeToken("nowhere", controlplane.NodeTokenRequest{}); !errors.Is(err, auth.ErrNotFound) {
+	if _, err := svc.CreateNodeToken("nowhere", protocol.NodeTokenRequest{}); !errors.Is(err, auth.ErrNotFound) {
 		t.Errorf("unknown site: got %v, want not found", err)
-	}
-}
-
-// TestRollup: counts cover every node; the list puts failing nodes first
-// and is capped.
-func TestRollup(t *testing.T) {
-	t.Parallel()
-	var nodes []controlplane.NodeProgress
-	for i := range controlplane.MaxReportedNodes + 10 {
-		st := controlplane.NodePulled
-		switch {
-		case i%100 == 7:
-			st = controlplane.NodeFailed
-		case i%10 == 3:
-			st = controlplane.NodePulling
-		}
-		nodes = append(nodes, controlplane.NodeProgress{Node: fmt.Sprintf("n%04d", i), State: st})
-	}
-	r := controlplane.Rollup(nodes)
-	if r.Total != len(nodes) || r.Failed != 6 || r.Pulling != 51 || r.Done != len(nodes)-57 {
-		t.Errorf("counts %d total, %d failed, %d pulling, %d done", r.Total, r.Failed, r.Pulling, r.Done)
-	}
-	if len(r.Nodes) != controlplane.MaxReportedNodes || r.Nodes[0].Node != "n0007" || r.Nodes[5].State != controlplane.NodeFailed || r.Nodes[6].Node != "n0000" {
-		t.Errorf("list: %d nodes, first %+v, sixth %+v, seventh %+v", len(r.Nodes), r.Nodes[0], r.Nodes[5], r.Nodes[6])
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/outpost-registry/outpost/internal/auth"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // DefaultPrePullNodes is how many node agents may pull at once when
@@ -30,9 +30,9 @@ type nodeBoard struct {
 	// granted and refused count lease answers since start.
 	granted, refused int64
 	// progress is job -> node -> the node's last report.
-	progress map[string]map[string]controlplane.NodeProgress
+	progress map[string]map[string]protocol.NodeProgress
 	// reports counts node reports by the state they report.
-	reports map[string]int64
+	reports map[protocol.NodeState]int64
 }
 
 func newNodeBoard(limit int) *nodeBoard {
@@ -40,7 +40,7 @@ func newNodeBoard(limit int) *nodeBoard {
 		limit = DefaultPrePullNodes
 	}
 	return &nodeBoard{limit: limit, now: time.Now, leases: map[string]time.Time{},
-		progress: map[string]map[string]controlplane.NodeProgress{}, reports: map[string]int64{}}
+		progress: map[string]map[string]protocol.NodeProgress{}, reports: map[protocol.NodeState]int64{}}
 }
 
 // expire drops leases past their expiry (b.mu held).
@@ -54,7 +54,7 @@ func (b *nodeBoard) expire(now time.Time) {
 
 // acquire grants node a slot, or renews the one it holds; it refuses
 // while limit other nodes hold one.
-func (b *nodeBoard) acquire(node string) controlplane.Lease {
+func (b *nodeBoard) acquire(node string) protocol.Lease {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -62,14 +62,14 @@ func (b *nodeBoard) acquire(node string) controlplane.Lease {
 	_, held := b.leases[node]
 	if !held && len(b.leases) >= b.limit {
 		b.refused++
-		return controlplane.Lease{Granted: false, Holders: len(b.leases), Limit: b.limit, TTLSeconds: int(LeaseTTL / time.Second)}
+		return protocol.Lease{Granted: false, Holders: len(b.leases), Limit: b.limit, TTLSeconds: int(LeaseTTL / time.Second)}
 	}
 	b.leases[node] = now.Add(LeaseTTL)
 	if !held {
 		b.granted++
 	}
 	b.peak = max(b.peak, len(b.leases))
-	return controlplane.Lease{Granted: true, Holders: len(b.leases), Limit: b.limit, TTLSeconds: int(LeaseTTL / time.Second)}
+	return protocol.Lease{Granted: true, Holders: len(b.leases), Limit: b.limit, TTLSeconds: int(LeaseTTL / time.Second)}
 }
 
 // release gives node's slot back (nothing when it holds none).
@@ -81,12 +81,12 @@ func (b *nodeBoard) release(node string) {
 
 // report records a node's progress on a job and reports whether its
 // state changed.
-func (b *nodeBoard) report(r controlplane.NodeReport) bool {
+func (b *nodeBoard) report(r protocol.NodeReport) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	m := b.progress[r.Job]
 	if m == nil {
-		m = map[string]controlplane.NodeProgress{}
+		m = map[string]protocol.NodeProgress{}
 		b.progress[r.Job] = m
 	}
 	now := b.now().UTC()
@@ -101,14 +101,14 @@ func (b *nodeBoard) report(r controlplane.NodeReport) bool {
 }
 
 // rollup is a job's node stage for the heartbeat.
-func (b *nodeBoard) rollup(job string) *controlplane.NodeRollup {
+func (b *nodeBoard) rollup(job string) *protocol.NodeRollup {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	list := make([]controlplane.NodeProgress, 0, len(b.progress[job]))
+	list := make([]protocol.NodeProgress, 0, len(b.progress[job]))
 	for _, p := range b.progress[job] {
 		list = append(list, p)
 	}
-	return controlplane.Rollup(list)
+	return protocol.Rollup(list)
 }
 
 // forget drops the progress of jobs not in keep.
@@ -128,7 +128,7 @@ type NodeStats struct {
 	Granted, Refused  int64
 	// Transitions counts node reports that changed a node's state, by
 	// the new state.
-	Transitions map[string]int64
+	Transitions map[protocol.NodeState]int64
 }
 
 // NodeStats returns the node stage's counters.
@@ -137,7 +137,7 @@ func (e *Edge) NodeStats() NodeStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.expire(b.now())
-	t := make(map[string]int64, len(b.reports))
+	t := make(map[protocol.NodeState]int64, len(b.reports))
 	for k, v := range b.reports {
 		t[k] = v
 	}
@@ -147,9 +147,9 @@ func (e *Edge) NodeStats() NodeStats {
 // NodeJobs returns the pre-pull jobs that this site has staged, for its
 // node agents; PullNow is false outside the sync window for a job that
 // respects it.
-func (e *Edge) NodeJobs() []controlplane.NodeJob {
+func (e *Edge) NodeJobs() []protocol.NodeJob {
 	cfg := e.config()
-	out := []controlplane.NodeJob{}
+	out := []protocol.NodeJob{}
 	if cfg == nil {
 		return out
 	}
@@ -158,27 +158,27 @@ func (e *Edge) NodeJobs() []controlplane.NodeJob {
 	inWindow := time.Now().Before(e.windowEnd)
 	for _, task := range cfg.Staging {
 		cur, ok := e.stages[task.Job]
-		if !task.PrePull || !ok || cur.State != controlplane.StageStaged {
+		if !task.PrePull || !ok || cur.State != protocol.StageStaged {
 			continue
 		}
 		now := !task.RespectWindow || cfg.SyncWindow == "" || inWindow
-		out = append(out, controlplane.NodeJob{Job: task.Job, Images: task.Images, NodeSelector: task.NodeSelector, PullNow: now})
+		out = append(out, protocol.NodeJob{Job: task.Job, Images: task.Images, NodeSelector: task.NodeSelector, PullNow: now})
 	}
 	return out
 }
 
 // AcquireNodeLease grants node one of the site's pull slots (or renews
 // it), or refuses while every slot is held.
-func (e *Edge) AcquireNodeLease(node string) (controlplane.Lease, error) {
-	if err := controlplane.ValidNodeName(node); err != nil {
-		return controlplane.Lease{}, err
+func (e *Edge) AcquireNodeLease(node string) (protocol.Lease, error) {
+	if err := protocol.ValidNodeName(node); err != nil {
+		return protocol.Lease{}, err
 	}
 	return e.nodes.acquire(node), nil
 }
 
 // ReleaseNodeLease gives node's slot back.
 func (e *Edge) ReleaseNodeLease(node string) error {
-	if err := controlplane.ValidNodeName(node); err != nil {
+	if err := protocol.ValidNodeName(node); err != nil {
 		return err
 	}
 	e.nodes.release(node)
@@ -187,14 +187,12 @@ func (e *Edge) ReleaseNodeLease(node string) error {
 
 // ReportNode records a node's progress on a pre-pull job of this site;
 // the counts go up with the next heartbeat.
-func (e *Edge) ReportNode(r controlplane.NodeReport) error {
-	if err := controlplane.ValidNodeName(r.Node); err != nil {
+func (e *Edge) ReportNode(r protocol.NodeReport) error {
+	if err := protocol.ValidNodeName(r.Node); err != nil {
 		return err
 	}
-	switch r.State {
-	case controlplane.NodePending, controlplane.NodePulling, controlplane.NodePulled, controlplane.NodeFailed:
-	default:
-		return fmt.Errorf("%w: state %q: want Pending, Pulling, Pulled or Failed", auth.ErrInvalid, r.State)
+	if err := protocol.ParseNodeState(r.State); err != nil {
+		return err
 	}
 	cfg := e.config()
 	found := false
@@ -206,7 +204,7 @@ func (e *Edge) ReportNode(r controlplane.NodeReport) error {
 	if !found {
 		return fmt.Errorf("pre-pull job %q: %w", r.Job, auth.ErrNotFound)
 	}
-	if e.nodes.report(r) && (r.State == controlplane.NodePulled || r.State == controlplane.NodeFailed) {
+	if e.nodes.report(r) && (r.State == protocol.NodePulled || r.State == protocol.NodeFailed) {
 		// The root shows nodes done / total: send it without waiting for
 		// the next heartbeat (coalesced).
 		select {

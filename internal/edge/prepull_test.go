@@ -10,8 +10,8 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // TestPrePullNested: root → factory → line1. A --pre-pull job for line1
@@ -26,17 +26,17 @@ func TestPrePullNested(t *testing.T) {
 	root := start(t, t.TempDir(), nil)
 	rc := root.admin()
 	img := rc.Image(t, "release/app", "1.0", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(900, 32<<10))
-	csFactory := root.connectedRegistry(t, controlplane.CreateRequest{Name: "factory", Repositories: []string{"apps/web"}}, "")
-	rc.JSON(t, "POST", "/api/v1/connected-registries", controlplane.CreateRequest{Name: "line1", Parent: "factory", Repositories: []string{"apps/web"}}, nil)
-	var nt controlplane.NodeToken
-	rc.JSON(t, "POST", "/api/v1/connected-registries/line1/node-token", controlplane.NodeTokenRequest{}, &nt)
+	csFactory := root.connectedRegistry(t, protocol.CreateRequest{Name: "factory", Repositories: []string{"apps/web"}}, "")
+	rc.JSON(t, "POST", "/api/v1/connected-registries", protocol.CreateRequest{Name: "line1", Parent: "factory", Repositories: []string{"apps/web"}}, nil)
+	var nt protocol.NodeToken
+	rc.JSON(t, "POST", "/api/v1/connected-registries/line1/node-token", protocol.NodeTokenRequest{}, &nt)
 	if nt.TokenName != "line1-node-token" || nt.Password == "" {
 		t.Fatalf("node token: %+v", nt)
 	}
-	rc.JSON(t, "POST", "/api/v1/staging", controlplane.StagingRequest{Name: "release-1", Targets: []string{"line1"}, Images: []string{"release/app:1.0"},
+	rc.JSON(t, "POST", "/api/v1/staging", protocol.StagingRequest{Name: "release-1", Targets: []string{"line1"}, Images: []string{"release/app:1.0"},
 		PrePull: true, NodeSelector: map[string]string{"pool": "line1"}}, nil)
 	factory := startEdge(t, root, t.TempDir(), csFactory)
-	var s controlplane.Settings
+	var s protocol.Settings
 	rc.JSON(t, "POST", "/api/v1/connected-registries/line1/settings", map[string]any{"parentProtocol": "https", "generatePassword": 1}, &s)
 	// line1 activates at factory once factory has line1's new password.
 	line := start(t, t.TempDir(), func(c *config.Config) {
@@ -44,7 +44,7 @@ func TestPrePullNested(t *testing.T) {
 		c.Sync.PrePullNodes = 2
 	})
 	nodes := line.client(nt.TokenName, nt.Password)
-	var jobs []controlplane.NodeJob
+	var jobs []protocol.NodeJob
 	ocitest.Eventually(t, 60*time.Second, "release-1 on line1's node routes", func() bool {
 		resp, b, err := nodes.Do(http.MethodGet, "/api/v1/nodes/jobs", nil, nil)
 		return err == nil && resp.StatusCode == http.StatusOK && json.Unmarshal(b, &jobs) == nil && len(jobs) == 1
@@ -52,7 +52,7 @@ func TestPrePullNested(t *testing.T) {
 	if j := jobs[0]; j.Job != "release-1" || !j.PullNow || j.NodeSelector["pool"] != "line1" || len(j.Images) != 1 || j.Images[0].Digest != img.Digest {
 		t.Fatalf("line1's node job: %+v", j)
 	}
-	var atFactory []controlplane.NodeJob
+	var atFactory []protocol.NodeJob
 	factory.admin().JSON(t, http.MethodGet, "/api/v1/nodes/jobs", nil, &atFactory)
 	if len(atFactory) != 0 {
 		t.Errorf("factory's nodes got %+v, want nothing: factory stages release-1 only as line1's source", atFactory)
@@ -84,8 +84,8 @@ func TestPrePullNested(t *testing.T) {
 
 	// Two slots: a and b get one, c waits until a gives its back; a
 	// renews its own.
-	lease := func(node string) controlplane.Lease {
-		var l controlplane.Lease
+	lease := func(node string) protocol.Lease {
+		var l protocol.Lease
 		nodes.JSON(t, http.MethodPost, "/api/v1/nodes/"+node+"/lease", nil, &l)
 		return l
 	}
@@ -104,16 +104,16 @@ func TestPrePullNested(t *testing.T) {
 	}
 
 	// Node reports reach the root through factory.
-	for node, p := range map[string]controlplane.NodeProgress{
-		"node-a": {State: controlplane.NodePulled, ImagesDone: 1, ImagesTotal: 1},
-		"node-b": {State: controlplane.NodeFailed, ImagesTotal: 1, Reason: "cri socket gone"},
-		"node-c": {State: controlplane.NodePulling, ImagesTotal: 1},
+	for node, p := range map[string]protocol.NodeProgress{
+		"node-a": {State: protocol.NodePulled, ImagesDone: 1, ImagesTotal: 1},
+		"node-b": {State: protocol.NodeFailed, ImagesTotal: 1, Reason: "cri socket gone"},
+		"node-c": {State: protocol.NodePulling, ImagesTotal: 1},
 	} {
 		nodes.JSON(t, http.MethodPut, "/api/v1/nodes/"+node+"/jobs/release-1", p, nil)
 	}
-	var got *controlplane.NodeRollup
+	var got *protocol.NodeRollup
 	ocitest.Eventually(t, 30*time.Second, "line1's nodes at the root", func() bool {
-		var j controlplane.StagingJob
+		var j protocol.StagingJob
 		rc.JSON(t, http.MethodGet, "/api/v1/staging/release-1", nil, &j)
 		got = j.Sites["line1"].Nodes
 		return got != nil && got.Total == 3

@@ -13,6 +13,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/edge"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/syncer"
 )
@@ -145,12 +146,12 @@ func registerNodes(api *adminapi.API, svc *auth.Service, ep *edgeParts) {
 		if ep == nil {
 			return 0, nil, noEdge
 		}
-		var p controlplane.NodeProgress
+		var p protocol.NodeProgress
 		if err := adminapi.Decode(r, &p); err != nil {
 			return 0, nil, err
 		}
 		p.Node = r.PathValue("node")
-		return http.StatusNoContent, nil, ep.edge.ReportNode(controlplane.NodeReport{Job: r.PathValue("job"), NodeProgress: p})
+		return http.StatusNoContent, nil, ep.edge.ReportNode(protocol.NodeReport{Job: r.PathValue("job"), NodeProgress: p})
 	})
 }
 

@@ -8,8 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/edge"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // Metrics are the HTTP and storage metrics exposed on /metrics.
@@ -130,9 +130,9 @@ func (m *Metrics) OnDemand(hit bool) {
 }
 
 // SyncRun implements syncer.Observer.
-func (m *Metrics) SyncRun(state string, end time.Time) {
-	m.syncRuns.WithLabelValues(strings.ToLower(state)).Inc()
-	if state == "Succeeded" {
+func (m *Metrics) SyncRun(state protocol.SyncState, end time.Time) {
+	m.syncRuns.WithLabelValues(strings.ToLower(string(state))).Inc()
+	if state == protocol.SyncSucceeded {
 		m.lastSuccess.Set(float64(end.UnixNano()) / 1e9)
 	}
 }
@@ -181,8 +181,8 @@ func (c *nodeTransitions) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *nodeTransitions) Collect(ch chan<- prometheus.Metric) {
 	t := c.stats().Transitions
-	for _, s := range []string{controlplane.NodePending, controlplane.NodePulling, controlplane.NodePulled, controlplane.NodeFailed} {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(t[s]), s)
+	for _, s := range []protocol.NodeState{protocol.NodePending, protocol.NodePulling, protocol.NodePulled, protocol.NodeFailed} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(t[s]), string(s))
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/outpost-registry/outpost/internal/agent"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // singleImage pushes a linux/amd64 image with one layer of size random
@@ -80,23 +80,23 @@ func startAgent(t *testing.T, args ...string) *agentProc {
 }
 
 // siteNodes reads a job's node stage at a site as the root reports it.
-func siteNodes(t *testing.T, root *registry, job, site string) *controlplane.NodeRollup {
+func siteNodes(t *testing.T, root *registry, job, site string) *protocol.NodeRollup {
 	t.Helper()
-	var j controlplane.StagingJob
+	var j protocol.StagingJob
 	root.api(t, http.MethodGet, "/api/v1/staging/"+job, nil, &j)
 	return j.Sites[site].Nodes
 }
 
-func nodeState(r *controlplane.NodeRollup, node string) controlplane.NodeProgress {
+func nodeState(r *protocol.NodeRollup, node string) protocol.NodeProgress {
 	if r == nil {
-		return controlplane.NodeProgress{}
+		return protocol.NodeProgress{}
 	}
 	for _, n := range r.Nodes {
 		if n.Node == node {
 			return n
 		}
 	}
-	return controlplane.NodeProgress{}
+	return protocol.NodeProgress{}
 }
 
 // TestPrePull: a --pre-pull staging job (a two-platform index and a
@@ -117,9 +117,9 @@ func TestPrePull(t *testing.T) {
 	api := singleImage(t, env, root, "apps/api", "v1", 1<<10)
 	db := singleImage(t, env, root, "apps/db", "v1", 12<<20)
 
-	cs := connectionString(t, root, controlplane.CreateRequest{Name: "factory", Repositories: []string{"apps/base"}}, root.host)
-	var nt controlplane.NodeToken
-	root.api(t, http.MethodPost, "/api/v1/connected-registries/factory/node-token", controlplane.NodeTokenRequest{}, &nt)
+	cs := connectionString(t, root, protocol.CreateRequest{Name: "factory", Repositories: []string{"apps/base"}}, root.host)
+	var nt protocol.NodeToken
+	root.api(t, http.MethodPost, "/api/v1/connected-registries/factory/node-token", protocol.NodeTokenRequest{}, &nt)
 	dir := t.TempDir()
 	csFile, pwFile := filepath.Join(dir, "cs"), filepath.Join(dir, "node-pw")
 	if err := os.WriteFile(csFile, []byte(cs), 0o600); err != nil {
@@ -145,7 +145,7 @@ func TestPrePull(t *testing.T) {
 
 	eventually(t, 60*time.Second, "node-a Pulled release-1, 1/1 at the root", func() bool {
 		n := siteNodes(t, root, "release-1", "factory")
-		return n != nil && n.Done == 1 && n.Total == 1 && nodeState(n, "node-a").State == controlplane.NodePulled
+		return n != nil && n.Done == 1 && n.Total == 1 && nodeState(n, "node-a").State == protocol.NodePulled
 	})
 	out, _ := run(t, nil, false, "ctr", append(c.address, "-n", "k8s.io", "images", "ls")...)
 	for _, want := range []string{via.host + "/apps/web@" + web, via.host + "/apps/api@" + api} {
@@ -161,7 +161,7 @@ func TestPrePull(t *testing.T) {
 	eventually(t, 30*time.Second, "node-b Failed with the reason", func() bool {
 		n := siteNodes(t, root, "release-1", "factory")
 		b := nodeState(n, "node-b")
-		return n.Failed == 1 && n.Done == 1 && n.Total == 2 && b.State == controlplane.NodeFailed && strings.Contains(b.Reason, "no-such.sock")
+		return n.Failed == 1 && n.Done == 1 && n.Total == 2 && b.State == protocol.NodeFailed && strings.Contains(b.Reason, "no-such.sock")
 	})
 	failing, err := run(t, cli, true, os.Getenv("OUTPOST_BIN"), "stage", "wait", "--ca-file", root.ca, "--name", "release-1", "--nodes", "--timeout", "3s")
 	must(t, err != nil && strings.Contains(failing, "node-b: ") && strings.Contains(failing, "timed out"), "stage wait --nodes with node-b failing: %v\n%s", err, failing)
@@ -184,11 +184,11 @@ func TestPrePull(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the pull of release-2 never started through the link")
 	}
-	must(t, nodeState(siteNodes(t, root, "release-2", "factory"), "node-a").State != controlplane.NodePulled, "release-2 pulled before the cut")
+	must(t, nodeState(siteNodes(t, root, "release-2", "factory"), "node-a").State != protocol.NodePulled, "release-2 pulled before the cut")
 	time.Sleep(2 * time.Second)
 	l.setDown(false)
 	eventually(t, 60*time.Second, "node-a Pulled release-2 after the registry came back", func() bool {
-		return nodeState(siteNodes(t, root, "release-2", "factory"), "node-a").State == controlplane.NodePulled
+		return nodeState(siteNodes(t, root, "release-2", "factory"), "node-a").State == protocol.NodePulled
 	})
 	out, _ = run(t, nil, false, "ctr", append(c.address, "-n", "k8s.io", "images", "ls")...)
 	must(t, strings.Contains(out, via.host+"/apps/db@"+db), "ctr lacks apps/db@%s:\n%s", db, out)
@@ -197,7 +197,7 @@ func TestPrePull(t *testing.T) {
 	// Deleting a job takes it off the nodes' list (pulled images stay).
 	root.api(t, http.MethodDelete, "/api/v1/staging/release-2", nil, nil)
 	eventually(t, 30*time.Second, "release-2 gone from the site's node jobs", func() bool {
-		var jobs []controlplane.NodeJob
+		var jobs []protocol.NodeJob
 		edge.api(t, http.MethodGet, "/api/v1/nodes/jobs", nil, &jobs)
 		return len(jobs) == 1 && jobs[0].Job == "release-1"
 	})
@@ -207,7 +207,7 @@ func TestPrePull(t *testing.T) {
 // throttle runs 20 simulated node agents (each its own node name, pulling
 // into its own throwaway OCI layout) against the site, whose limit is 5,
 // and checks by the site's count that never more than 5 pulled at once.
-func throttle(t *testing.T, root, edge *registry, nt controlplane.NodeToken) {
+func throttle(t *testing.T, root, edge *registry, nt protocol.NodeToken) {
 	t.Helper()
 	hc := edge.http // trusts the site's CA, sends no credentials of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
