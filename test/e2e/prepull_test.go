@@ -194,9 +194,32 @@ func TestPrePull(t *testing.T) {
 	must(t, strings.Contains(out, via.host+"/apps/db@"+db), "ctr lacks apps/db@%s:\n%s", db, out)
 	must(t, strings.Contains(a.text(), "retrying"), "node-a's log shows no retry:\n%s", a.text())
 
-	// Deleting a job takes it off the nodes' list (pulled images stay).
-	root.api(t, http.MethodDelete, "/api/v1/staging/release-2", nil, nil)
-	eventually(t, 30*time.Second, "release-2 gone from the site's node jobs", func() bool {
+	// Deleting a job stops the pulls still running (release-3, slowed by
+	// the link) and takes it off the nodes' list; images already pulled
+	// (release-2's) stay.
+	big := singleImage(t, env, root, "apps/big", "v1", 16<<20)
+	outpostCLI(t, cli, "stage", "create", "--ca-file", root.ca, "--name", "release-3", "--connected-registry", "factory",
+		"--image", "apps/big:v1", "--pre-pull", "-o", "none")
+	eventually(t, 60*time.Second, "release-3 staged at the site", func() bool {
+		var j protocol.StagingJob
+		root.api(t, http.MethodGet, "/api/v1/staging/release-3", nil, &j)
+		return j.Sites["factory"].State == protocol.StageStaged
+	})
+	l.setDownloadRate(512 << 10)
+	eventually(t, 30*time.Second, "node-a Pulling release-3", func() bool {
+		return nodeState(siteNodes(t, root, "release-3", "factory"), "node-a").State == protocol.NodePulling
+	})
+	for _, job := range []string{"release-2", "release-3"} {
+		root.api(t, http.MethodDelete, "/api/v1/staging/"+job, nil, nil)
+	}
+	eventually(t, 20*time.Second, "node-a stopping release-3's pull", func() bool {
+		return strings.Contains(a.text(), "job no longer listed by the site; pulls stopped")
+	})
+	l.setDownloadRate(0)
+	out, _ = run(t, nil, false, "ctr", append(c.address, "-n", "k8s.io", "images", "ls")...)
+	must(t, !strings.Contains(out, big), "release-3's image was pulled although its job was deleted:\n%s", out)
+	must(t, strings.Contains(out, via.host+"/apps/db@"+db), "release-2's image is gone after its job was deleted:\n%s", out)
+	eventually(t, 30*time.Second, "release-2 and release-3 gone from the site's node jobs", func() bool {
 		var jobs []protocol.NodeJob
 		edge.api(t, http.MethodGet, "/api/v1/nodes/jobs", nil, &jobs)
 		return len(jobs) == 1 && jobs[0].Job == "release-1"

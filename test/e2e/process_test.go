@@ -319,6 +319,8 @@ type link struct {
 	ln       net.Listener
 	upstream string
 	limiter  *rate.Limiter
+	// downLimiter paces bytes towards the edge (setDownloadRate).
+	downLimiter *rate.Limiter
 	down     atomic.Bool
 	// Downstream counts bytes sent from the parent to the edge.
 	Downstream atomic.Int64
@@ -338,7 +340,7 @@ func newLink(t *testing.T, upstream string) *link {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &link{ln: ln, upstream: upstream, limiter: rate.NewLimiter(rate.Inf, 16<<10), conns: map[net.Conn]bool{}}
+	l := &link{ln: ln, upstream: upstream, limiter: rate.NewLimiter(rate.Inf, 16<<10), downLimiter: rate.NewLimiter(rate.Inf, 64<<10), conns: map[net.Conn]bool{}}
 	l.wg.Add(1)
 	go l.accept()
 	t.Cleanup(l.close)
@@ -346,6 +348,15 @@ func newLink(t *testing.T, upstream string) *link {
 }
 
 func (l *link) addr() string { return l.ln.Addr().String() }
+
+// setDownloadRate limits bytes towards the edge per second (0: unlimited).
+func (l *link) setDownloadRate(bps int) {
+	if bps <= 0 {
+		l.downLimiter.SetLimit(rate.Inf)
+		return
+	}
+	l.downLimiter.SetLimit(rate.Limit(bps))
+}
 
 // cutAfter takes the link down (setDown) once n more bytes went
 // downstream, in the middle of a transfer; the returned channel is
@@ -470,6 +481,13 @@ type linkWriter struct {
 }
 
 func (c linkWriter) Write(b []byte) (int, error) {
+	for rest := b; len(rest) > 0; {
+		n := min(len(rest), c.l.downLimiter.Burst())
+		if err := c.l.downLimiter.WaitN(context.Background(), n); err != nil {
+			return 0, err
+		}
+		rest = rest[n:]
+	}
 	n, err := c.w.Write(b)
 	c.l.noteDownstream(n)
 	return n, err
