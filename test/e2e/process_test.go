@@ -321,7 +321,7 @@ type link struct {
 	limiter  *rate.Limiter
 	// downLimiter paces bytes towards the edge (setDownloadRate).
 	downLimiter *rate.Limiter
-	down     atomic.Bool
+	down        atomic.Bool
 	// Downstream counts bytes sent from the parent to the edge.
 	Downstream atomic.Int64
 	// cutAt, when above zero, takes the link down once Downstream
