@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -219,7 +220,7 @@ func (p *prePuller) job(ctx context.Context, j protocol.NodeJob) {
 	p.report(ctx, j.Job, protocol.NodePending, done, total, "waiting for a pull slot")
 	jctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ttl, ok := p.acquire(jctx)
+	ttl, ok := p.acquire(jctx, j.Job)
 	if !ok {
 		return
 	}
@@ -269,9 +270,14 @@ func (p *prePuller) job(ctx context.Context, j protocol.NodeJob) {
 }
 
 // acquire waits for one of the site's pull slots and returns its
-// lifetime; false when ctx ended.
-func (p *prePuller) acquire(ctx context.Context) (time.Duration, bool) {
-	for {
+// lifetime; false when ctx ended or the site no longer lists job (asked
+// every few refusals, so that waiting nodes stop for a deleted job).
+func (p *prePuller) acquire(ctx context.Context, job string) (time.Duration, bool) {
+	for attempt := 1; ; attempt++ {
+		if attempt%5 == 0 && !p.listed(ctx, job) {
+			p.log.Info("pre-pull: job no longer listed by the site; stopped waiting for a pull slot", "job", job)
+			return 0, false
+		}
 		var l protocol.Lease
 		err := p.site.Do(ctx, http.MethodPost, "/api/v1/nodes/"+url.PathEscape(p.o.Node)+"/lease", nil, &l)
 		if err == nil && l.Granted {
@@ -313,17 +319,19 @@ func (p *prePuller) hold(ctx context.Context, cancel context.CancelFunc, job str
 		if err := p.site.Do(ctx, http.MethodPost, "/api/v1/nodes/"+url.PathEscape(p.o.Node)+"/lease", nil, &l); err != nil {
 			continue // the site is gone: the pulls fail or finish by themselves
 		}
-		jobs, err := p.jobs(ctx)
-		if err != nil {
-			continue
-		}
-		listed := false
-		for _, j := range jobs {
-			listed = listed || j.Job == job
-		}
-		if !listed {
+		if !p.listed(ctx, job) {
 			cancel()
 			return
 		}
 	}
+}
+
+// listed reports whether the site still lists job; true when the site
+// cannot be asked (a site that is gone deletes nothing).
+func (p *prePuller) listed(ctx context.Context, job string) bool {
+	jobs, err := p.jobs(ctx)
+	if err != nil {
+		return true
+	}
+	return slices.ContainsFunc(jobs, func(j protocol.NodeJob) bool { return j.Job == job })
 }
