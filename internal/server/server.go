@@ -77,7 +77,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	for _, o := range opts {
 		o(s)
 	}
-	written, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
+	written, startPassword, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
 	if err != nil {
 		_ = s.Close()
 		return nil, err
@@ -95,8 +95,9 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		_ = s.Close()
 		return nil, err
 	}
+	authSvc.PrimeAdmin(startPassword)
 	go func() {
-		if err := authSvc.RecheckAdmin(adminPassword); err != nil {
+		if err := authSvc.RecheckAdmin(startPassword); err != nil {
 			log.Error("admin password not updated", "err", err)
 		}
 	}()

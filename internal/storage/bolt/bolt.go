@@ -53,6 +53,8 @@ type Store struct {
 	// blobPresent, when set, is asked inside LinkBlob's write transaction
 	// whether the blob is in the blob store (see SetBlobCheck).
 	blobPresent func(digest.Digest) error
+	// commits groups concurrent write transactions (commit.go).
+	commits committer
 }
 
 // SetBlobCheck makes LinkBlob verify, inside its write transaction, that
@@ -110,7 +112,7 @@ func ensureRepo(tx *bolt.Tx, repo string) (*bolt.Bucket, error) {
 
 // LinkBlob implements storage.Metadata.
 func (s *Store) LinkBlob(_ context.Context, repo string, d digest.Digest, size int64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb, err := ensureRepo(tx, repo)
 		if err != nil {
 			return err
@@ -164,7 +166,7 @@ func (s *Store) BlobRepositories(_ context.Context, d digest.Digest) ([]string, 
 
 // UnlinkBlob implements storage.Metadata.
 func (s *Store) UnlinkBlob(_ context.Context, repo string, d digest.Digest) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil || rb.Bucket(bucketBlobs).Get([]byte(d)) == nil {
 			return fmt.Errorf("%w: %s in %s", storage.ErrBlobUnknown, d, repo)
@@ -254,7 +256,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifes
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb, err := ensureRepo(tx, repo)
 		if err != nil {
 			return err
@@ -343,7 +345,7 @@ func (s *Store) GetManifest(_ context.Context, repo, ref string) (*storage.Manif
 // DeleteManifest implements storage.Metadata.
 func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
 	origin := storage.OriginFrom(ctx)
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil {
 			return fmt.Errorf("%w: %s@%s", storage.ErrManifestUnknown, repo, d)
@@ -398,7 +400,7 @@ func deleteManifestTx(rb *bolt.Bucket, d digest.Digest, origin string) error {
 
 // DeleteTag implements storage.Metadata.
 func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil || rb.Bucket(bucketTags).Get([]byte(tag)) == nil {
 			return fmt.Errorf("%w: %s:%s", storage.ErrManifestUnknown, repo, tag)
