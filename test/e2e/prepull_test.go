@@ -45,12 +45,6 @@ type agentProc struct {
 	logs bytes.Buffer
 }
 
-func (a *agentProc) Write(b []byte) (int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.logs.Write(b)
-}
-
 func (a *agentProc) text() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -62,7 +56,8 @@ func startAgent(t *testing.T, args ...string) *agentProc {
 	a := &agentProc{}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, os.Getenv("OUTPOST_BIN"), append([]string{"trust", "pre-pull", "--interval", "1s"}, args...)...)
-	cmd.Stdout, cmd.Stderr = a, a
+	w := &lockedWriter{mu: &a.mu, w: &a.logs}
+	cmd.Stdout, cmd.Stderr = w, w
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
