@@ -73,7 +73,9 @@ skipped with a warning.
 agents there (outpost trust pre-pull, the chart's prePull.enabled) pull
 every image by digest into their node's container runtime (containerd's
 k8s.io namespace, through CRI), a limited number of nodes at a time.
---node-selector limits it to nodes with those labels. With
+--node-selector limits it to nodes with those labels (the agents learn
+their node's labels with --node-labels-from-api, the chart's
+prePull.nodeLabels, or --node-label). With
 --respect-window the nodes also pull only inside the site's sync window.
 Progress per node: outpost stage show --name NAME --nodes.`,
 		Example: `  outpost stage create --name release-42 --connected-registry factory1 factory2 --image apps/web:4.2 apps/api@sha256:…
