@@ -45,6 +45,7 @@ type serveOptions struct {
 	syncSchedule   string
 	syncWindow     string
 	syncConc       int
+	prePullNodes   int
 	syncBandwidth  string
 	heartbeat      string
 	loginServer    string
@@ -80,6 +81,7 @@ func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.syncSchedule, "sync-schedule", "", "cron schedule of sync runs with a generic parent (default * * * * *)")
 	fs.StringVar(&o.syncWindow, "sync-window", "", "ISO 8601 duration a run may last with a generic parent (default: continuous)")
 	fs.IntVar(&o.syncConc, "sync-concurrency", 4, "blobs downloaded at once")
+	fs.IntVar(&o.prePullNodes, "pre-pull-nodes", 10, "node agents that may pull a pre-pull job from this registry at once")
 	fs.StringVar(&o.syncBandwidth, "sync-bandwidth-limit", "0", "download bytes per second, e.g. 10MiB (0: unlimited)")
 	fs.StringVar(&o.heartbeat, "heartbeat-interval", "30s", "how often a connected registry reports its status")
 	fs.StringVar(&o.loginServer, "login-server", "", "host:port clients use: reported to the parent, and the parent endpoint of the connection strings this registry hands out (default: from --addr; for connection strings, the address the request reached)")
@@ -268,6 +270,9 @@ func (o *serveOptions) applyEdgeFlags(fs *pflag.FlagSet, cfg *config.Config) err
 	}
 	if fs.Changed("sync-concurrency") {
 		cfg.Sync.Concurrency = o.syncConc
+	}
+	if fs.Changed("pre-pull-nodes") {
+		cfg.Sync.PrePullNodes = o.prePullNodes
 	}
 	if fs.Changed("sync-bandwidth-limit") {
 		if err := cfg.Sync.BandwidthLimit.UnmarshalText([]byte(o.syncBandwidth)); err != nil {

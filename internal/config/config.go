@@ -221,6 +221,9 @@ type Sync struct {
 	// (a client pull that missed locally); a parent that stays silent that
 	// long is skipped for 30s, so the next misses answer at once.
 	OnDemandTimeout Duration `yaml:"onDemandTimeout"`
+	// PrePullNodes is how many node agents may pull a pre-pull job from
+	// this registry at once (the slots it leases to them).
+	PrePullNodes int `yaml:"prePullNodes"`
 }
 
 // Auth configures authentication. It is always on; AnonymousPull opens
@@ -328,6 +331,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Sync.HeartbeatInterval == 0 {
 		c.Sync.HeartbeatInterval = Duration(30 * time.Second)
 	}
+	if c.Sync.PrePullNodes == 0 {
+		c.Sync.PrePullNodes = 10
+	}
 	if c.Sync.OnDemandTimeout == 0 {
 		c.Sync.OnDemandTimeout = Duration(5 * time.Second)
 	}
@@ -433,6 +439,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Sync.Concurrency < 1 || c.Sync.Concurrency > 64 {
 		errs = append(errs, fmt.Errorf("sync.concurrency: %d is outside 1..64", c.Sync.Concurrency))
+	}
+	if c.Sync.PrePullNodes < 1 || c.Sync.PrePullNodes > 10000 {
+		errs = append(errs, fmt.Errorf("sync.prePullNodes: %d is outside 1..10000", c.Sync.PrePullNodes))
 	}
 	if c.Sync.HeartbeatInterval < Duration(time.Second) {
 		errs = append(errs, fmt.Errorf("sync.heartbeatInterval: %s is shorter than 1s", c.Sync.HeartbeatInterval))

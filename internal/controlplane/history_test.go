@@ -1,12 +1,9 @@
 package controlplane_test
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/outpost-registry/outpost/internal/auth"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
@@ -14,7 +11,7 @@ import (
 // repeat the last run), newest first, at most 20, quiet continuous runs
 // not at all, and the history goes with the connected registry.
 func TestSyncHistory(t *testing.T) {
-	svc := newService(t)
+	svc, _ := newService(t)
 	if _, _, err := svc.Create(&protocol.ConnectedRegistry{Name: "plant-a", Repositories: []string{"apps/web"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -55,15 +52,4 @@ func TestSyncHistory(t *testing.T) {
 	if h, err = svc.SyncHistory("plant-a"); err != nil || len(h) != 0 {
 		t.Fatalf("history of a deleted registry: %d runs (%v), want none", len(h), err)
 	}
-}
-
-// newService is a control plane on a fresh identity store.
-func newService(t *testing.T) *controlplane.Service {
-	t.Helper()
-	store, err := auth.OpenStore(filepath.Join(t.TempDir(), "identity.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	return controlplane.NewService(store)
 }

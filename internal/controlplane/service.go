@@ -201,6 +201,9 @@ func rebuildSyncScopeMaps(tx *auth.Tx) error {
 		if err := tx.PutScopeMap(m); err != nil {
 			return fmt.Errorf("sync scope map of %s: %w", c.Name, err)
 		}
+		if err := nodeScopeMap(tx, c, jobs); err != nil {
+			return err
+		}
 	}
 	return nil
 }

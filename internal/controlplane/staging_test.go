@@ -13,7 +13,7 @@ import (
 // finished job signals StagingFinished (so a gateway relays it up at
 // once); progress that is not an end does not.
 func TestStagingFinished(t *testing.T) {
-	svc := newService(t)
+	svc, _ := newService(t)
 	for _, c := range []*protocol.ConnectedRegistry{{Name: "factory", Repositories: []string{"apps/web"}}, {Name: "line1", Parent: "factory", Repositories: []string{"apps/web"}}, {Name: "other", Repositories: []string{"apps/web"}}} {
 		if _, _, err := svc.Create(c); err != nil {
 			t.Fatal(err)

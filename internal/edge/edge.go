@@ -68,6 +68,9 @@ type Options struct {
 	// SetLogLevel, when set, applies the log level of the configuration
 	// on every refresh (nil when the level was given locally).
 	SetLogLevel func(level string) error
+	// PrePullNodes is how many node agents may pull at once (default
+	// DefaultPrePullNodes).
+	PrePullNodes int
 }
 
 // Fleet is what a gateway keeps of the connected registries below it:
@@ -137,6 +140,8 @@ type Edge struct {
 	events       []protocol.Event
 	stages       map[string]*protocol.StageReport
 	stageWake    chan struct{}
+	// nodes is the node stage of pre-pull jobs (its own lock).
+	nodes *nodeBoard
 	// deactivated is set once the parent refused a heartbeat for a
 	// deactivation; nothing talks to the parent again until restart.
 	deactivated bool
@@ -165,7 +170,8 @@ func New(o Options) (*Edge, error) {
 	if o.OutboxInterval <= 0 {
 		o.OutboxInterval = 2 * time.Second
 	}
-	e := &Edge{o: o, log: o.Logger, wake: make(chan protocol.Trigger, 4), stages: map[string]*protocol.StageReport{}, stageWake: make(chan struct{}, 1), beat: make(chan struct{}, 1)}
+	e := &Edge{o: o, log: o.Logger, wake: make(chan protocol.Trigger, 4), stages: map[string]*protocol.StageReport{}, stageWake: make(chan struct{}, 1), beat: make(chan struct{}, 1),
+		nodes: newNodeBoard(o.PrePullNodes)}
 	if o.OutboxCursors != nil {
 		e.outbox = syncer.NewOutbox(o.Engine, o.OutboxCursors, e.messageTTL, e.notify)
 	}

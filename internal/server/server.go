@@ -198,6 +198,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	}
 	mgmt.RegisterImports(importer.New(blobs, blobs, meta, log), writable)
 	registerStatus(mgmt, ep)
+	registerNodes(mgmt, authSvc, ep)
 	s.gc.register(mgmt)
 	s.gc.registerUsage(mgmt, meta, blobs, s.pressure)
 	s.gc.policies.register(mgmt, s.gc)
