@@ -43,6 +43,9 @@ type EdgeConfig struct {
 	// gateway hands them down as its children's tasks and reports their
 	// progress back up.
 	DescendantJobs []*StagingJob `json:"descendantJobs,omitempty"`
+	// BundleKey is the root's public key for air-gap bundles (PEM), the
+	// key the registry verifies imported bundles with.
+	BundleKey string `json:"bundleKey,omitempty"`
 }
 
 // DescendantRepositories lists the repositories of every descendant.
@@ -85,7 +88,29 @@ type Heartbeat struct {
 	// DescendantStaging is the staging progress of the registries below a
 	// gateway, as they reported it to the gateway.
 	DescendantStaging []SiteReport `json:"descendantStaging,omitempty"`
+	// Bundles are the air-gap bundles imported since the last heartbeat.
+	Bundles []BundleImport `json:"bundles,omitempty"`
 }
+
+// BundleImport is an air-gap bundle a connected registry imported: what
+// the root then knows the site holds.
+type BundleImport struct {
+	ID           string          `json:"id"`
+	Time         time.Time       `json:"time"`
+	Images       []ImportedImage `json:"images"`
+	BlobsWritten int64           `json:"blobsWritten"`
+	BytesWritten int64           `json:"bytesWritten"`
+}
+
+// ImportedImage is one image a bundle delivered.
+type ImportedImage struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag,omitempty"`
+	Digest     string `json:"digest"`
+}
+
+// maxBundles is how many imported bundles the root keeps per registry.
+const maxBundles = 20
 
 // Event is a notification of a push or delete at a connected registry.
 type Event struct {
@@ -122,6 +147,7 @@ func (s *Service) edgeConfig(c *ConnectedRegistry) *EdgeConfig {
 		Name: c.Name, Mode: c.Mode, Repositories: c.Repositories, SyncSchedule: c.SyncSchedule,
 		SyncWindow: c.SyncWindow, SyncMessageTTL: c.SyncMessageTTL, LogLevel: c.LogLevel,
 		Notifications: c.Notifications, ClientTokens: []*auth.Token{}, ScopeMaps: []*auth.ScopeMap{},
+		BundleKey: s.BundleKey(),
 	}
 	addScopeMap := func(t *auth.Token) {
 		if m, err := s.store.ScopeMap(t.ScopeMap); err == nil && !slices.ContainsFunc(cfg.ScopeMaps, func(x *auth.ScopeMap) bool { return x.Name == m.Name }) {
@@ -355,6 +381,10 @@ func (s *Service) RecordHeartbeat(name string, hb Heartbeat) (*EdgeConfig, error
 				}
 				s.noteFinished([]StageReport{r.StageReport})
 			}
+		}
+		c.Bundles = append(c.Bundles, hb.Bundles...)
+		if len(c.Bundles) > maxBundles {
+			c.Bundles = c.Bundles[len(c.Bundles)-maxBundles:]
 		}
 		c.Events = append(c.Events, hb.Events...)
 		if len(c.Events) > maxEvents {

@@ -107,6 +107,8 @@ type ConnectedRegistry struct {
 	ResyncRequested bool `json:"resyncRequested,omitempty"`
 	// Events are the last notifications (push/delete) the edge reported.
 	Events []Event `json:"events,omitempty"`
+	// Bundles are the last air-gap bundles the registry imported.
+	Bundles []BundleImport `json:"importedBundles,omitempty"`
 }
 
 // MatchNotification reports whether a push or delete of repo:tag matches

@@ -172,6 +172,10 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	}
 	catalog.Register(mgmt, authSvc, meta, blobs, writable)
 	importer.Register(mgmt, blobs, blobs, meta, log, writable)
+	if err := registerBundles(mgmt, mux, cfg, blobs, meta, log, ep, fleet); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	registerStatus(mgmt, ep)
 	s.gc.register(mgmt)
 	s.gc.registerUsage(mgmt, meta, blobs)
