@@ -285,3 +285,48 @@ func TestBundleReleases(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(dir, "skopeo-out", "manifest.json"))
 	must(t, err == nil && digest.FromBytes(got) == rel[2].Digest, "skopeo manifest: %v, digest %s, want %s", err, digest.FromBytes(got), rel[2].Digest)
 }
+
+// TestBundleConnectedSite: a connected registry receives the root's bundle
+// key at activation and imports without --bundle-key; its heartbeat
+// reports the import, the root lists it, and the next export for the site
+// leaves out what that import delivered; stage check passes for the
+// imported image at the site.
+func TestBundleConnectedSite(t *testing.T) {
+	t.Parallel()
+	root := startOutpost(t)
+	rc := ocitest.New(t, root.url, "admin", adminPassword, root.ca)
+	plat := v1.Platform{OS: "linux", Architecture: "amd64"}
+	base := ocitest.Random(7, 256<<10)
+	rc.Image(t, "apps/air", "1", plat, base)
+	cli := cliEnv(t, root)
+	outpostCLI(t, cli, "connected-registry", "create", "--name", "plant-a", "--repository", "apps/web", "--yes", "-o", "none")
+	cs := strings.TrimSpace(outpostCLI(t, cli, "connected-registry", "get-settings", "--name", "plant-a", "--parent-protocol", "https",
+		"--generate-password", "1", "--yes", "--query", "connectionString", "-o", "tsv"))
+	csFile := filepath.Join(t.TempDir(), "cs")
+	if err := os.WriteFile(csFile, []byte(cs), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	edge := startOutpost(t, "--connection-string-file", csFile, "--parent-ca-file", root.ca, "--heartbeat-interval", "1s")
+	eenv := cliEnv(t, edge)
+	eventually(t, 20*time.Second, "the bundle key at the edge", func() bool {
+		b, err := os.ReadFile(filepath.Join(edge.dir, "data", "edge", "config.json"))
+		return err == nil && bytes.Contains(b, []byte("bundleKey"))
+	})
+
+	dir := t.TempDir()
+	b1 := filepath.Join(dir, "air1.bundle")
+	s1 := exportBundle(t, cli, b1, "--connected-registry", "plant-a", "--image", "apps/air:1")
+	r1 := importBundle(t, eenv, b1)
+	must(t, slices.Equal(r1.Published, []string{"apps/air:1"}), "published %v", r1.Published)
+	eventually(t, 20*time.Second, "the import reported to the root", func() bool {
+		out := outpostCLI(t, cli, "connected-registry", "show", "--name", "plant-a", "-o", "json")
+		return strings.Contains(out, s1.ID)
+	})
+
+	rc.Image(t, "apps/air", "2", plat, base, ocitest.Random(8, 128<<10))
+	b2 := filepath.Join(dir, "air2.bundle")
+	s2 := exportBundle(t, cli, b2, "--connected-registry", "plant-a", "--image", "apps/air:2")
+	must(t, s2.Omitted == 2 && s2.Blobs == 2, "delta from the root's record: %d blobs, %d omitted; want 2 (manifest, new layer), 2 (config, base layer)", s2.Blobs, s2.Omitted)
+	importBundle(t, eenv, b2)
+	outpostCLI(t, eenv, "stage", "check", "--image", "apps/air:2", "--image", "apps/air:1", "--server", "https://"+edge.host, "-u", "admin", "-p", adminPassword, "--ca-file", edge.ca)
+}
