@@ -80,11 +80,18 @@ func Register(mgmt *adminapi.API, mux *http.ServeMux, o Options) (*API, error) {
 func invalid(err error) error {
 	for _, e := range []error{ErrSignature, ErrTarget, ErrBase, ErrFormat, ErrNotListed, ErrNoKey, ErrIncomplete, graph.ErrDigest, storage.ErrDigestMismatch, storage.ErrBlobUnknown, storage.ErrManifestBlobUnknown, oci.ErrManifestInvalid} {
 		if errors.Is(err, e) {
-			return fmt.Errorf("%w: %w", auth.ErrInvalid, err)
+			return refusal{err}
 		}
 	}
 	return err
 }
+
+// refusal is an auth.ErrInvalid (400) whose message is the refusal's
+// own.
+type refusal struct{ err error }
+
+func (r refusal) Error() string   { return r.err.Error() }
+func (r refusal) Unwrap() []error { return []error{auth.ErrInvalid, r.err} }
 
 func (a *API) publicKey(w http.ResponseWriter, _ *http.Request) {
 	key, err := a.signingKey()
@@ -118,7 +125,7 @@ func (a *API) open(r *http.Request) (int, any, error) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 2*maxContentsBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return 0, nil, fmt.Errorf("%w: request body: %w", auth.ErrInvalid, err)
+		return 0, nil, refusal{fmt.Errorf("request body: %w", err)}
 	}
 	var supplied ed25519.PublicKey
 	if req.BundleKey != "" {
