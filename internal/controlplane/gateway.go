@@ -228,6 +228,9 @@ func recordDescendants(tx *auth.Tx, gateway string, ds []*ConnectedRegistry) err
 		c.LastSyncResult, c.LoginServer, c.Version, c.StatusDetails = d.LastSyncResult, d.LoginServer, d.Version, d.StatusDetails
 		c.HeartbeatSeconds = d.HeartbeatSeconds
 		c.ResyncRequested = false // passed down with this exchange
+		if len(d.Bundles) > 0 {
+			c.Bundles = d.Bundles // the gateway keeps the last ones in full
+		}
 		c.Events = append(c.Events, d.Events...)
 		if len(c.Events) > maxEvents {
 			c.Events = c.Events[len(c.Events)-maxEvents:]
@@ -253,6 +256,7 @@ func (s *Service) ReplicateDescendants(ds []*ConnectedRegistry) error {
 				c.ActivationStatus, c.ActivationID, c.ConnectionState, c.LastActivity = old.ActivationStatus, old.ActivationID, old.ConnectionState, old.LastActivity
 				c.LastSync, c.LastSyncResult, c.LoginServer, c.Version, c.StatusDetails = old.LastSync, old.LastSyncResult, old.LoginServer, old.Version, old.StatusDetails
 				c.HeartbeatSeconds, c.Events, c.ResyncRequested = old.HeartbeatSeconds, old.Events, old.ResyncRequested || d.ResyncRequested
+				c.Bundles = old.Bundles
 			} else {
 				c.ActivationStatus, c.ActivationID, c.ConnectionState = ActivationInactive, "", StateOffline
 				c.LastActivity, c.Events = nil, nil
