@@ -168,3 +168,36 @@ func (r *Reader) IndexReferrers(ctx context.Context, c *Contents) error {
 	r.mu.Unlock()
 	return nil
 }
+
+// Check reads every blob c lists from the file and verifies its size and
+// digest: what `outpost bundle verify` does before a disk is carried.
+// onBytes, when set, is told the bytes read as they flow.
+func (r *Reader) Check(ctx context.Context, c *Contents, onBytes func(int64)) error {
+	var problems []error
+	for _, b := range c.Blobs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e, ok := r.entries[blobPath(b.Digest)]
+		if !ok {
+			problems = append(problems, fmt.Errorf("%w: blob %s is listed and not in the file", ErrFormat, b.Digest))
+			continue
+		}
+		if e.size != b.Size {
+			problems = append(problems, fmt.Errorf("%w: blob %s is %d bytes in the file, %d in the contents", graph.ErrDigest, b.Digest, e.size, b.Size))
+			continue
+		}
+		var src io.Reader = io.NewSectionReader(r.f, e.off, e.size)
+		if onBytes != nil {
+			src = io.TeeReader(src, progressWriter(onBytes))
+		}
+		if err := graph.VerifyContent(src, v1.Descriptor{Digest: b.Digest, Size: b.Size}); err != nil {
+			problems = append(problems, err)
+		}
+	}
+	return errors.Join(problems...)
+}
+
+type progressWriter func(int64)
+
+func (p progressWriter) Write(b []byte) (int, error) { p(int64(len(b))); return len(b), nil }

@@ -25,7 +25,7 @@ tar that skopeo, oras and crane read. docs/bundles.md describes the format.
 Each command talks to the registry named by --server (default: the last
 outpost login), so it works from an operator's laptop as well as on the host.`,
 	}
-	cmd.AddCommand(newBundleInventoryCommand(), newBundleExportCommand(), newBundleImportCommand())
+	cmd.AddCommand(newBundleInventoryCommand(), newBundleExportCommand(), newBundleImportCommand(), newBundleVerifyCommand())
 	return cmd
 }
 

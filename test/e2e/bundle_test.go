@@ -183,13 +183,14 @@ func TestBundleReleases(t *testing.T) {
 	must(t, s3.Blobs == 5 && s3.Omitted == 3, "release 3: got %d blobs, %d omitted; want 5 (manifest, layers 4-7), 3", s3.Blobs, s3.Omitted)
 	must(t, s3.FileBytes <= deltaLimit(b3, s3.Bytes), "release 3 file: %d bytes, over its new blobs (%d) plus contents", s3.FileBytes, s3.Bytes)
 
-	// Resume: the import is killed twice, behind a slow link, then
-	// finishes; the blobs verified before a kill are not written again.
+	// Resume: the import command is killed twice and the site's registry
+	// once, behind a slow link; then the import finishes, and the blobs
+	// verified before a kill are not written again.
 	slow := newLink(t, site.host)
 	slow.setUploadRate(400 << 10)
 	before := storedBlobs(t, siteProc.data)
 	mtimes := map[digest.Digest]time.Time{}
-	for kill := 1; kill <= 2; kill++ {
+	for kill := 1; kill <= 3; kill++ {
 		cmd := exec.Command(os.Getenv("OUTPOST_BIN"), "bundle", "import", b3, "--bundle-key", key, "--concurrency", "1", "--server", "https://"+slow.addr())
 		cmd.Env = append(os.Environ(), senv...)
 		var out bytes.Buffer
@@ -199,12 +200,30 @@ func TestBundleReleases(t *testing.T) {
 		}
 		want := len(before) + kill
 		eventually(t, 30*time.Second, "a new blob at the site", func() bool { return len(storedBlobs(t, siteProc.data)) >= want })
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		t.Logf("import killed after %d new blobs: %s", len(storedBlobs(t, siteProc.data))-len(before), out.String())
+		if kill < 3 {
+			_ = cmd.Process.Kill() // the import command
+			_ = cmd.Wait()
+		} else {
+			siteProc.kill() // the site's registry itself
+			_ = cmd.Wait()
+			site = siteProc.start()
+		}
+		t.Logf("import killed (%d) after %d new blobs: %s", kill, len(storedBlobs(t, siteProc.data))-len(before), out.String())
+	}
+	// The blob cases damage a layer the site still lacks (one it holds is
+	// never read from the bundle: the site's verified copy is kept).
+	l5 := ""
+	held := storedBlobs(t, siteProc.data)
+	for i := 4; i <= 7 && l5 == ""; i++ {
+		if d := digest.FromBytes(layer(i)); !held[d] {
+			l5 = d.Encoded()
+		}
+	}
+	must(t, l5 != "", "every layer of release 3 reached the site before the tampering cases")
+	if out, err := outpostTry(t, nil, "bundle", "verify", b3, "--bundle-key", key); err != nil || !strings.Contains(out, "signature valid") {
+		t.Fatalf("bundle verify of an intact bundle: %v\n%s", err, out)
 	}
 	// Tampering: each refused with a clear message, nothing published.
-	l5 := digest.FromBytes(layer(5)).Encoded()
 	tampered := func(name string, edit func(string, []byte) []byte) string {
 		p := filepath.Join(dir, name+".bundle")
 		rewriteBundle(t, b3, p, edit)
@@ -228,7 +247,7 @@ func TestBundleReleases(t *testing.T) {
 		}), "digest"},
 		{"swapped blob", tampered("swapped", func(n string, b []byte) []byte {
 			if strings.HasSuffix(n, l5) {
-				return layer(4)
+				return layer(1)
 			}
 			return b
 		}), "digest"},
@@ -241,6 +260,10 @@ func TestBundleReleases(t *testing.T) {
 		{"another root", otherBundle, "another root"},
 		{"another site", otherSite, "made for site"},
 	} {
+		if tc.want == "digest" {
+			out, err := outpostTry(t, nil, "bundle", "verify", tc.file, "--bundle-key", key)
+			must(t, err != nil && strings.Contains(out, "damaged") && strings.Contains(out, l5), "%s: bundle verify: %v %q, want it damaged at %s", tc.name, err, out, l5)
+		}
 		out, err := outpostTry(t, senv, "bundle", "import", tc.file, "--bundle-key", key)
 		t.Logf("%s: %s", tc.name, strings.TrimSpace(out))
 		must(t, err != nil && strings.Contains(out, tc.want), "%s: got %v %q, want a refusal naming %q", tc.name, err, out, tc.want)
