@@ -68,6 +68,7 @@ var rules = []rule{
 	{"internal/syncer/...", []string{"internal/registryapi/...", "internal/server/...", "internal/adminapi/...", "internal/edge/...", "internal/cli/..."}, "the sync engine is a client; it never imports the HTTP server side"},
 	{"internal/graph", []string{"internal/registryapi/...", "internal/server/...", "internal/adminapi/...", "internal/syncer/...", "internal/edge/...", "internal/controlplane/...", "internal/client/...", "internal/cli/...", "internal/auth/..."}, "the graph copy is below every end it connects"},
 	{"internal/graph", []string{"net", "net/http"}, "the graph copy reaches the network only through a Source or Target"},
+	{"internal/bundle", []string{"internal/server/...", "internal/cli/...", "internal/client/...", "internal/edge/...", "internal/syncer/...", "internal/controlplane/...", "internal/registryapi/..."}, "bundles are a format and a copy over the store; the server wires them, the client carries them"},
 	{"internal/registryapi/...", []string{"internal/server/...", "internal/syncer/...", "internal/edge/...", "internal/cli/..."}, "the /v2/ surface is assembled by server, not the other way round"},
 	{"internal/config/...", []string{"internal/..."}, "config is plain typed data"},
 	{"internal/kube/...", []string{"internal/..."}, "kube only reads YAML"},
