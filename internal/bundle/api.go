@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
@@ -54,6 +55,7 @@ type API struct {
 	o        Options
 	sessions Sessions
 	siteID   string
+	tagLog   *TagLog
 }
 
 // Register adds the bundle routes (admin only, except the public key).
@@ -62,7 +64,11 @@ func Register(mgmt *adminapi.API, mux *http.ServeMux, o Options) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{o: o, siteID: id}
+	tags, err := OpenTagLog(filepath.Join(o.DataDir, "bundle", "tags.json"))
+	if err != nil {
+		return nil, err
+	}
+	a := &API{o: o, siteID: id, tagLog: tags}
 	mux.HandleFunc("GET /api/v1/pki/bundle.pub", a.publicKey)
 	mgmt.HandleStream("POST /api/v1/bundles/export", a.export)
 	mgmt.HandleStream("GET /api/v1/bundles/inventory", a.inventory)
@@ -78,7 +84,7 @@ func Register(mgmt *adminapi.API, mux *http.ServeMux, o Options) (*API, error) {
 // invalid turns a refusal of the request's content into a 400 with its
 // message (the one place bundle errors meet the management API's table).
 func invalid(err error) error {
-	for _, e := range []error{ErrSignature, ErrTarget, ErrBase, ErrFormat, ErrNotListed, ErrNoKey, ErrIncomplete, graph.ErrDigest, storage.ErrDigestMismatch, storage.ErrBlobUnknown, storage.ErrManifestBlobUnknown, oci.ErrManifestInvalid} {
+	for _, e := range []error{ErrSignature, ErrTarget, ErrBase, ErrFormat, ErrNotListed, ErrNoKey, ErrIncomplete, ErrRollback, graph.ErrDigest, storage.ErrDigestMismatch, storage.ErrBlobUnknown, storage.ErrManifestBlobUnknown, oci.ErrManifestInvalid} {
 		if errors.Is(err, e) {
 			return refusal{err}
 		}
@@ -117,7 +123,7 @@ func (a *API) site() *Site {
 	if key == nil {
 		key = func() ed25519.PublicKey { return nil }
 	}
-	return &Site{Blobs: a.o.Blobs, Uploads: a.o.Uploads, Metadata: a.o.Metadata, Log: a.o.Log, Name: a.o.Name, SiteID: a.siteID, Key: key, OnImport: a.o.OnImport}
+	return &Site{Blobs: a.o.Blobs, Uploads: a.o.Uploads, Metadata: a.o.Metadata, Log: a.o.Log, Name: a.o.Name, SiteID: a.siteID, Key: key, OnImport: a.o.OnImport, Tags: a.tagLog}
 }
 
 func (a *API) open(r *http.Request) (int, any, error) {

@@ -435,3 +435,39 @@ func TestReaderServesEntriesInPlace(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// TestReplayedBundleCannotRollBack: once a newer bundle moved a tag, an
+// older one (replayed, or imported out of order) is refused and moves
+// nothing, also after a restart (the log is on disk).
+func TestReplayedBundleCannotRollBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	root, site := newRegistry(t), newRegistry(t)
+	key := newKey(t)
+	idx1 := release(t, root, "latest", 1)
+	old, _ := export(t, root, key, bundle.ExportRequest{Images: []bundle.Image{{Repository: "apps/web", Tag: "latest", Digest: idx1.Digest}}})
+	idx2 := release(t, root, "latest", 2)
+	newer, _ := export(t, root, key, bundle.ExportRequest{Images: []bundle.Image{{Repository: "apps/web", Tag: "latest", Digest: idx2.Digest}}})
+	logPath := filepath.Join(t.TempDir(), "tags.json")
+	withLog := func() *bundle.Site {
+		l, err := bundle.OpenTagLog(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := site.site("", "s", pub(key))
+		s.Tags = l
+		return s
+	}
+	if _, err := importFile(t, withLog(), old, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := importFile(t, withLog(), newer, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := importFile(t, withLog(), old, nil); !errors.Is(err, bundle.ErrRollback) {
+		t.Fatalf("older bundle after a newer one: got %v, want ErrRollback", err)
+	}
+	if rec, err := site.meta.GetManifest(ctx, "apps/web", "latest"); err != nil || rec.Digest != idx2.Digest {
+		t.Errorf("apps/web:latest after the refused replay: %v, want %s", err, idx2.Digest)
+	}
+}

@@ -52,7 +52,7 @@ func Prepare(ctx context.Context, src graph.Source, key ed25519.PrivateKey, req 
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
 	c := &Contents{
-		ID: hex.EncodeToString(raw[:]), Created: time.Now().UTC().Truncate(time.Second), Issuer: req.Issuer,
+		ID: hex.EncodeToString(raw[:]), Created: time.Now().UTC(), Issuer: req.Issuer,
 		Target: req.Target, Base: req.Base, Blobs: blobs, Omitted: omitted,
 	}
 	byDigest := map[string]Blob{}

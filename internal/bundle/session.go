@@ -41,6 +41,8 @@ type Site struct {
 	Key func() ed25519.PublicKey
 	// OnImport, when set, is told each import committed.
 	OnImport func(Record)
+	// Tags, when set, keeps an older bundle from moving a tag back.
+	Tags *TagLog
 }
 
 // Record is an import committed, as the site reports it to its parent.
@@ -259,6 +261,7 @@ func (s *Session) Commit(ctx context.Context) (Report, error) {
 		return Report{}, fmt.Errorf("%w: not every image is present, nothing published: %s", ErrIncomplete, listSome(missing, 5))
 	}
 	rep := Report{ID: s.Contents.ID}
+	var move []Image
 	for _, im := range s.Contents.Images {
 		if im.Tag == "" {
 			rep.Unchanged = append(rep.Unchanged, im.Ref())
@@ -269,10 +272,19 @@ func (s *Session) Commit(ctx context.Context) (Report, error) {
 			rep.Unchanged = append(rep.Unchanged, im.Ref())
 			continue
 		}
+		if err := s.site.Tags.check(im.Ref(), s.Contents.Created); err != nil {
+			return Report{}, fmt.Errorf("nothing published: %w", err)
+		}
+		move = append(move, im)
+	}
+	for _, im := range move {
 		if err := s.store.Tag(ctx, im.Repository, v1.Descriptor{Digest: im.Digest}, im.Tag); err != nil {
 			return rep, fmt.Errorf("publish %s: %w", im.Ref(), err)
 		}
 		rep.Published = append(rep.Published, im.Ref())
+	}
+	if err := s.site.Tags.record(append(slices.Clone(rep.Published), rep.Unchanged...), s.Contents.Created); err != nil {
+		return rep, err
 	}
 	slices.Sort(rep.Published)
 	rep.BlobsWritten, rep.BytesWritten = s.blobs.Load(), s.bytes.Load()
