@@ -346,6 +346,9 @@ func TestBundleConnectedSite(t *testing.T) {
 		return strings.Contains(out, s1.ID)
 	})
 
+	status := outpostCLI(t, eenv, "status", "-o", "json")
+	must(t, strings.Contains(status, `"importedBundles"`) && strings.Contains(status, s1.ID), "outpost status at the site: %s, want the import listed", status)
+
 	rc.Image(t, "apps/air", "2", plat, base, ocitest.Random(8, 128<<10))
 	b2 := filepath.Join(dir, "air2.bundle")
 	s2 := exportBundle(t, cli, b2, "--connected-registry", "plant-a", "--image", "apps/air:2")
