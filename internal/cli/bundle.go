@@ -20,7 +20,8 @@ every blob the inventory lists, signed with the root's bundle key (bundle
 export); the site imports the file, verifying the signature, its target,
 its base and every digest, and publishes the tags once every image is
 complete (bundle import). A full bundle is a plain OCI image layout in a
-tar that skopeo, oras and crane read. docs/bundles.md describes the format.
+tar that skopeo, oras and crane read. bundle verify checks a file offline.
+docs/bundles.md describes the format.
 
 Each command talks to the registry named by --server (default: the last
 outpost login), so it works from an operator's laptop as well as on the host.`,

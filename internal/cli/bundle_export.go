@@ -43,13 +43,14 @@ type ExportSummary struct {
 func newBundleExportCommand() *cobra.Command {
 	o := &bundleExportOptions{}
 	cmd := &cobra.Command{
-		Use:   "export (--connected-registry NAME | --image REPO:TAG... | --repository REPO...) [--since-inventory FILE | --full] --file FILE",
+		Use:   "export (--connected-registry NAME | --image REPO:TAG... | --repository REPO...) [--since-inventory FILE | --full] -o FILE",
 		Short: "Have the root write a signed bundle of the images a site needs, minus what it holds",
 		Long: `Export a bundle at the root. The server walks the graph of every image
 (index, manifests, config, layers, referrers), leaves out every blob the
 site's inventory (--since-inventory) lists, signs the contents manifest
 with its bundle key (data directory, pki/bundle.key) and streams the tar,
-which this command writes to --file.
+which this command writes to FILE (-o FILE, or --file FILE with -o json
+for a JSON summary).
 
 What goes in: --image and --repository name it; with --connected-registry
 alone, every tag of the repositories the connected registry is configured
@@ -60,8 +61,8 @@ importing); --full leaves nothing out (a bundle standard tools read:
 skopeo copy oci-archive:FILE …).
 
 Progress (bytes, blobs, ETA) is shown on a terminal; -o json prints a
-summary.`,
-		Example: `  outpost bundle export --connected-registry plant-a --since-inventory plant-a.inventory --file release-42.bundle
+summary (then name the file with --file).`,
+		Example: `  outpost bundle export --connected-registry plant-a --since-inventory plant-a.inventory -o release-42.bundle
   outpost bundle export --image apps/web:4.2 --full --file web-4.2.bundle -o json`,
 		Args: cobra.NoArgs,
 		RunE: o.run,
@@ -74,13 +75,21 @@ summary.`,
 	f.StringVar(&o.inventory, "since-inventory", "", "the site's inventory (outpost bundle inventory): leave out every blob it lists")
 	f.BoolVar(&o.full, "full", false, "leave nothing out, whatever the site holds")
 	f.StringVarP(&o.out, "file", "f", "", "file to write the bundle to")
-	f.StringVarP(&o.format, "output", "o", "table", "summary format: table or json")
+	f.StringVarP(&o.format, "out", "o", "table", "the bundle file to write (as --file), or the summary format: table or json")
 	return cmd
 }
 
 func (o *bundleExportOptions) run(cmd *cobra.Command, _ []string) error {
+	switch o.format {
+	case "json", "table":
+	default: // -o FILE
+		if o.out != "" && o.out != o.format {
+			return fmt.Errorf("-o %s and --file %s: give the bundle file once", o.format, o.out)
+		}
+		o.out, o.format = o.format, "table"
+	}
 	if o.out == "" {
-		return errors.New("give the bundle file to write with --file FILE")
+		return errors.New("give the bundle file to write with -o FILE (or --file FILE)")
 	}
 	if o.site == "" && len(o.images) == 0 && len(o.repos) == 0 {
 		return errors.New("nothing to export: give --connected-registry, --image or --repository")

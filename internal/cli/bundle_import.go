@@ -34,7 +34,7 @@ func newBundleImportCommand() *cobra.Command {
 	o := &bundleImportOptions{}
 	cmd := &cobra.Command{
 		Use:   "import FILE [--bundle-key ROOT.pub]",
-		Short: "Import a bundle at a site: verified, all-or-nothing per tag, resumable",
+		Short: "Import a bundle at a site: verified, published only once complete, resumable",
 		Long: `Import a bundle into the registry named by --server. Before anything is
 written, the server checks the contents manifest's signature with the
 bundle key it received from its parent at activation (or, on a registry

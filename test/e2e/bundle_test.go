@@ -337,6 +337,10 @@ func TestBundleConnectedSite(t *testing.T) {
 	})
 
 	dir := t.TempDir()
+	// -o FILE names the bundle, as --file does.
+	out := outpostCLI(t, cli, "bundle", "export", "--image", "apps/air:1", "--full", "-o", filepath.Join(dir, "air-full.bundle"))
+	_, err := os.Stat(filepath.Join(dir, "air-full.bundle"))
+	must(t, err == nil && strings.Contains(out, "1 images"), "export -o FILE: %v %s", err, out)
 	b1 := filepath.Join(dir, "air1.bundle")
 	s1 := exportBundle(t, cli, b1, "--connected-registry", "plant-a", "--image", "apps/air:1")
 	r1 := importBundle(t, eenv, b1)
