@@ -14,7 +14,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/graph"
 	"github.com/outpost-registry/outpost/internal/oci"
@@ -50,7 +49,7 @@ type FleetSite struct {
 	Held []Image
 }
 
-// API serves /api/v1/bundles/… and /api/v1/pki/bundle.pub.
+// API holds the endpoints of /api/v1/bundles/… and /api/v1/pki/bundle.pub.
 type API struct {
 	o        Options
 	sessions Sessions
@@ -58,8 +57,10 @@ type API struct {
 	tagLog   *TagLog
 }
 
-// Register adds the bundle routes (admin only, except the public key).
-func Register(mgmt *adminapi.API, mux *http.ServeMux, o Options) (*API, error) {
+// NewAPI builds the bundle endpoints, which adminapi serves: export and
+// the public key at the root (and any registry with a fleet), inventory
+// and import everywhere.
+func NewAPI(o Options) (*API, error) {
 	id, err := SiteID(o.DataDir)
 	if err != nil {
 		return nil, err
@@ -68,17 +69,7 @@ func Register(mgmt *adminapi.API, mux *http.ServeMux, o Options) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{o: o, siteID: id, tagLog: tags}
-	mux.HandleFunc("GET /api/v1/pki/bundle.pub", a.publicKey)
-	mgmt.HandleStream("POST /api/v1/bundles/export", a.export)
-	mgmt.HandleStream("GET /api/v1/bundles/inventory", a.inventory)
-	mgmt.Handle("POST /api/v1/bundles/imports", a.open)
-	mgmt.Handle("GET /api/v1/bundles/imports/{id}/blobs/{digest}", a.hasBlob)
-	mgmt.Handle("PUT /api/v1/bundles/imports/{id}/blobs/{digest}", a.putBlob)
-	mgmt.Handle("GET /api/v1/bundles/imports/{id}/manifests/{digest}", a.hasManifest)
-	mgmt.Handle("PUT /api/v1/bundles/imports/{id}/manifests/{digest}", a.putManifest)
-	mgmt.Handle("POST /api/v1/bundles/imports/{id}/commit", a.commit)
-	return a, nil
+	return &API{o: o, siteID: id, tagLog: tags}, nil
 }
 
 // invalid turns a refusal of the request's content into a 400 with its
@@ -99,7 +90,8 @@ type refusal struct{ err error }
 func (r refusal) Error() string   { return r.err.Error() }
 func (r refusal) Unwrap() []error { return []error{auth.ErrInvalid, r.err} }
 
-func (a *API) publicKey(w http.ResponseWriter, _ *http.Request) {
+// PublicKey serves its route (docs/api.md).
+func (a *API) PublicKey(w http.ResponseWriter, _ *http.Request) {
 	key, err := a.signingKey()
 	if err != nil {
 		a.o.Log.Error("bundle key unavailable", "err", err)
@@ -126,7 +118,8 @@ func (a *API) site() *Site {
 	return &Site{Blobs: a.o.Blobs, Uploads: a.o.Uploads, Metadata: a.o.Metadata, Log: a.o.Log, Name: a.o.Name, SiteID: a.siteID, Key: key, OnImport: a.o.OnImport, Tags: a.tagLog}
 }
 
-func (a *API) open(r *http.Request) (int, any, error) {
+// Open serves its route (docs/api.md).
+func (a *API) Open(r *http.Request) (int, any, error) {
 	var req OpenRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, 2*maxContentsBytes))
 	dec.DisallowUnknownFields()
@@ -171,7 +164,8 @@ type Presence struct {
 	Present bool `json:"present"`
 }
 
-func (a *API) hasBlob(r *http.Request) (int, any, error) {
+// HasBlob serves its route (docs/api.md).
+func (a *API) HasBlob(r *http.Request) (int, any, error) {
 	s, d, repo, err := a.session(r)
 	if err != nil {
 		return 0, nil, err
@@ -181,7 +175,8 @@ func (a *API) hasBlob(r *http.Request) (int, any, error) {
 	return http.StatusOK, Presence{ok}, invalid(err)
 }
 
-func (a *API) hasManifest(r *http.Request) (int, any, error) {
+// HasManifest serves its route (docs/api.md).
+func (a *API) HasManifest(r *http.Request) (int, any, error) {
 	s, d, repo, err := a.session(r)
 	if err != nil {
 		return 0, nil, err
@@ -190,7 +185,8 @@ func (a *API) hasManifest(r *http.Request) (int, any, error) {
 	return http.StatusOK, Presence{ok}, invalid(err)
 }
 
-func (a *API) putBlob(r *http.Request) (int, any, error) {
+// PutBlob serves its route (docs/api.md).
+func (a *API) PutBlob(r *http.Request) (int, any, error) {
 	s, d, repo, err := a.session(r)
 	if err != nil {
 		return 0, nil, err
@@ -202,7 +198,8 @@ func (a *API) putBlob(r *http.Request) (int, any, error) {
 	return http.StatusCreated, nil, nil
 }
 
-func (a *API) putManifest(r *http.Request) (int, any, error) {
+// PutManifest serves its route (docs/api.md).
+func (a *API) PutManifest(r *http.Request) (int, any, error) {
 	s, d, repo, err := a.session(r)
 	if err != nil {
 		return 0, nil, err
@@ -218,7 +215,8 @@ func (a *API) putManifest(r *http.Request) (int, any, error) {
 	return http.StatusCreated, nil, nil
 }
 
-func (a *API) commit(r *http.Request) (int, any, error) {
+// Commit serves its route (docs/api.md).
+func (a *API) Commit(r *http.Request) (int, any, error) {
 	s, _, _, err := a.session(r)
 	if err != nil {
 		return 0, nil, err

@@ -36,10 +36,10 @@ const (
 	HeaderOmitted = "Outpost-Bundle-Omitted"
 )
 
-// export streams a bundle: POST /api/v1/bundles/export?connectedRegistry=
+// Export streams a bundle: POST /api/v1/bundles/export?connectedRegistry=
 // &repository=&image=&full=true, the site's inventory file as the body
 // (optional).
-func (a *API) export(w http.ResponseWriter, r *http.Request) error {
+func (a *API) Export(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	q := r.URL.Query()
 	key, err := a.signingKey()
@@ -236,8 +236,8 @@ func (a *API) tags(ctx context.Context, repo string) ([]string, error) {
 	return out, nil
 }
 
-// inventory streams the site's inventory: GET /api/v1/bundles/inventory.
-func (a *API) inventory(w http.ResponseWriter, r *http.Request) error {
+// Inventory streams the site's inventory: GET /api/v1/bundles/inventory.
+func (a *API) Inventory(w http.ResponseWriter, r *http.Request) error {
 	inv, err := NewInventory(r.Context(), a.siteID, a.o.Name, a.o.Walk)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // TestBundleReports: the root hands its bundle key out at activation;
@@ -21,28 +22,28 @@ func TestBundleReports(t *testing.T) {
 	t.Cleanup(func() { _ = store.Close() })
 	svc := controlplane.NewService(store)
 	svc.SetBundleKey("PEM")
-	for _, c := range []*controlplane.ConnectedRegistry{{Name: "factory", Repositories: []string{"apps/web"}}, {Name: "line1", Parent: "factory", Repositories: []string{"apps/web"}}} {
+	for _, c := range []*protocol.ConnectedRegistry{{Name: "factory", Repositories: []string{"apps/web"}}, {Name: "line1", Parent: "factory", Repositories: []string{"apps/web"}}} {
 		if _, _, err := svc.Create(c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := svc.Activate("factory", controlplane.ActivateRequest{ActivationID: "a1"})
+	cfg, err := svc.Activate("factory", protocol.ActivateRequest{ActivationID: "a1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.BundleKey != "PEM" {
 		t.Errorf("bundle key in the configuration: got %q, want the root's", cfg.BundleKey)
 	}
-	imp := func(id string) controlplane.BundleImport {
-		return controlplane.BundleImport{ID: id, Time: time.Now(), Images: []controlplane.ImportedImage{{Repository: "apps/web", Tag: "1", Digest: "sha256:x"}}}
+	imp := func(id string) protocol.BundleImport {
+		return protocol.BundleImport{ID: id, Time: time.Now(), Images: []protocol.ImportedImage{{Repository: "apps/web", Tag: "1", Digest: "sha256:x"}}}
 	}
-	var own []controlplane.BundleImport
+	var own []protocol.BundleImport
 	for i := range 25 {
 		own = append(own, imp(string(rune('a'+i))))
 	}
-	child := &controlplane.ConnectedRegistry{Name: "line1", Bundles: []controlplane.BundleImport{imp("child-1")}}
+	child := &protocol.ConnectedRegistry{Name: "line1", Bundles: []protocol.BundleImport{imp("child-1")}}
 	for range 2 { // the gateway repeats its descendant's list
-		if _, err := svc.RecordHeartbeat("factory", controlplane.Heartbeat{ActivationID: "a1", Bundles: own, Descendants: []*controlplane.ConnectedRegistry{child}}); err != nil {
+		if _, err := svc.RecordHeartbeat("factory", protocol.Heartbeat{ActivationID: "a1", Bundles: own, Descendants: []*protocol.ConnectedRegistry{child}}); err != nil {
 			t.Fatal(err)
 		}
 		own = nil

@@ -272,8 +272,13 @@ func (s *Store) append(ctx context.Context, repo string, id *string, desc v1.Des
 
 // PushManifest implements Target.
 func (s *Store) PushManifest(ctx context.Context, repo string, n Node) error {
+	return s.PushManifestTagged(ctx, repo, n, nil)
+}
+
+// PushManifestTagged implements TaggedPusher.
+func (s *Store) PushManifestTagged(ctx context.Context, repo string, n Node, tags []string) error {
 	rec, optional := storage.NewManifestRecord(n.Descriptor.Digest, n.Manifest, n.Body)
-	return s.Metadata.PutManifest(ctx, repo, rec, nil, optional)
+	return s.Metadata.PutManifest(ctx, repo, rec, tags, optional)
 }
 
 // Tag implements Target.

@@ -14,6 +14,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/pki"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 	"github.com/outpost-registry/outpost/internal/storage/fs"
 )
@@ -66,15 +67,18 @@ func registerBundles(mgmt *adminapi.API, mux *http.ServeMux, cfg config.Config, 
 			return k
 		}
 		o.OnImport = func(r bundle.Record) {
-			b := controlplane.BundleImport{ID: r.ID, Time: r.Time, BlobsWritten: r.Blobs, BytesWritten: r.Bytes}
+			b := protocol.BundleImport{ID: r.ID, Time: r.Time, BlobsWritten: r.Blobs, BytesWritten: r.Bytes}
 			for _, im := range r.Images {
-				b.Images = append(b.Images, controlplane.ImportedImage{Repository: im.Repository, Tag: im.Tag, Digest: string(im.Digest)})
+				b.Images = append(b.Images, protocol.ImportedImage{Repository: im.Repository, Tag: im.Tag, Digest: string(im.Digest)})
 			}
 			ep.edge.RecordBundle(b)
 		}
 	}
-	if _, err := bundle.Register(mgmt, mux, o); err != nil {
+	b, err := bundle.NewAPI(o)
+	if err != nil {
 		return fmt.Errorf("bundle routes: %w", err)
 	}
+	mgmt.RegisterBundles(b)
+	mux.HandleFunc("GET /api/v1/pki/bundle.pub", b.PublicKey)
 	return nil
 }

@@ -77,7 +77,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	for _, o := range opts {
 		o(s)
 	}
-	written, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
+	written, startPassword, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
 	if err != nil {
 		_ = s.Close()
 		return nil, err
@@ -95,8 +95,9 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		_ = s.Close()
 		return nil, err
 	}
+	authSvc.PrimeAdmin(startPassword)
 	go func() {
-		if err := authSvc.RecheckAdmin(adminPassword); err != nil {
+		if err := authSvc.RecheckAdmin(startPassword); err != nil {
 			log.Error("admin password not updated", "err", err)
 		}
 	}()
@@ -160,18 +161,15 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	mux.HandleFunc("GET /api/v1/pki/ca.crt", s.caCert)
 	mux.Handle("/oauth2/token", authSvc.TokenHandler())
 	mgmt := adminapi.New(authSvc, log)
-	controlplane.Register(mgmt, fleet)
-	controlplane.RegisterGateway(mgmt, authSvc, fleet)
-	controlplane.RegisterChanges(mgmt, authSvc, meta)
-	controlplane.RegisterStaging(mgmt, fleet, meta)
+	mgmt.RegisterFleet(fleet, meta)
 	writable := func() error {
 		if z.readOnly != nil && z.readOnly() {
 			return readOnlyDenial()
 		}
 		return nil
 	}
-	catalog.Register(mgmt, authSvc, meta, blobs, writable)
-	importer.Register(mgmt, blobs, blobs, meta, log, writable)
+	mgmt.RegisterRepositories(catalog.New(authSvc, meta, blobs, writable))
+	mgmt.RegisterImports(importer.New(blobs, blobs, meta, log), writable)
 	if err := registerBundles(mgmt, mux, cfg, blobs, meta, log, ep, fleet); err != nil {
 		_ = s.Close()
 		return nil, err

@@ -53,6 +53,8 @@ type Store struct {
 	// blobPresent, when set, is asked inside LinkBlob's write transaction
 	// whether the blob is in the blob store (see SetBlobCheck).
 	blobPresent func(digest.Digest) error
+	// commits groups concurrent write transactions (commit.go).
+	commits committer
 }
 
 // SetBlobCheck makes LinkBlob verify, inside its write transaction, that
@@ -110,7 +112,7 @@ func ensureRepo(tx *bolt.Tx, repo string) (*bolt.Bucket, error) {
 
 // LinkBlob implements storage.Metadata.
 func (s *Store) LinkBlob(_ context.Context, repo string, d digest.Digest, size int64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb, err := ensureRepo(tx, repo)
 		if err != nil {
 			return err
@@ -164,7 +166,7 @@ func (s *Store) BlobRepositories(_ context.Context, d digest.Digest) ([]string, 
 
 // UnlinkBlob implements storage.Metadata.
 func (s *Store) UnlinkBlob(_ context.Context, repo string, d digest.Digest) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil || rb.Bucket(bucketBlobs).Get([]byte(d)) == nil {
 			return fmt.Errorf("%w: %s in %s", storage.ErrBlobUnknown, d, repo)
@@ -254,7 +256,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifes
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb, err := ensureRepo(tx, repo)
 		if err != nil {
 			return err
@@ -285,7 +287,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifes
 			if err := rb.Bucket(bucketTags).Put([]byte(t), []byte(m.Digest)); err != nil {
 				return fmt.Errorf("store tag %s: %w", t, err)
 			}
-			if err := recordChange(rb, storage.Change{Tag: t, Digest: m.Digest, Prev: prev, Op: "put", Origin: origin}); err != nil {
+			if err := recordChange(rb, storage.Change{Tag: t, Digest: m.Digest, Prev: prev, Op: storage.ChangePut, Origin: origin}); err != nil {
 				return err
 			}
 		}
@@ -295,7 +297,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifes
 				if err := rb.Bucket(bucketReferrers).Put(key, nil); err != nil {
 					return fmt.Errorf("index referrer %s: %w", m.Digest, err)
 				}
-				if err := recordChange(rb, storage.Change{Digest: m.Digest, Op: "refer", Origin: origin}); err != nil {
+				if err := recordChange(rb, storage.Change{Digest: m.Digest, Op: storage.ChangeRefer, Origin: origin}); err != nil {
 					return err
 				}
 			}
@@ -343,7 +345,7 @@ func (s *Store) GetManifest(_ context.Context, repo, ref string) (*storage.Manif
 // DeleteManifest implements storage.Metadata.
 func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
 	origin := storage.OriginFrom(ctx)
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil {
 			return fmt.Errorf("%w: %s@%s", storage.ErrManifestUnknown, repo, d)
@@ -384,7 +386,7 @@ func deleteManifestTx(rb *bolt.Bucket, d digest.Digest, origin string) error {
 		if err := tags.Delete(k); err != nil {
 			return fmt.Errorf("delete tag %s: %w", k, err)
 		}
-		if err := recordChange(rb, storage.Change{Tag: string(k), Prev: d, Op: "delete", Origin: origin}); err != nil {
+		if err := recordChange(rb, storage.Change{Tag: string(k), Prev: d, Op: storage.ChangeDelete, Origin: origin}); err != nil {
 			return err
 		}
 	}
@@ -398,7 +400,7 @@ func deleteManifestTx(rb *bolt.Bucket, d digest.Digest, origin string) error {
 
 // DeleteTag implements storage.Metadata.
 func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil || rb.Bucket(bucketTags).Get([]byte(tag)) == nil {
 			return fmt.Errorf("%w: %s:%s", storage.ErrManifestUnknown, repo, tag)
@@ -407,7 +409,7 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 		if err := rb.Bucket(bucketTags).Delete([]byte(tag)); err != nil {
 			return err
 		}
-		return recordChange(rb, storage.Change{Tag: tag, Prev: prev, Op: "delete", Origin: storage.OriginFrom(ctx)})
+		return recordChange(rb, storage.Change{Tag: tag, Prev: prev, Op: storage.ChangeDelete, Origin: storage.OriginFrom(ctx)})
 	})
 }
 
