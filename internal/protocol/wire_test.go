@@ -82,6 +82,13 @@ func wireValues() map[string]any {
 		"settings":         p.Settings{ConnectionString: "ConnectedRegistryName=site-one;…", SyncTokenName: "site-one-sync-token", Password: "secret", Note: "n"},
 		"staging-request":  p.StagingRequest{Name: "release-1", Targets: []string{"site-one"}, Images: []string{"apps/web:v1"}, RespectWindow: true},
 		"install-request":  p.InstallRequest{Targets: []string{"site-one"}, Keep: 3},
+		// Air-gap bundles: the key a root hands out, and the imports a
+		// site reports (new golden files: the older ones stay as they were).
+		"edge-config-bundle-key": p.EdgeConfig{BundleKey: "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n"},
+		"heartbeat-bundles": p.Heartbeat{ActivationID: "6f1c", Bundles: []p.BundleImport{{ID: "6bca6a54", Time: t0,
+			Images: []p.ImportedImage{{Repository: "apps/web", Tag: "v1", Digest: d1}}, BlobsWritten: 3, BytesWritten: 1 << 20}}},
+		"connected-registry-bundles": &p.ConnectedRegistry{Name: "site-one", Bundles: []p.BundleImport{{ID: "6bca6a54", Time: t0,
+			Images: []p.ImportedImage{{Repository: "apps/web", Digest: d1}}}}},
 		// The zero values: which fields an older peer sees omitted.
 		"heartbeat-empty":   p.Heartbeat{},
 		"edge-config-empty": p.EdgeConfig{},
