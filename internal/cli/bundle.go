@@ -65,22 +65,9 @@ func (p *progress) show(w io.Writer) (stop func()) {
 				if el := time.Since(start); n > 0 && p.total > n {
 					eta = (time.Duration(float64(el) * float64(p.total-n) / float64(n))).Round(time.Second).String()
 				}
-				fmt.Fprintf(w, "\r\033[K%s: %s / %s, %d / %d blobs, ETA %s", p.what, humanBytes(n), humanBytes(p.total), p.blobs.Load(), p.blobsTotal, eta)
+				fmt.Fprintf(w, "\r\033[K%s: %s / %s, %d / %d blobs, ETA %s", p.what, humanBytes(float64(n)), humanBytes(float64(p.total)), p.blobs.Load(), p.blobsTotal, eta)
 			}
 		}
 	}()
 	return func() { close(done); <-ended }
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -161,7 +161,7 @@ func (o *bundleExportOptions) run(cmd *cobra.Command, _ []string) error {
 		return (&outputOptions{format: "json"}).render(cmd.OutOrStdout(), sum, table{})
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s: bundle %s, %d images, %d blobs (%s), %d left out (%s), %s in %.1fs\n",
-		o.out, sum.ID, len(sum.Images), sum.Blobs, humanBytes(sum.Bytes), sum.Omitted, humanBytes(sum.OmittedBytes), humanBytes(n), sum.Seconds)
+		o.out, sum.ID, len(sum.Images), sum.Blobs, humanBytes(float64(sum.Bytes)), sum.Omitted, humanBytes(float64(sum.OmittedBytes)), humanBytes(float64(n)), sum.Seconds)
 	return nil
 }
 

@@ -127,7 +127,7 @@ func (o *bundleImportOptions) run(cmd *cobra.Command, file string) error {
 	}
 	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "bundle %s: %d images, %d published, %d unchanged; %d blobs (%s) written, %d already present, %.1fs\n",
-		rep.ID, out.Images, len(rep.Published), len(rep.Unchanged), rep.BlobsWritten, humanBytes(rep.BytesWritten), sum.Present, rep.Seconds)
+		rep.ID, out.Images, len(rep.Published), len(rep.Unchanged), rep.BlobsWritten, humanBytes(float64(rep.BytesWritten)), sum.Present, rep.Seconds)
 	for _, ref := range rep.Published {
 		fmt.Fprintf(w, "  published %s\n", ref)
 	}

@@ -48,7 +48,7 @@ to this site and leaves out every blob listed.`,
 			if err := atomicfile.Write(o.out, buf.Bytes(), 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d blobs (%s held), %d bytes, site %s, %s\n", o.out, inv.Count, humanBytes(inv.Bytes), buf.Len(), inv.SiteID, d)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d blobs (%s held), %d bytes, site %s, %s\n", o.out, inv.Count, humanBytes(float64(inv.Bytes)), buf.Len(), inv.SiteID, d)
 			return nil
 		},
 	}

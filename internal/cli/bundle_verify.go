@@ -78,7 +78,7 @@ It prints what the bundle holds: images, target site, base, blobs.`,
 				return (&outputOptions{format: "json"}).render(cmd.OutOrStdout(), sum, table{})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: bundle %s from %s, signature %s; %d images, %d blobs (%s) verified, %d left out; target %s\n",
-				args[0], sum.ID, sum.Issuer, sum.Signature, len(sum.Images), sum.Blobs, humanBytes(sum.Bytes), sum.Omitted, targetText(sum.Target))
+				args[0], sum.ID, sum.Issuer, sum.Signature, len(sum.Images), sum.Blobs, humanBytes(float64(sum.Bytes)), sum.Omitted, targetText(sum.Target))
 			return nil
 		},
 	}

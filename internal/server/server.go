@@ -47,6 +47,7 @@ type Server struct {
 	api      *registryapi.Handler
 	scrub    *scrubber
 	gc       *gcRunner
+	pressure *pressure
 	handler  http.Handler
 	logLevel *logging.Level
 }
@@ -116,6 +117,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	s.metrics = metrics
 	// Before anything links blobs: the collector makes links check files.
 	s.gc = newGCRunner(gc.New(meta, blobs, log), cfg.GC, cfg.Data, log, metrics)
+	meta.SetOnDelete(s.gc.deleted)
 	fleet := controlplane.NewService(identity)
 	fleet.SetLoginServer(cfg.LoginServer)
 	ep, err := newEdge(cfg, s, blobs, blobs, meta, version, fleet)
@@ -124,8 +126,17 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		return nil, err
 	}
 	s.edge = ep
+	fixed, err := configPolicies(cfg.Retention)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	s.gc.policies = &policies{fixed: fixed, store: identity}
+	s.gc.protect = protection(ep, fleet)
 	s.scrub = newScrubber(cfg.Data, blobs, meta, ep, log)
 	metrics.registerStorage(blobs, s.scrub)
+	clock := &pullClock{}
+	s.pressure = newPressure(cfg.Storage, blobs, meta, s.gc, ep, clock, log, metrics)
 	var fallback registryapi.Fallback
 	z := authorizer{svc: authSvc}
 	if ep != nil {
@@ -146,6 +157,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		},
 		Logger:     log,
 		Observer:   metrics,
+		Pulls:      clock,
 		Authorizer: z,
 	})
 	if err != nil {
@@ -176,7 +188,8 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	}
 	registerStatus(mgmt, ep)
 	s.gc.register(mgmt)
-	s.gc.registerUsage(mgmt, meta, blobs)
+	s.gc.registerUsage(mgmt, meta, blobs, s.pressure)
+	s.gc.policies.register(mgmt, s.gc)
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
 	mux.Handle("/v2", api)
@@ -246,6 +259,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go s.purgeLoop(ctx)
 	go s.scrub.loop(ctx, scrubInterval(s.cfg))
 	go s.gc.loop(ctx)
+	go s.gc.afterDeletes(ctx)
+	go s.pressure.loop(ctx)
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
