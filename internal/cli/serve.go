@@ -57,6 +57,7 @@ type serveOptions struct {
 	tlsLifetime string
 	tlsCADir    string
 	debugAddr   string
+	ui          bool
 }
 
 func (o *serveOptions) bind(fs *pflag.FlagSet) {
@@ -90,6 +91,7 @@ func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tlsCADir, "tls-ca-dir", "", "directory of the auto-mode CA, ca.crt and ca.key (default <data>/pki; created on first start unless both exist)")
 	fs.StringVar(&o.tlsLifetime, "tls-cert-lifetime", "", "lifetime of auto-mode certificates (default 2160h); for testing renewal")
 	_ = fs.MarkHidden("tls-cert-lifetime")
+	fs.BoolVar(&o.ui, "ui", true, "serve the web dashboard at /ui/ (config ui.enabled; docs/dashboard.md)")
 	fs.StringVar(&o.debugAddr, "debug-addr", "", "serve pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default)")
 }
 
@@ -125,6 +127,9 @@ func (o *serveOptions) load(fs *pflag.FlagSet) (config.Config, error) {
 	if fs.Changed("anonymous-pull") {
 		cfg.Auth.AnonymousPull = o.anonPull
 	}
+	if fs.Changed("ui") {
+		cfg.UI.Enabled = &o.ui
+	}
 	if fs.Changed("admin-password-file") {
 		cfg.Auth.AdminPasswordFile = o.adminFile
 	}
@@ -144,6 +149,8 @@ func newServeCommand() *cobra.Command {
 		Long: `Run the Outpost registry.
 
 With no flags it listens on :5000 and keeps its data in ./outpost-data.
+The web dashboard is at /ui/ on the same listener (--ui=false turns it
+off): sign in with the admin or a token, as with outpost login.
 Flags override the values of the --config file. SIGINT or SIGTERM stop it
 gracefully: in-flight requests finish, upload sessions resume after restart.`,
 		Args: cobra.NoArgs,

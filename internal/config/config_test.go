@@ -64,6 +64,9 @@ gc:
   schedule: "0 2 * * 0"
   gracePeriod: 2h
   reclaimableThreshold: 0
+ui:
+  enabled: false
+  sessionTimeout: 30m
 `
 
 var wantFull = Config{
@@ -91,7 +94,10 @@ var wantFull = Config{
 	DebugAddr: "127.0.0.1:6060",
 	Storage:   Storage{ScrubInterval: durationPtr(24 * time.Hour), MinFreeBytes: 1 << 30, HighWatermark: 95, LowWatermark: 85},
 	GC:        GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour), ReclaimableThreshold: bytesPtr(0)},
+	UI:        UI{Enabled: boolPtr(false), SessionTimeout: Duration(30 * time.Minute)},
 }
+
+func boolPtr(b bool) *bool { return &b }
 
 func durationPtr(d time.Duration) *Duration { v := Duration(d); return &v }
 
@@ -212,6 +218,7 @@ func TestDefaults(t *testing.T) {
 		TLS:             TLS{Mode: TLSAuto, Hosts: hosts, CertLifetime: Duration(90 * 24 * time.Hour)},
 		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20, HighWatermark: 90, LowWatermark: 80},
 		GC:              GC{Schedule: DefaultGCSchedule, GracePeriod: Duration(time.Hour), ReclaimableThreshold: bytesPtr(1 << 30)},
+		UI:              UI{Enabled: boolPtr(true), SessionTimeout: Duration(time.Hour)},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {
@@ -283,6 +290,7 @@ func TestValidate(t *testing.T) {
 		{"gc grace", func(c *Config) { c.GC.GracePeriod = -1 }, []string{"gc.gracePeriod: -1ns is negative"}},
 		{"scrub interval", func(c *Config) { c.Storage.ScrubInterval = durationPtr(time.Second) }, []string{"storage.scrubInterval: 1s is shorter than 1m"}},
 		{"min free", func(c *Config) { c.Storage.MinFreeBytes = -1 }, []string{"storage.minFreeBytes: -1 is negative"}},
+		{"ui session timeout", func(c *Config) { c.UI.SessionTimeout = Duration(13 * time.Hour) }, []string{"ui.sessionTimeout: 13h0m0s is outside 1m..12h"}},
 		{"watermarks", func(c *Config) { c.Storage.HighWatermark, c.Storage.LowWatermark = 80, 90 }, []string{"storage.lowWatermark 90 and storage.highWatermark 80: want percentages with low < high <= 100"}},
 		{"every problem at once", func(c *Config) {
 			c.Version, c.Addr, c.Sync.Concurrency, c.Parent.Mode = 0, "x", 0, "x"

@@ -241,6 +241,9 @@ func (s *Service) RecordHeartbeat(name string, hb protocol.Heartbeat) (*protocol
 		}
 		if hb.LastSyncResult != nil {
 			c.LastSyncResult = hb.LastSyncResult
+			if err := recordRun(tx, name, hb.LastSyncResult); err != nil {
+				return err
+			}
 		}
 		if hb.Version != "" {
 			c.Version = hb.Version

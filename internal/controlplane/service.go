@@ -10,6 +10,7 @@ package controlplane
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -362,6 +363,9 @@ func (s *Service) Delete(name string, cleanup bool) error {
 			}
 		}
 		if err := tx.DeleteRecord(bucket, name); err != nil {
+			return err
+		}
+		if err := tx.DeleteRecord(historyBucket, name); err != nil && !errors.Is(err, auth.ErrNotFound) {
 			return err
 		}
 		if cleanup {

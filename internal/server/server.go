@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -32,6 +33,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 	"github.com/outpost-registry/outpost/internal/storage/fs"
 	"github.com/outpost-registry/outpost/internal/storage/gc"
+	"github.com/outpost-registry/outpost/internal/ui"
 )
 
 // Server is a running Outpost registry.
@@ -180,7 +182,20 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		}
 		return nil
 	}
-	mgmt.RegisterRepositories(catalog.New(authSvc, meta, blobs, writable))
+	browser := catalog.New(authSvc, meta, blobs, writable)
+	mgmt.RegisterRepositories(browser)
+	if cfg.UIEnabled() {
+		dash, err := ui.New(ui.Options{
+			Auth: authSvc, Fleet: fleet, Catalog: browser,
+			Version: version, LoginServer: cfg.LoginServer, SessionTimeout: time.Duration(cfg.UI.SessionTimeout), Logger: log,
+		})
+		if err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+		mux.Handle(ui.Prefix, dash)
+		mux.Handle("GET /ui", http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently))
+	}
 	mgmt.RegisterImports(importer.New(blobs, blobs, meta, log), writable)
 	if err := registerBundles(mgmt, mux, cfg, blobs, meta, log, ep, fleet); err != nil {
 		_ = s.Close()
@@ -220,6 +235,8 @@ func routeLabel(r *http.Request) string {
 		return "token"
 	case strings.HasPrefix(p, "/api/"):
 		return "management"
+	case strings.HasPrefix(p, "/ui/") || p == "/ui":
+		return "dashboard"
 	default:
 		return "other"
 	}
@@ -256,11 +273,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // resume after a restart, unless idle for limits.uploadMaxAge.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.purgeUploads(ctx, true)
-	go s.purgeLoop(ctx)
-	go s.scrub.loop(ctx, scrubInterval(s.cfg))
-	go s.gc.loop(ctx)
-	go s.gc.afterDeletes(ctx)
-	go s.pressure.loop(ctx)
+	// The background loops write into the data directory: Serve returns
+	// only once they have stopped.
+	var loops sync.WaitGroup
+	loops.Go(func() { s.purgeLoop(ctx) })
+	loops.Go(func() { s.scrub.loop(ctx, scrubInterval(s.cfg)) })
+	loops.Go(func() { s.gc.loop(ctx) })
+	loops.Go(func() { s.gc.afterDeletes(ctx) })
+	loops.Go(func() { s.pressure.loop(ctx) })
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -273,7 +293,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ln = limitConnections(ln, s.cfg.Limits.ConnectionsPerClient, s.log, s.metrics.connRefused.Inc)
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls.TLSConfig())
-		go s.tls.Run(ctx)
+		loops.Go(func() { s.tls.Run(ctx) })
 	} else {
 		s.log.Warn("TLS is off: the registry serves plain HTTP; credentials and content cross the network in clear")
 	}
@@ -301,6 +321,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	<-edgeDone
+	stopped := make(chan struct{})
+	go func() { loops.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		s.log.Warn("background work still running at the end of the shutdown timeout", "timeout", s.cfg.ShutdownTimeout.String())
+	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
