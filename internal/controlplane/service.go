@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-registry/outpost/internal/auth"
@@ -33,6 +34,20 @@ type Service struct {
 	// loginServer is the address this registry's children use (empty:
 	// the address a get-settings request reached).
 	loginServer string
+	// bundleKey is the root's bundle public key (PEM) handed to children.
+	bundleKey atomic.Pointer[string]
+}
+
+// SetBundleKey sets the bundle public key (PEM) sent to this registry's
+// children: the root's own, or at a gateway the one its parent sent.
+func (s *Service) SetBundleKey(pem string) { s.bundleKey.Store(&pem) }
+
+// BundleKey returns the key SetBundleKey set ("" when none).
+func (s *Service) BundleKey() string {
+	if p := s.bundleKey.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // SetLoginServer sets the address written into the connection strings of

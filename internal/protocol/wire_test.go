@@ -97,6 +97,13 @@ func wireValues() map[string]any {
 		"lease":              p.Lease{Granted: true, Holders: 3, Limit: 10, TTLSeconds: 30},
 		"node-token-request": p.NodeTokenRequest{GeneratePassword: 2},
 		"node-token":         p.NodeToken{TokenName: "site-one-node-token", Password: "secret", ScopeMap: "site-one-node-scope-map"},
+		// Air-gap bundles: the key a root hands out, and the imports a
+		// site reports (new golden files: the older ones stay as they were).
+		"edge-config-bundle-key": p.EdgeConfig{BundleKey: "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n"},
+		"heartbeat-bundles": p.Heartbeat{ActivationID: "6f1c", Bundles: []p.BundleImport{{ID: "6bca6a54", Time: t0,
+			Images: []p.ImportedImage{{Repository: "apps/web", Tag: "v1", Digest: d1}}, BlobsWritten: 3, BytesWritten: 1 << 20}}},
+		"connected-registry-bundles": &p.ConnectedRegistry{Name: "site-one", Bundles: []p.BundleImport{{ID: "6bca6a54", Time: t0,
+			Images: []p.ImportedImage{{Repository: "apps/web", Digest: d1}}}}},
 		// The zero values: which fields an older peer sees omitted.
 		"heartbeat-empty":   p.Heartbeat{},
 		"edge-config-empty": p.EdgeConfig{},

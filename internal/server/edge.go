@@ -22,6 +22,7 @@ import (
 type edgeParts struct {
 	engine *syncer.Engine
 	edge   *edge.Edge
+	name   string
 }
 
 // newEdge builds the sync engine and edge runtime when cfg names a parent
@@ -71,7 +72,7 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 	}
 	s.metrics.registerEdge(engine.Pending, ed.OutboxCounts)
 	s.metrics.registerNodes(ed.NodeStats)
-	return &edgeParts{engine: engine, edge: ed}, nil
+	return &edgeParts{engine: engine, edge: ed, name: name}, nil
 }
 
 // loginServerFromAddr turns a listening address into one clients can use.

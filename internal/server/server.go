@@ -197,6 +197,10 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		mux.Handle("GET /ui", http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently))
 	}
 	mgmt.RegisterImports(importer.New(blobs, blobs, meta, log), writable)
+	if err := registerBundles(mgmt, mux, cfg, blobs, meta, log, ep, fleet); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	registerStatus(mgmt, ep)
 	registerNodes(mgmt, authSvc, ep)
 	s.gc.register(mgmt)
