@@ -58,9 +58,12 @@ debugAddr: 127.0.0.1:6060
 storage:
   scrubInterval: 24h
   minFreeBytes: 1GiB
+  highWatermark: 95
+  lowWatermark: 85
 gc:
   schedule: "0 2 * * 0"
   gracePeriod: 2h
+  reclaimableThreshold: 0
 `
 
 var wantFull = Config{
@@ -86,11 +89,13 @@ var wantFull = Config{
 		CAFile: "/etc/outpost/ca.crt", CertLifetime: Duration(720 * time.Hour),
 	},
 	DebugAddr: "127.0.0.1:6060",
-	Storage:   Storage{ScrubInterval: durationPtr(24 * time.Hour), MinFreeBytes: 1 << 30},
-	GC:        GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour)},
+	Storage:   Storage{ScrubInterval: durationPtr(24 * time.Hour), MinFreeBytes: 1 << 30, HighWatermark: 95, LowWatermark: 85},
+	GC:        GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour), ReclaimableThreshold: bytesPtr(0)},
 }
 
 func durationPtr(d time.Duration) *Duration { v := Duration(d); return &v }
+
+func bytesPtr(n int64) *ByteSize { v := ByteSize(n); return &v }
 
 var loadCases = []struct {
 	name    string
@@ -205,8 +210,8 @@ func TestDefaults(t *testing.T) {
 		Auth:            Auth{TokenTTL: Duration(5 * time.Minute)},
 		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second), OnDemandTimeout: Duration(5 * time.Second)},
 		TLS:             TLS{Mode: TLSAuto, Hosts: hosts, CertLifetime: Duration(90 * 24 * time.Hour)},
-		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20},
-		GC:              GC{Schedule: DefaultGCSchedule, GracePeriod: Duration(time.Hour)},
+		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20, HighWatermark: 90, LowWatermark: 80},
+		GC:              GC{Schedule: DefaultGCSchedule, GracePeriod: Duration(time.Hour), ReclaimableThreshold: bytesPtr(1 << 30)},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {
@@ -278,6 +283,7 @@ func TestValidate(t *testing.T) {
 		{"gc grace", func(c *Config) { c.GC.GracePeriod = -1 }, []string{"gc.gracePeriod: -1ns is negative"}},
 		{"scrub interval", func(c *Config) { c.Storage.ScrubInterval = durationPtr(time.Second) }, []string{"storage.scrubInterval: 1s is shorter than 1m"}},
 		{"min free", func(c *Config) { c.Storage.MinFreeBytes = -1 }, []string{"storage.minFreeBytes: -1 is negative"}},
+		{"watermarks", func(c *Config) { c.Storage.HighWatermark, c.Storage.LowWatermark = 80, 90 }, []string{"storage.lowWatermark 90 and storage.highWatermark 80: want percentages with low < high <= 100"}},
 		{"every problem at once", func(c *Config) {
 			c.Version, c.Addr, c.Sync.Concurrency, c.Parent.Mode = 0, "x", 0, "x"
 		}, []string{"version:", "addr:", "sync.concurrency:", "parent.mode:"}},

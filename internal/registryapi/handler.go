@@ -102,6 +102,14 @@ type Options struct {
 	Limits     Limits
 	Logger     *slog.Logger
 	Observer   UploadObserver
+	// Pulls, when set, is told of each manifest served.
+	Pulls PullObserver
+}
+
+// PullObserver is told of each manifest pull (GET or HEAD answered with
+// the manifest), to know what was pulled last.
+type PullObserver interface {
+	ManifestPulled(repo string, d digest.Digest)
 }
 
 // Handler serves the registry API.
@@ -113,6 +121,7 @@ type Handler struct {
 	limits   Limits
 	log      *slog.Logger
 	observer UploadObserver
+	pulls    PullObserver
 	fallback Fallback
 	// manifestBytes bounds the manifest bodies held at once (see
 	// readManifest), so that memory stays bounded whatever the
@@ -131,7 +140,7 @@ func New(o Options) (*Handler, error) {
 	if o.Blobs == nil || o.Uploads == nil || o.Metadata == nil {
 		return nil, errors.New("registryapi: blob store, uploads and metadata are required")
 	}
-	h := &Handler{blobs: o.Blobs, uploads: o.Uploads, meta: o.Metadata, auth: o.Authorizer, limits: o.Limits, log: o.Logger, observer: o.Observer, fallback: o.Fallback}
+	h := &Handler{blobs: o.Blobs, uploads: o.Uploads, meta: o.Metadata, auth: o.Authorizer, limits: o.Limits, log: o.Logger, observer: o.Observer, pulls: o.Pulls, fallback: o.Fallback}
 	if h.auth == nil {
 		h.auth = AllowAll{}
 	}

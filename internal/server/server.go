@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -47,6 +48,7 @@ type Server struct {
 	api      *registryapi.Handler
 	scrub    *scrubber
 	gc       *gcRunner
+	pressure *pressure
 	handler  http.Handler
 	logLevel *logging.Level
 }
@@ -116,6 +118,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	s.metrics = metrics
 	// Before anything links blobs: the collector makes links check files.
 	s.gc = newGCRunner(gc.New(meta, blobs, log), cfg.GC, cfg.Data, log, metrics)
+	meta.SetOnDelete(s.gc.deleted)
 	fleet := controlplane.NewService(identity)
 	fleet.SetLoginServer(cfg.LoginServer)
 	ep, err := newEdge(cfg, s, blobs, blobs, meta, version, fleet)
@@ -124,8 +127,17 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		return nil, err
 	}
 	s.edge = ep
+	fixed, err := configPolicies(cfg.Retention)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	s.gc.policies = &policies{fixed: fixed, store: identity}
+	s.gc.protect = protection(ep, fleet)
 	s.scrub = newScrubber(cfg.Data, blobs, meta, ep, log)
 	metrics.registerStorage(blobs, s.scrub)
+	clock := &pullClock{}
+	s.pressure = newPressure(cfg.Storage, blobs, meta, s.gc, ep, clock, log, metrics)
 	var fallback registryapi.Fallback
 	z := authorizer{svc: authSvc}
 	if ep != nil {
@@ -146,6 +158,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		},
 		Logger:     log,
 		Observer:   metrics,
+		Pulls:      clock,
 		Authorizer: z,
 	})
 	if err != nil {
@@ -172,7 +185,8 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	mgmt.RegisterImports(importer.New(blobs, blobs, meta, log), writable)
 	registerStatus(mgmt, ep)
 	s.gc.register(mgmt)
-	s.gc.registerUsage(mgmt, meta, blobs)
+	s.gc.registerUsage(mgmt, meta, blobs, s.pressure)
+	s.gc.policies.register(mgmt, s.gc)
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
 	mux.Handle("/v2", api)
@@ -239,9 +253,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // resume after a restart, unless idle for limits.uploadMaxAge.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.purgeUploads(ctx, true)
-	go s.purgeLoop(ctx)
-	go s.scrub.loop(ctx, scrubInterval(s.cfg))
-	go s.gc.loop(ctx)
+	// The background loops write into the data directory: Serve returns
+	// only once they have stopped.
+	var loops sync.WaitGroup
+	loops.Go(func() { s.purgeLoop(ctx) })
+	loops.Go(func() { s.scrub.loop(ctx, scrubInterval(s.cfg)) })
+	loops.Go(func() { s.gc.loop(ctx) })
+	loops.Go(func() { s.gc.afterDeletes(ctx) })
+	loops.Go(func() { s.pressure.loop(ctx) })
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -254,7 +273,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ln = limitConnections(ln, s.cfg.Limits.ConnectionsPerClient, s.log, s.metrics.connRefused.Inc)
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls.TLSConfig())
-		go s.tls.Run(ctx)
+		loops.Go(func() { s.tls.Run(ctx) })
 	} else {
 		s.log.Warn("TLS is off: the registry serves plain HTTP; credentials and content cross the network in clear")
 	}
@@ -282,6 +301,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	<-edgeDone
+	stopped := make(chan struct{})
+	go func() { loops.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		s.log.Warn("background work still running at the end of the shutdown timeout", "timeout", s.cfg.ShutdownTimeout.String())
+	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
