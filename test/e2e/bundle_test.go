@@ -300,6 +300,17 @@ func TestBundleReleases(t *testing.T) {
 		must(t, checkTag(sc, "apps/web", tag, d.Digest) == nil, "apps/web:%s: %v", tag, checkTag(sc, "apps/web", tag, d.Digest))
 		run(t, cenv, false, "crane", "pull", site.host+"/apps/web:"+tag, filepath.Join(dir, "pull-"+tag+".tar"))
 	}
+	// And with containerd, as a node of the site would: every platform's
+	// content into its content store (ctr content fetch verifies each
+	// digest; it does not unpack, as the synthetic layers are no root
+	// filesystem).
+	ctd := startContainerd(t)
+	ctd.trustHost(t, site)
+	for i, tag := range []string{"1", "2", "3"} {
+		run(t, nil, false, "ctr", append(ctd.address, "content", "fetch", "--all-platforms", "--hosts-dir", ctd.certsD, "--user", "admin:"+adminPassword, site.host+"/apps/web:"+tag)...)
+		ls, _ := run(t, nil, false, "ctr", append(ctd.address, "content", "ls")...)
+		must(t, strings.Contains(ls, string(rel[i].Digest)), "ctr content ls after fetching release %s lacks %s:\n%s", tag, rel[i].Digest, ls)
+	}
 
 	// Interop: skopeo reads a full bundle as an OCI archive.
 	full := filepath.Join(dir, "full.bundle")
