@@ -42,11 +42,27 @@ distribution() {
   echo "install-tools: built distribution ${DISTRIBUTION_VERSION}"
 }
 
+# versitygw, the S3-compatible server the tests of the S3 blob store run
+# against (internal/storage/s3/s3test); a module of its own as well.
+VERSITYGW_VERSION=v1.8.0
+versitygw() {
+  if [ -x .tools/bin/versitygw ] && grep -qx "${VERSITYGW_VERSION}" .tools/bin/.versitygw-version 2>/dev/null; then
+    echo "install-tools: versitygw ${VERSITYGW_VERSION} present"
+    return 0
+  fi
+  mkdir -p .tools/bin
+  GOBIN="$PWD/.tools/bin" GOFLAGS= go install "github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION}"
+  echo "${VERSITYGW_VERSION}" > .tools/bin/.versitygw-version
+  echo "install-tools: built versitygw ${VERSITYGW_VERSION}"
+}
+
 start=$(date +%s)
 apt_install > .tools-apt.log 2>&1 &
 apt_pid=$!
 distribution > .tools-distribution.log 2>&1 &
 dist_pid=$!
+versitygw > .tools-versitygw.log 2>&1 &
+vgw_pid=$!
 go_tools
 if ! wait "$apt_pid"; then
   cat .tools-apt.log
@@ -60,4 +76,10 @@ if ! wait "$dist_pid"; then
   exit 1
 fi
 cat .tools-distribution.log; rm -f .tools-distribution.log
+if ! wait "$vgw_pid"; then
+  cat .tools-versitygw.log
+  echo "install-tools: building versitygw failed" >&2
+  exit 1
+fi
+cat .tools-versitygw.log; rm -f .tools-versitygw.log
 echo "install-tools: done in $(( $(date +%s) - start ))s"
