@@ -20,9 +20,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/outpost-registry/outpost/internal/storage/storagetest"
 )
 
 // Credentials of the test server.
@@ -41,21 +42,11 @@ type Server struct {
 	dir  string
 }
 
-var (
-	once    sync.Once
-	shared  *Server
-	failure error
-)
+var shared storagetest.Server[*Server]
 
 // Main runs the package's tests and then stops the server if one was
 // started.
-func Main(m *testing.M) int {
-	code := m.Run()
-	if shared != nil {
-		shared.Stop()
-	}
-	return code
-}
+func Main(m *testing.M) int { return shared.Main(m) }
 
 // Binary returns the path of versitygw, or "" when there is none.
 func Binary() string {
@@ -88,18 +79,11 @@ func Binary() string {
 // skips (or under CI fails) t when versitygw is not installed.
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	bin := Binary()
+	bin, missing := Binary(), ""
 	if bin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("versitygw is not installed (scripts/install-tools.sh builds it into .tools/bin)")
-		}
-		t.Skip("versitygw is not installed (scripts/install-tools.sh builds it into .tools/bin)")
+		missing = "versitygw is not installed (scripts/install-tools.sh builds it into .tools/bin)"
 	}
-	once.Do(func() { shared, failure = Start(bin) })
-	if failure != nil {
-		t.Fatalf("start versitygw: %v", failure)
-	}
-	return shared
+	return shared.Get(t, missing, func() (*Server, error) { return Start(bin) })
 }
 
 // Start runs versitygw on a free port of 127.0.0.1 over a new temporary
