@@ -109,7 +109,7 @@ var wantFull = Config{
 		Metadata: Metadata{Type: MetadataPostgres, DSNFile: "/run/secrets/dsn"},
 		Redirect: true,
 	},
-	GC:        GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour)},
+	GC: GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour)},
 }
 
 func durationPtr(d time.Duration) *Duration { v := Duration(d); return &v }

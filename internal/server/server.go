@@ -29,8 +29,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/logging"
 	"github.com/outpost-registry/outpost/internal/pki"
 	"github.com/outpost-registry/outpost/internal/registryapi"
-	"github.com/outpost-registry/outpost/internal/storage/bolt"
-	"github.com/outpost-registry/outpost/internal/storage/fs"
+	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/storage/gc"
 )
 
@@ -38,8 +37,8 @@ import (
 type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
-	meta     *bolt.Store
-	blobs    *fs.Store
+	meta     storage.Metadata
+	engines  *engines
 	identity *auth.Store
 	edge     *edgeParts
 	tls      *pki.Source
@@ -100,31 +99,33 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 			log.Error("admin password not updated", "err", err)
 		}
 	}()
-	blobs, err := fs.NewWithOptions(cfg.Data, fs.Options{Logger: log, MinFreeBytes: uint64(cfg.Storage.MinFreeBytes)}) //nolint:gosec // validated non-negative
+	eng, err := openEngines(context.Background(), cfg, log)
 	if err != nil {
 		_ = s.Close()
 		return nil, err
 	}
-	meta, err := bolt.Open(filepath.Join(cfg.Data, "metadata.db"))
-	if err != nil {
-		_ = s.Close()
-		return nil, err
-	}
-	s.meta, s.blobs = meta, blobs
+	s.meta, s.engines = eng.meta, eng
+	blobs, uploads, meta := eng.blobs, eng.uploads, eng.meta
 	metrics := NewMetrics(version)
 	s.metrics = metrics
-	// Before anything links blobs: the collector makes links check files.
-	s.gc = newGCRunner(gc.New(meta, blobs, log), cfg.GC, cfg.Data, log, metrics)
+	if eng.local != nil && eng.embedded != nil {
+		// Before anything links blobs: the collector makes links check files.
+		s.gc = newGCRunner(gc.New(eng.embedded, eng.local, log), cfg.GC, cfg.Data, log, metrics)
+	} else {
+		log.Info("garbage collection is off: it needs the embedded stores (storage.blobs fs and storage.metadata bolt)")
+	}
 	fleet := controlplane.NewService(identity)
 	fleet.SetLoginServer(cfg.LoginServer)
-	ep, err := newEdge(cfg, s, blobs, blobs, meta, version, fleet)
+	ep, err := newEdge(cfg, s, blobs, uploads, meta, version, fleet)
 	if err != nil {
 		_ = s.Close()
 		return nil, err
 	}
 	s.edge = ep
-	s.scrub = newScrubber(cfg.Data, blobs, meta, ep, log)
-	metrics.registerStorage(blobs, s.scrub)
+	if eng.local != nil {
+		s.scrub = newScrubber(cfg.Data, eng.local, meta, ep, log)
+		metrics.registerStorage(eng.local, s.scrub)
+	}
 	var fallback registryapi.Fallback
 	z := authorizer{svc: authSvc}
 	if ep != nil {
@@ -134,8 +135,9 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	api, err := registryapi.New(registryapi.Options{
 		Fallback: fallback,
 		Blobs:    blobs,
-		Uploads:  blobs,
+		Uploads:  uploads,
 		Metadata: meta,
+		Redirect: cfg.Storage.Redirect,
 		Limits: registryapi.Limits{
 			ManifestMaxBytes: int64(cfg.Limits.ManifestMaxBytes),
 			PageSizeMax:      cfg.Limits.PageSizeMax,
@@ -171,10 +173,12 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		return nil
 	}
 	catalog.Register(mgmt, authSvc, meta, blobs, writable)
-	importer.Register(mgmt, blobs, blobs, meta, log, writable)
+	importer.Register(mgmt, blobs, uploads, meta, log, writable)
 	registerStatus(mgmt, ep)
-	s.gc.register(mgmt)
-	s.gc.registerUsage(mgmt, meta, blobs)
+	if s.gc != nil {
+		s.gc.register(mgmt)
+		s.gc.registerUsage(mgmt, eng.embedded, eng.local)
+	}
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
 	mux.Handle("/v2", api)
@@ -232,6 +236,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "metadata store unavailable", http.StatusServiceUnavailable)
 		return
 	}
+	if err := s.engines.check(r.Context()); err != nil {
+		s.log.WarnContext(r.Context(), "readiness: a storage engine does not answer", "err", err)
+		http.Error(w, "storage unavailable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	s.writeReadiness(w, r)
 }
 
@@ -240,10 +249,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // ShutdownTimeout to finish. Client upload sessions stay on disk and
 // resume after a restart, unless idle for limits.uploadMaxAge.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.purgeUploads(ctx, true)
-	go s.purgeLoop(ctx)
-	go s.scrub.loop(ctx, scrubInterval(s.cfg))
-	go s.gc.loop(ctx)
+	if s.engines.local != nil {
+		s.purgeUploads(ctx, true)
+		go s.purgeLoop(ctx)
+		go s.scrub.loop(ctx, scrubInterval(s.cfg))
+	}
+	if s.gc != nil {
+		go s.gc.loop(ctx)
+	}
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,

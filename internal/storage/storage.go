@@ -60,6 +60,13 @@ type BlobStore interface {
 	Delete(ctx context.Context, d digest.Digest) error
 }
 
+// Redirector is an optional ability of a BlobStore whose content clients
+// can fetch without the registry: BlobURL returns a URL, valid for a
+// while, from which a GET returns blob d.
+type Redirector interface {
+	BlobURL(ctx context.Context, d digest.Digest) (string, error)
+}
+
 // Uploads manages resumable upload sessions whose content becomes a blob
 // only when it is complete and its digest verified. A session belongs to
 // the repository it was started for: every method but StartUpload returns

@@ -48,6 +48,20 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	return &Store{pool: pool}, nil
 }
 
+// Ping connects to the database dsn names and closes the connection,
+// without touching the schema (`outpost config validate`).
+func Ping(ctx context.Context, dsn string) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return errors.New("postgres: the DSN does not parse")
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("postgres: connect: %w", err)
+	}
+	return conn.Close(ctx)
+}
+
 // Close implements storage.Metadata.
 func (s *Store) Close() error {
 	s.pool.Close()

@@ -42,10 +42,16 @@ func (s *Server[T]) Get(t testing.TB, missing string, start func() (T, error)) T
 // Main runs the package's tests, then stops the server if it started.
 func (s *Server[T]) Main(m *testing.M) int {
 	code := m.Run()
+	s.Stop()
+	return code
+}
+
+// Stop stops the server if it started.
+func (s *Server[T]) Stop() {
 	if s.started {
 		s.v.Stop()
+		s.started = false
 	}
-	return code
 }
 
 // Closing registers m's Close with t, failing t if it fails, and returns

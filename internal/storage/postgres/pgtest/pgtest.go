@@ -46,6 +46,10 @@ var shared storagetest.Server[*Server]
 // started.
 func Main(m *testing.M) int { return shared.Main(m) }
 
+// StopShared stops the shared server if it was started, for a TestMain
+// that uses more than one kind of server.
+func StopShared() { shared.Stop() }
+
 // BinDir returns the directory of initdb and postgres, or "".
 func BinDir() string {
 	for _, d := range []string{os.Getenv("OUTPOST_PG_BIN"), "/usr/lib/postgresql/15/bin"} {

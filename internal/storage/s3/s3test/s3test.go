@@ -48,6 +48,10 @@ var shared storagetest.Server[*Server]
 // started.
 func Main(m *testing.M) int { return shared.Main(m) }
 
+// StopShared stops the shared server if it was started, for a TestMain
+// that uses more than one kind of server.
+func StopShared() { shared.Stop() }
+
 // Binary returns the path of versitygw, or "" when there is none.
 func Binary() string {
 	if p := os.Getenv("OUTPOST_VERSITYGW"); p != "" {
@@ -114,12 +118,11 @@ func Start(bin string) (*Server, error) {
 			_ = log.Close()
 			return nil, fmt.Errorf("run %s: %w", bin, err)
 		}
-		_ = log.Close()
 		if lastErr = s.wait(10 * time.Second); lastErr == nil {
 			return s, nil
 		}
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
+		s.Kill()
+		_ = log.Close()
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "versitygw.log"))
 	_ = os.RemoveAll(dir)
@@ -154,11 +157,32 @@ func (s *Server) wait(limit time.Duration) error {
 	}
 }
 
-// Stop ends the server and removes its directory.
-func (s *Server) Stop() {
+// Kill ends the server but keeps its buckets, as an outage of the
+// service does; Restart brings it back.
+func (s *Server) Kill() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Kill()
 		_ = s.cmd.Wait()
+	}
+}
+
+// Restart starts the killed server again on the same address and
+// directory.
+func (s *Server) Restart() error {
+	cmd := exec.Command(s.cmd.Path, s.cmd.Args[1:]...) //nolint:gosec // the same command as before
+	cmd.Stdout, cmd.Stderr = s.cmd.Stdout, s.cmd.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("restart versitygw: %w", err)
+	}
+	s.cmd = cmd
+	return s.wait(10 * time.Second)
+}
+
+// Stop ends the server and removes its directory.
+func (s *Server) Stop() {
+	s.Kill()
+	if f, ok := s.cmd.Stdout.(*os.File); ok {
+		_ = f.Close()
 	}
 	_ = os.RemoveAll(s.dir)
 }
