@@ -30,8 +30,17 @@ type engines struct {
 	meta     storage.Metadata
 	local    *fs.Store   // set when blobs is the data directory
 	embedded *bolt.Store // set when meta is the embedded database
+	// purger removes abandoned upload sessions (both kinds of blob
+	// store can).
+	purger uploadPurger
 	// probes check the remote engines for /readyz.
 	probes []probe
+}
+
+// uploadPurger is a blob store that removes upload sessions idle since
+// before cutoff and, with syncToo, the sync engine's sessions.
+type uploadPurger interface {
+	PurgeUploads(ctx context.Context, cutoff time.Time, syncToo bool) (sessions int, bytes int64, err error)
 }
 
 // probe names a remote engine and checks that it answers.
@@ -49,14 +58,14 @@ func openEngines(ctx context.Context, cfg config.Config, log *slog.Logger) (*eng
 		if err != nil {
 			return nil, err
 		}
-		e.blobs, e.uploads = st, st
+		e.blobs, e.uploads, e.purger = st, st, st
 		e.probes = append(e.probes, probe{"blob store (s3)", st.Check})
 	default:
 		st, err := fs.NewWithOptions(cfg.Data, fs.Options{Logger: log, MinFreeBytes: uint64(cfg.Storage.MinFreeBytes)}) //nolint:gosec // validated non-negative
 		if err != nil {
 			return nil, err
 		}
-		e.blobs, e.uploads, e.local = st, st, st
+		e.blobs, e.uploads, e.local, e.purger = st, st, st, st
 	}
 	switch cfg.Storage.Metadata.Type {
 	case config.MetadataPostgres:

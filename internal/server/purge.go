@@ -22,7 +22,7 @@ func purgeInterval(maxAge time.Duration) time.Duration {
 // session limits.
 func (s *Server) purgeUploads(ctx context.Context, startup bool) {
 	maxAge := s.uploadMaxAge()
-	n, bytes, err := s.engines.local.PurgeUploads(ctx, time.Now().Add(-maxAge), startup)
+	n, bytes, err := s.engines.purger.PurgeUploads(ctx, time.Now().Add(-maxAge), startup)
 	if n > 0 {
 		s.log.Info("removed abandoned upload sessions", "sessions", n, "bytes", bytes, "max_idle", maxAge.String(), "startup", startup)
 	}

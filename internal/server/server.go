@@ -249,9 +249,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // ShutdownTimeout to finish. Client upload sessions stay on disk and
 // resume after a restart, unless idle for limits.uploadMaxAge.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if s.engines.local != nil {
-		s.purgeUploads(ctx, true)
-		go s.purgeLoop(ctx)
+	s.purgeUploads(ctx, true)
+	go s.purgeLoop(ctx)
+	if s.scrub != nil {
 		go s.scrub.loop(ctx, scrubInterval(s.cfg))
 	}
 	if s.gc != nil {

@@ -212,3 +212,41 @@ func TestRedirect(t *testing.T) {
 		t.Fatalf("GET presigned URL = %d %q, want 200 %q", resp.StatusCode, got, blob)
 	}
 }
+
+// TestPurgeUploads removes the sessions idle since before the cutoff,
+// with their content, and keeps the newer one.
+func TestPurgeUploads(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := newStore(t, "", s3.Options{})
+	var old []string
+	for _, n := range []int{0, 3000} {
+		id, err := st.StartUpload(ctx, "r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.AppendUpload(ctx, "r", id, 0, bytes.NewReader(data(n))); err != nil {
+			t.Fatal(err)
+		}
+		old = append(old, id)
+	}
+	time.Sleep(20 * time.Millisecond)
+	cutoff := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	fresh, err := st.StartUpload(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, size, err := st.PurgeUploads(ctx, cutoff, false)
+	if err != nil || n != 2 || size != 3000 {
+		t.Fatalf("PurgeUploads = %d sessions, %d bytes, %v; want 2, 3000, nil", n, size, err)
+	}
+	for _, id := range old {
+		if _, err := st.UploadSize(ctx, "r", id); !errors.Is(err, storage.ErrUploadUnknown) {
+			t.Errorf("UploadSize of purged %s = %v, want ErrUploadUnknown", id, err)
+		}
+	}
+	if _, err := st.UploadSize(ctx, "r", fresh); err != nil {
+		t.Errorf("UploadSize of the newer session: %v", err)
+	}
+}

@@ -26,6 +26,8 @@ import (
 type session struct {
 	Repo    string    `json:"repo"`
 	Started time.Time `json:"started"`
+	// Updated is when content was last appended (PurgeUploads).
+	Updated time.Time `json:"updated"`
 	// Size is the bytes the session holds: its parts and then its tail.
 	Size int64 `json:"size"`
 	// MPU is the multipart upload of the session's content at
@@ -73,7 +75,8 @@ func validID(id string) bool {
 // StartUpload implements storage.Uploads.
 func (s *Store) StartUpload(ctx context.Context, repo string) (string, error) {
 	id := uuid.NewString()
-	st := &session{Repo: repo, Started: time.Now().UTC(), SHA256: emptySHA256()}
+	now := time.Now().UTC()
+	st := &session{Repo: repo, Started: now, Updated: now, SHA256: emptySHA256()}
 	b, err := json.Marshal(st)
 	if err != nil {
 		return "", fmt.Errorf("s3: start upload: %w", err)
@@ -91,10 +94,23 @@ func (s *Store) load(ctx context.Context, repo, id string) (*session, string, er
 	if !validID(id) {
 		return nil, "", fmt.Errorf("%w: %q", storage.ErrUploadUnknown, id)
 	}
+	st, etag, err := s.loadAny(ctx, id)
+	if err != nil {
+		return nil, "", err
+	}
+	if st == nil || st.Repo != repo {
+		return nil, "", fmt.Errorf("%w: %s", storage.ErrUploadUnknown, id)
+	}
+	return st, etag, nil
+}
+
+// loadAny reads the state of session id, of any repository; a session
+// that does not exist is nil.
+func (s *Store) loadAny(ctx context.Context, id string) (*session, string, error) {
 	key := s.sessionDir(id) + "state"
 	out, err := s.c.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
 	if notFound(err) {
-		return nil, "", fmt.Errorf("%w: %s", storage.ErrUploadUnknown, id)
+		return nil, "", nil
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("s3: read upload %s: %w", id, err)
@@ -103,9 +119,6 @@ func (s *Store) load(ctx context.Context, repo, id string) (*session, string, er
 	var st session
 	if err := json.NewDecoder(out.Body).Decode(&st); err != nil {
 		return nil, "", fmt.Errorf("s3: read upload %s: %w", id, err)
-	}
-	if st.Repo != repo {
-		return nil, "", fmt.Errorf("%w: %s", storage.ErrUploadUnknown, id)
 	}
 	return &st, aws.ToString(out.ETag), nil
 }
@@ -308,6 +321,7 @@ func (s *Store) appendLocked(ctx context.Context, id string, st *session, r io.R
 		return st, err
 	}
 	next.SHA256 = sum
+	next.Updated = time.Now().UTC()
 	return &next, readErr
 }
 
