@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a bare Debian machine with Go:
-# Debian packages (skopeo, containerd, kubectl, postgresql-15) and the Go tools pinned in
+# Debian packages (skopeo, containerd, kubectl, postgresql-15, haproxy) and the Go tools pinned in
 # tools/go.mod, built into .tools/bin (the Go build cache keeps warm runs fast).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,8 @@ apt_install() {
   # The PostgreSQL metadata store's tests start their own server
   # (internal/storage/postgres/pgtest); no cluster is configured.
   [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
+  # The load balancer in front of the replicated-root e2e test.
+  command -v haproxy >/dev/null || missing+=(haproxy)
   if [ ${#missing[@]} -eq 0 ]; then
     echo "install-tools: Debian packages present"
     return 0

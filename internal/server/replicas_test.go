@@ -14,13 +14,11 @@ import (
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/storage/postgres/pgtest"
 	"github.com/outpost-registry/outpost/internal/storage/s3/s3test"
+	"github.com/outpost-registry/outpost/internal/storage/storagetest"
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	s3test.StopShared()
-	pgtest.StopShared()
-	os.Exit(code)
+	os.Exit(storagetest.Main(m, s3test.StopShared, pgtest.StopShared))
 }
 
 // remoteStorage returns a config edit that puts blobs in a new bucket of

@@ -65,3 +65,14 @@ func Closing[M storage.Metadata](t testing.TB, m M) M {
 	})
 	return m
 }
+
+// Main runs a package's tests, then calls each stop (such as the
+// StopShared of s3test and pgtest), for a TestMain that shares more than
+// one kind of server.
+func Main(m *testing.M, stops ...func()) int {
+	code := m.Run()
+	for _, stop := range stops {
+		stop()
+	}
+	return code
+}
