@@ -11,11 +11,12 @@ import (
 	"syscall"
 
 	"github.com/outpost-registry/outpost/internal/bench"
+	"github.com/outpost-registry/outpost/internal/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := bench.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := bench.Main(ctx, cli.Run, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

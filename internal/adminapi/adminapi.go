@@ -1,7 +1,9 @@
-// Package adminapi serves Outpost's management REST API under /api/v1/:
-// scope maps and tokens (and, as they land, connected registries). Every
-// route is for the admin only; bodies are JSON in and out. docs/api.md
-// documents it.
+// Package adminapi serves Outpost's management REST API under /api/v1/,
+// every route of it: scope maps and tokens, and (fleet.go) connected
+// registries, the gateway routes their edges call, the change feed and
+// staging jobs. Routes are for the admin unless registered with their own
+// authorization; bodies are JSON in and out, their types auth's and
+// protocol's. docs/api.md documents it.
 package adminapi
 
 import (

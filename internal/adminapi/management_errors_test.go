@@ -49,7 +49,7 @@ func TestMergeGrants(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			in := base()
-			got := adminapi.MergeGrants(in, tc.add, tc.remove)
+			got := auth.MergeGrants(in, tc.add, tc.remove)
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("MergeGrants: got %+v, want %+v", got, tc.want)
 			}

@@ -3,73 +3,14 @@ package adminapi
 import (
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/outpost-registry/outpost/internal/auth"
 )
 
-// TokenRequest creates a token bound to an existing scope map, or to a new
-// scope map "<name>-scope-map" built from Repositories.
-type TokenRequest struct {
-	Name             string                 `json:"name"`
-	ScopeMap         string                 `json:"scopeMapName,omitempty"`
-	Repositories     []auth.RepositoryGrant `json:"repositories,omitempty"`
-	Status           string                 `json:"status,omitempty"`
-	ExpirationInDays int                    `json:"expirationInDays,omitempty"`
-	// NoPasswords creates the token without passwords; generate them later.
-	NoPasswords bool `json:"noPasswords,omitempty"`
-}
-
-// TokenUpdate changes a token's scope map or status.
-type TokenUpdate struct {
-	ScopeMap string `json:"scopeMapName,omitempty"`
-	Status   string `json:"status,omitempty"`
-}
-
-// CredentialRequest generates one password of a token.
-type CredentialRequest struct {
-	Password         string `json:"password"`
-	ExpirationInDays int    `json:"expirationInDays,omitempty"`
-}
-
-// PasswordView describes a password; Value is set only in the response
-// that generated it.
-type PasswordView struct {
-	Name    auth.PasswordName `json:"name"`
-	Value   string            `json:"value,omitempty"`
-	Created time.Time         `json:"creationTime"`
-	Expiry  *time.Time        `json:"expiry,omitempty"`
-}
-
-// Credentials holds a token's passwords.
-type Credentials struct {
-	Passwords []PasswordView `json:"passwords"`
-}
-
-// TokenView is a token as the API shows it: never a hash.
-type TokenView struct {
-	Name        string           `json:"name"`
-	ScopeMap    string           `json:"scopeMapName"`
-	Status      auth.TokenStatus `json:"status"`
-	Created     time.Time        `json:"creationDate"`
-	Credentials Credentials      `json:"credentials"`
-}
-
-func viewToken(t *auth.Token, values map[auth.PasswordName]string) TokenView {
-	v := TokenView{Name: t.Name, ScopeMap: t.ScopeMap, Status: t.Status, Created: t.Created, Credentials: Credentials{Passwords: []PasswordView{}}}
-	for _, p := range t.Passwords {
-		v.Credentials.Passwords = append(v.Credentials.Passwords, PasswordView{Name: p.Name, Value: values[p.Name], Created: p.Created, Expiry: p.Expiry})
-	}
-	return v
-}
-
-// ViewToken shows a token without any password value.
-func ViewToken(t *auth.Token) TokenView { return viewToken(t, nil) }
-
 func (a *API) listTokens(*http.Request) (int, any, error) {
-	out := []TokenView{}
+	out := []auth.TokenView{}
 	for _, t := range a.svc.Store().Tokens() {
-		out = append(out, viewToken(t, nil))
+		out = append(out, auth.ViewToken(t))
 	}
 	return http.StatusOK, out, nil
 }
@@ -79,33 +20,11 @@ func (a *API) showToken(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, viewToken(t, nil), nil
-}
-
-// newPassword generates a password for slot n, returning the stored form
-// and the clear value.
-func newPassword(n auth.PasswordName, now time.Time, days int) (auth.Password, string, error) {
-	if days < 0 || days > 3650 {
-		return auth.Password{}, "", fmt.Errorf("%w: expirationInDays %d is outside 0..3650", auth.ErrInvalid, days)
-	}
-	value, err := auth.GeneratePassword()
-	if err != nil {
-		return auth.Password{}, "", err
-	}
-	hash, err := auth.HashPassword(value)
-	if err != nil {
-		return auth.Password{}, "", err
-	}
-	p := auth.Password{Name: n, Hash: hash, Created: now}
-	if days > 0 {
-		exp := now.AddDate(0, 0, days)
-		p.Expiry = &exp
-	}
-	return p, value, nil
+	return http.StatusOK, auth.ViewToken(t), nil
 }
 
 func (a *API) createToken(r *http.Request) (int, any, error) {
-	var req TokenRequest
+	var req auth.TokenRequest
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
@@ -120,7 +39,7 @@ func (a *API) createToken(r *http.Request) (int, any, error) {
 		return 0, nil, fmt.Errorf("%w: give either scopeMapName or repositories", auth.ErrInvalid)
 	}
 	values := map[auth.PasswordName]string{}
-	var view TokenView
+	var view auth.TokenView
 	err := a.svc.Store().Update(func(tx *auth.Tx) error {
 		if _, err := tx.Token(req.Name); err == nil {
 			return fmt.Errorf("%w: token %q", auth.ErrExists, req.Name)
@@ -138,7 +57,7 @@ func (a *API) createToken(r *http.Request) (int, any, error) {
 		}
 		if !req.NoPasswords {
 			for _, n := range []auth.PasswordName{auth.Password1, auth.Password2} {
-				p, v, err := newPassword(n, tx.Now(), req.ExpirationInDays)
+				p, v, err := auth.NewPassword(n, tx.Now(), req.ExpirationInDays)
 				if err != nil {
 					return err
 				}
@@ -149,18 +68,18 @@ func (a *API) createToken(r *http.Request) (int, any, error) {
 		if err := tx.PutToken(t); err != nil {
 			return err
 		}
-		view = viewToken(t, values)
+		view = auth.ViewTokenWith(t, values)
 		return nil
 	})
 	return http.StatusCreated, view, err
 }
 
 func (a *API) updateToken(r *http.Request) (int, any, error) {
-	var req TokenUpdate
+	var req auth.TokenUpdate
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	var view TokenView
+	var view auth.TokenView
 	err := a.svc.Store().Update(func(tx *auth.Tx) error {
 		old, err := tx.Token(r.PathValue("name"))
 		if err != nil {
@@ -178,7 +97,7 @@ func (a *API) updateToken(r *http.Request) (int, any, error) {
 		if err := tx.PutToken(&t); err != nil {
 			return err
 		}
-		view = viewToken(&t, nil)
+		view = auth.ViewToken(&t)
 		return nil
 	})
 	return http.StatusOK, view, err
@@ -189,54 +108,15 @@ func (a *API) deleteToken(r *http.Request) (int, any, error) {
 	return http.StatusNoContent, nil, err
 }
 
-// GenerateCredential replaces one password of a token in tx and returns
-// its clear value. The control plane uses it for sync tokens too.
-func GenerateCredential(tx *auth.Tx, name string, slot auth.PasswordName, days int) (TokenView, error) {
-	old, err := tx.Token(name)
-	if err != nil {
-		return TokenView{}, err
-	}
-	if slot != auth.Password1 && slot != auth.Password2 {
-		return TokenView{}, fmt.Errorf("%w: password %q: want password1 or password2", auth.ErrInvalid, slot)
-	}
-	p, value, err := newPassword(slot, tx.Now(), days)
-	if err != nil {
-		return TokenView{}, err
-	}
-	t := *old
-	t.Passwords = nil
-	for _, q := range old.Passwords {
-		if q.Name != slot {
-			t.Passwords = append(t.Passwords, q)
-		}
-	}
-	t.Passwords = append(t.Passwords, p)
-	if t.Passwords[0].Name == auth.Password2 && len(t.Passwords) == 2 {
-		t.Passwords[0], t.Passwords[1] = t.Passwords[1], t.Passwords[0]
-	}
-	if err := tx.PutToken(&t); err != nil {
-		return TokenView{}, err
-	}
-	v := viewToken(&t, map[auth.PasswordName]string{slot: value})
-	// Show only the generated password, as az acr token credential generate.
-	for _, pv := range v.Credentials.Passwords {
-		if pv.Name == slot {
-			v.Credentials.Passwords = []PasswordView{pv}
-			break
-		}
-	}
-	return v, nil
-}
-
 func (a *API) generateCredential(r *http.Request) (int, any, error) {
-	var req CredentialRequest
+	var req auth.CredentialRequest
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	var view TokenView
+	var view auth.TokenView
 	err := a.svc.Store().Update(func(tx *auth.Tx) error {
 		var err error
-		view, err = GenerateCredential(tx, r.PathValue("name"), auth.PasswordName(req.Password), req.ExpirationInDays)
+		view, err = tx.GenerateCredential(r.PathValue("name"), auth.PasswordName(req.Password), req.ExpirationInDays)
 		return err
 	})
 	return http.StatusOK, view, err

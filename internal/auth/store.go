@@ -11,6 +11,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-registry/outpost/internal/identity"
 )
 
 var (
@@ -40,9 +42,10 @@ func (s *state) clone() *state {
 	return &state{scopeMaps: maps.Clone(s.scopeMaps), tokens: maps.Clone(s.tokens), adminHash: s.adminHash, records: recs}
 }
 
-// RecordBuckets are the buckets other packages keep records in; each must
-// be registered before OpenStore.
-var recordBuckets = []string{"connected-registries", "gateway", "staging"}
+// ownBuckets are the buckets of the identity data itself; every other
+// bucket of the database holds records of another package, which names it
+// (auth knows none of those names).
+var ownBuckets = []string{bucketScopeMaps, bucketTokens, bucketSettings}
 
 // Store keeps scope maps, tokens and the admin credential in an embedded
 // bbolt database, with an in-memory snapshot that serves every read
@@ -65,19 +68,23 @@ func OpenStore(path string) (*Store, error) {
 		st.scopeMaps[m.Name] = m
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range append([]string{bucketScopeMaps, bucketTokens, bucketSettings}, recordBuckets...) {
+		for _, b := range ownBuckets {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return err
 			}
 		}
-		for _, b := range recordBuckets {
-			st.records[b] = map[string][]byte{}
-			if err := tx.Bucket([]byte(b)).ForEach(func(k, v []byte) error {
-				st.records[b][string(k)] = bytes.Clone(v)
+		if err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if slices.Contains(ownBuckets, string(name)) {
 				return nil
-			}); err != nil {
-				return err
 			}
+			recs := map[string][]byte{}
+			st.records[string(name)] = recs
+			return b.ForEach(func(k, v []byte) error {
+				recs[string(k)] = bytes.Clone(v)
+				return nil
+			})
+		}); err != nil {
+			return err
 		}
 		if err := tx.Bucket([]byte(bucketScopeMaps)).ForEach(func(k, v []byte) error {
 			m := &ScopeMap{}
@@ -267,7 +274,7 @@ func (tx *Tx) DeleteScopeMap(name string) error {
 
 // PutToken creates or replaces a token; its scope map must exist.
 func (tx *Tx) PutToken(t *Token) error {
-	if err := validateResourceName(t.Name); err != nil {
+	if err := identity.ValidateResourceName(t.Name); err != nil {
 		return fmt.Errorf("name: %w", err)
 	}
 	if _, err := tx.ScopeMap(t.ScopeMap); err != nil {
@@ -302,11 +309,17 @@ func (tx *Tx) Records(bucket string, fn func(key string, raw []byte) error) erro
 	return eachRecord(tx.st, bucket, fn)
 }
 
-// PutRecord stores v as JSON under bucket and key.
+// PutRecord stores v as JSON under bucket and key. The bucket belongs to
+// the caller's package and is created on first use; the identity data's own
+// buckets are refused.
 func (tx *Tx) PutRecord(bucket, key string, v any) error {
+	if bucket == "" || slices.Contains(ownBuckets, bucket) {
+		return fmt.Errorf("%w: record bucket %q", ErrInvalid, bucket)
+	}
 	m, ok := tx.st.records[bucket]
 	if !ok {
-		return fmt.Errorf("unknown record bucket %q", bucket)
+		m = map[string][]byte{}
+		tx.st.records[bucket] = m
 	}
 	raw, err := json.Marshal(v)
 	if err != nil {
@@ -319,10 +332,7 @@ func (tx *Tx) PutRecord(bucket, key string, v any) error {
 
 // DeleteRecord removes a record.
 func (tx *Tx) DeleteRecord(bucket, key string) error {
-	m, ok := tx.st.records[bucket]
-	if !ok {
-		return fmt.Errorf("unknown record bucket %q", bucket)
-	}
+	m := tx.st.records[bucket]
 	if _, ok := m[key]; !ok {
 		return fmt.Errorf("%w: %s %q", ErrNotFound, bucket, key)
 	}
@@ -349,7 +359,10 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 	}
 	err := s.db.Update(func(btx *bolt.Tx) error {
 		for k := range tx.dirty {
-			b := btx.Bucket([]byte(k[0]))
+			b, err := btx.CreateBucketIfNotExists([]byte(k[0]))
+			if err != nil {
+				return err
+			}
 			var v any
 			switch k[0] {
 			case bucketScopeMaps:

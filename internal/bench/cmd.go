@@ -25,8 +25,8 @@ Run "outpost-bench compare -h" for the flags.
 `
 
 // Main runs the tool with args (without the program name) and returns the
-// process exit code.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// process exit code; outpost is the command line serve-profiled runs.
+func Main(ctx context.Context, outpost Outpost, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		_, _ = fmt.Fprint(stderr, usage)
 		return 2
@@ -40,7 +40,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "fileserver":
 		err = fileServerCmd(ctx, args[1:], stderr)
 	case "serve-profiled":
-		err = ServeProfiled(ctx, args[1:], stdout, stderr)
+		err = ServeProfiled(ctx, outpost, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		_, _ = fmt.Fprint(stdout, usage)
 		return 0

@@ -13,19 +13,22 @@ import (
 	"runtime/pprof"
 	"slices"
 	"syscall"
-
-	"github.com/outpost-registry/outpost/internal/cli"
 )
 
-// ServeProfiled runs Outpost's own command line, the same entry point as
-// bin/outpost, inside this process with the CPU profiler on. On SIGTERM
+// Outpost runs Outpost's command line (cli.Run) with args. The load tool
+// is handed it by its main, so that it stays a client of the server and
+// never imports the command tree.
+type Outpost func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+// ServeProfiled runs Outpost's own command line (outpost, the same entry
+// point as bin/outpost) inside this process with the CPU profiler on. On SIGTERM
 // the server stops gracefully and the CPU profile and the allocation
 // profile (every allocation since start, sampled) are written. Outpost
 // has no profiling endpoint of its own; this gives the same code under
 // the profiler without one.
 //
 // args: --cpuprofile FILE --memprofile FILE -- serve [serve flags].
-func ServeProfiled(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func ServeProfiled(ctx context.Context, outpost Outpost, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve-profiled", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cpuPath := fs.String("cpuprofile", "", "write the CPU profile to this file")
@@ -46,7 +49,7 @@ func ServeProfiled(ctx context.Context, args []string, stdout, stderr io.Writer)
 		_ = cpu.Close()
 		return err
 	}
-	runErr := cli.Run(ctx, fs.Args(), stdout, stderr)
+	runErr := outpost(ctx, fs.Args(), stdout, stderr)
 	pprof.StopCPUProfile()
 	errs := []error{runErr, cpu.Close()}
 	mem, err := os.Create(*memPath)

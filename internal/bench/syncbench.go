@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // Sync workloads: an edge Outpost mirrors the dataset from a root Outpost.
@@ -35,16 +37,9 @@ const syncConcurrency = 4
 
 // edgeStatus is the part of an edge's GET /api/v1/status read here.
 type edgeStatus struct {
-	ConnectionState string `json:"connectionState"`
-	LastSyncResult  *struct {
-		State string    `json:"state"`
-		Start time.Time `json:"startTime"`
-		End   time.Time `json:"endTime"`
-		Bytes int64     `json:"bytes"`
-		Items int64     `json:"items"`
-		Error string    `json:"error"`
-	} `json:"lastSyncResult"`
-	LastError string `json:"lastError"`
+	ConnectionState protocol.ConnectionState `json:"connectionState"`
+	LastSyncResult  *protocol.SyncResult     `json:"lastSyncResult"`
+	LastError       string                   `json:"lastError"`
 }
 
 // api sends a management request with the target's credentials and
@@ -129,8 +124,8 @@ func waitRun(ctx context.Context, edge *Target, since time.Time, needItems bool,
 		st = edgeStatus{}
 		if err := edge.api(ctx, http.MethodGet, "/api/v1/status", nil, &st); err == nil && st.LastSyncResult != nil {
 			r := st.LastSyncResult
-			if r.Start.After(since) && !r.End.IsZero() && (!needItems || r.Items > 0 || r.State != "Succeeded") {
-				if r.State != "Succeeded" {
+			if r.Start.After(since) && !r.End.IsZero() && (!needItems || r.Items > 0 || r.State != protocol.SyncSucceeded) {
+				if r.State != protocol.SyncSucceeded {
 					return &st, fmt.Errorf("edge sync run %s: %s", r.State, r.Error)
 				}
 				return &st, nil

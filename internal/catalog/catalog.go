@@ -24,7 +24,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/oci"
 	"github.com/outpost-registry/outpost/internal/storage"
@@ -40,14 +39,12 @@ type Catalog struct {
 	readOnly func() error
 }
 
-// Register adds the /api/v1/repositories routes to api. readOnly, when
-// not nil, returns a denial while deletes are refused (a ReadOnly
-// connected registry), as the registry API refuses them.
-func Register(api *adminapi.API, svc *auth.Service, meta storage.Metadata, blobs storage.BlobStore, readOnly func() error) {
-	c := &Catalog{auth: svc, meta: meta, blobs: blobs, readOnly: readOnly}
-	api.HandleAs("GET /api/v1/repositories", c.list)
-	api.HandleAs("GET /api/v1/repositories/{path...}", c.get)
-	api.HandleAs("DELETE /api/v1/repositories/{path...}", c.delete)
+// New returns the repository browser over the local store, which the
+// management API serves under /api/v1/repositories. readOnly, when not
+// nil, returns a denial while deletes are refused (a ReadOnly connected
+// registry), as the registry API refuses them.
+func New(svc *auth.Service, meta storage.Metadata, blobs storage.BlobStore, readOnly func() error) *Catalog {
+	return &Catalog{auth: svc, meta: meta, blobs: blobs, readOnly: readOnly}
 }
 
 // Repository is the answer of `repository show`.
@@ -108,7 +105,9 @@ func (c *Catalog) need(p *auth.Principal, repo string, a auth.Action) error {
 	return &auth.Denial{Status: http.StatusForbidden, Message: fmt.Sprintf("%s is not allowed %s on repository %s", p.Name, a, repo)}
 }
 
-func (c *Catalog) list(r *http.Request, p *auth.Principal) (int, any, error) {
+// List answers GET /api/v1/repositories: the repositories the caller may
+// read.
+func (c *Catalog) List(r *http.Request, p *auth.Principal) (int, any, error) {
 	top, err := topParam(r)
 	if err != nil {
 		return 0, nil, err
@@ -153,7 +152,9 @@ func split(path string) (repo, kind, ref string, err error) {
 	return repo, kind, ref, nil
 }
 
-func (c *Catalog) get(r *http.Request, p *auth.Principal) (int, any, error) {
+// Get answers GET /api/v1/repositories/{path...}: a repository, its tags
+// or its manifests.
+func (c *Catalog) Get(r *http.Request, p *auth.Principal) (int, any, error) {
 	repo, kind, ref, err := split(r.PathValue("path"))
 	if err != nil {
 		return 0, nil, err
@@ -220,7 +221,9 @@ func (c *Catalog) get(r *http.Request, p *auth.Principal) (int, any, error) {
 // manifest with every tag on it (DELETE {repo}/_manifests/{tag|digest}),
 // or one tag (DELETE {repo}/_tags/{tag}); all need content/delete. Blobs
 // no manifest references any more are left to garbage collection.
-func (c *Catalog) delete(r *http.Request, p *auth.Principal) (int, any, error) {
+// Delete answers DELETE /api/v1/repositories/{path...}: a repository, a
+// tag or a manifest.
+func (c *Catalog) Delete(r *http.Request, p *auth.Principal) (int, any, error) {
 	repo, kind, ref, err := split(r.PathValue("path"))
 	if err != nil {
 		return 0, nil, err
@@ -329,12 +332,12 @@ func (c *Catalog) history(ctx context.Context, repo string) (*history, error) {
 			}
 			h.last = ch.Time
 			switch ch.Op {
-			case "put":
+			case storage.ChangePut:
 				h.tags[ch.Tag] = ch.Time
 				h.manifests[ch.Digest] = ch.Time
-			case "delete":
+			case storage.ChangeDelete:
 				delete(h.tags, ch.Tag)
-			case "refer":
+			case storage.ChangeRefer:
 				h.manifests[ch.Digest] = ch.Time
 			}
 		}

@@ -9,13 +9,13 @@ import (
 	"testing"
 
 	"github.com/outpost-registry/outpost/internal/cli"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // TestConnectionStringFileBOM: a connection-string file saved with a
 // UTF-8 byte order mark (as Windows editors do) works, with a warning.
 func TestConnectionStringFileBOM(t *testing.T) {
-	cs := controlplane.ConnectionString{ConnectedRegistryName: "site-one", SyncTokenName: "site-one-sync-token",
+	cs := protocol.ConnectionString{ConnectedRegistryName: "site-one", SyncTokenName: "site-one-sync-token",
 		SyncTokenPassword: "a-long-sync-password", ParentGatewayEndpoint: "root.example:443", ParentEndpointProtocol: "https"}
 	f := filepath.Join(t.TempDir(), "cs.txt")
 	if err := os.WriteFile(f, []byte("\ufeff"+cs.String()+"\r\n"), 0o600); err != nil {

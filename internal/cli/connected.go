@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/auth"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 var crListTable = table{
@@ -70,19 +70,19 @@ string to deploy it with.`,
   outpost connected-registry create --name line1 --parent factory --repository apps/web --sync-schedule "0 * * * *" --sync-window PT3H --yes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkQuery[controlplane.CreateAnswer](&o.outputOptions); err != nil {
+			if err := checkQuery[protocol.CreateAnswer](&o.outputOptions); err != nil {
 				return err
 			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			req := controlplane.CreateRequest{
+			req := protocol.CreateRequest{
 				Name: o.name, Mode: o.mode, Parent: o.parent, Repositories: o.repos,
 				ClientTokens: o.clientTokens, SyncSchedule: o.schedule, SyncWindow: o.window,
 				SyncMessageTTL: o.ttl, LogLevel: o.logLevel, Notifications: o.notifications,
 			}
-			var out controlplane.CreateAnswer
+			var out protocol.CreateAnswer
 			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/connected-registries", req, &out); err != nil {
 				return err
 			}
@@ -99,9 +99,9 @@ string to deploy it with.`,
 	listFlag(f, &o.repos, listNames, "repository", "repositories to sync")
 	f.StringVar(&o.mode, "mode", "ReadOnly", "ReadOnly or ReadWrite")
 	f.StringVar(&o.parent, "parent", "", "parent connected registry (default: this registry)")
-	f.StringVar(&o.schedule, "sync-schedule", controlplane.DefaultSchedule, "cron schedule (5 fields) of sync runs")
+	f.StringVar(&o.schedule, "sync-schedule", protocol.DefaultSchedule, "cron schedule (5 fields) of sync runs")
 	f.StringVar(&o.window, "sync-window", "", "ISO 8601 duration a run may last, PT1H to P7D (default: continuous)")
-	f.StringVar(&o.ttl, "sync-message-ttl", controlplane.DefaultTTL, "ISO 8601 duration undelivered messages are kept, P1D to P90D")
+	f.StringVar(&o.ttl, "sync-message-ttl", protocol.DefaultTTL, "ISO 8601 duration undelivered messages are kept, P1D to P90D")
 	f.StringVar(&o.logLevel, "log-level", "Information", "Debug, Information, Warning, Error or None")
 	listFlag(f, &o.clientTokens, listNames, "client-tokens", "tokens that local clients use at the connected registry (at most 20)", "client-token")
 	listFlag(f, &o.notifications, listNames, "notifications", "events to report, repository:tag:action with action push, delete or *", "notification")
@@ -125,7 +125,7 @@ func newCRList() *cobra.Command {
 			if o.parent != "" {
 				path += "?parent=" + url.QueryEscape(o.parent)
 			}
-			var out []controlplane.ConnectedRegistry
+			var out []protocol.ConnectedRegistry
 			if err := c.Do(cmd.Context(), http.MethodGet, path, nil, &out); err != nil {
 				return err
 			}
@@ -145,7 +145,7 @@ func newCRShow() *cobra.Command {
 		Short: "Show a connected registry with its settings and status",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call[controlplane.ConnectedRegistry](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, crPath(o.name), nil, crShowTable)
+			return call[protocol.ConnectedRegistry](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, crPath(o.name), nil, crShowTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -161,7 +161,7 @@ func newCRUpdate() *cobra.Command {
 		Short: "Change the settings of a connected registry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			u := controlplane.Update{
+			u := protocol.Update{
 				SyncSchedule: o.schedule, SyncMessageTTL: o.ttl, LogLevel: o.logLevel,
 				AddClientTokens: o.addTokens, RemoveClientTokens: o.removeTokens,
 				AddNotifications: o.addNotif, RemoveNotif: o.removeNotif,
@@ -169,7 +169,7 @@ func newCRUpdate() *cobra.Command {
 			if cmd.Flags().Changed("sync-window") {
 				u.SyncWindow = &o.window
 			}
-			return call[controlplane.ConnectedRegistry](cmd, &o.clientOptions, &o.outputOptions, http.MethodPatch, crPath(o.name), u, crShowTable)
+			return call[protocol.ConnectedRegistry](cmd, &o.clientOptions, &o.outputOptions, http.MethodPatch, crPath(o.name), u, crShowTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -225,7 +225,7 @@ func newCRDeactivate() *cobra.Command {
 			if !o.yes {
 				return fmt.Errorf("deactivating connected registry %q needs --yes", o.name)
 			}
-			return call[controlplane.ConnectedRegistry](cmd, &o.clientOptions, &o.outputOptions, http.MethodPost, crPath(o.name)+"/deactivate", nil, crShowTable)
+			return call[protocol.ConnectedRegistry](cmd, &o.clientOptions, &o.outputOptions, http.MethodPost, crPath(o.name)+"/deactivate", nil, crShowTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -265,8 +265,8 @@ before any password is regenerated.`,
 			if err != nil {
 				return err
 			}
-			var out controlplane.Settings
-			req := controlplane.SettingsRequest{ParentProtocol: o.protocol, GeneratePassword: o.generate}
+			var out protocol.Settings
+			req := protocol.SettingsRequest{ParentProtocol: o.protocol, GeneratePassword: o.generate}
 			if err := c.Do(cmd.Context(), http.MethodPost, crPath(o.name)+"/settings", req, &out); err != nil {
 				return err
 			}
@@ -293,13 +293,13 @@ var settingsAliases = map[string]string{"ACR_REGISTRY_CONNECTION_STRING": "conne
 // the answer get-settings gives with generate: its shape is fixed (the
 // password is there only when one is generated, the note only when not).
 func checkSettingsQuery(o *outputOptions, generate int) error {
-	if err := checkQuery[controlplane.Settings](o); err != nil {
+	if err := checkQuery[protocol.Settings](o); err != nil {
 		return err
 	}
 	if o.query == "" {
 		return nil
 	}
-	sample := controlplane.Settings{ConnectionString: "ConnectedRegistryName=x", SyncTokenName: "x-sync-token"}
+	sample := protocol.Settings{ConnectionString: "ConnectedRegistryName=x", SyncTokenName: "x-sync-token"}
 	if generate != 0 {
 		sample.Password = "x"
 	} else {
@@ -320,7 +320,7 @@ func newCRListClientTokens() *cobra.Command {
 		Short: "List the client tokens of a connected registry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call[[]adminapi.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, crPath(o.name)+"/client-tokens", nil, tokenTable)
+			return call[[]auth.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, crPath(o.name)+"/client-tokens", nil, tokenTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -350,7 +350,7 @@ func newCRPermissionsShow() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out controlplane.ConnectedRegistry
+			var out protocol.ConnectedRegistry
 			if err := c.Do(cmd.Context(), http.MethodGet, crPath(o.name), nil, &out); err != nil {
 				return err
 			}
@@ -370,7 +370,7 @@ func newCRPermissionsUpdate() *cobra.Command {
 		Short: "Add or remove repositories; the sync scope maps are rewritten",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			u := controlplane.Update{AddRepositories: o.add, RemoveRepositories: o.remove}
+			u := protocol.Update{AddRepositories: o.add, RemoveRepositories: o.remove}
 			if len(u.AddRepositories)+len(u.RemoveRepositories) == 0 {
 				return errors.New("nothing to change: give --add or --remove")
 			}
@@ -378,7 +378,7 @@ func newCRPermissionsUpdate() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out controlplane.ConnectedRegistry
+			var out protocol.ConnectedRegistry
 			if err := c.Do(cmd.Context(), http.MethodPatch, crPath(o.name), u, &out); err != nil {
 				return err
 			}

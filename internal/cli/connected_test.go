@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/outpost-registry/outpost/internal/auth"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // crScopeMap reads a scope map as JSON through the CLI.
@@ -77,13 +77,13 @@ func TestConnectedRegistryHierarchy(t *testing.T) {
 
 	// get-settings twice with --generate-password 1: the first password
 	// stops working at the token endpoint, the second works.
-	settings := func() controlplane.ConnectionString {
+	settings := func() protocol.ConnectionString {
 		out := ctMustRun(t, "connected-registry", "get-settings", "--name", "factory", "--parent-protocol", "https", "--generate-password", "1", "--yes")
-		var s controlplane.Settings
+		var s protocol.Settings
 		if err := json.Unmarshal([]byte(out), &s); err != nil {
 			t.Fatal(err)
 		}
-		cs, err := controlplane.ParseConnectionString(s.ConnectionString)
+		cs, err := protocol.ParseConnectionString(s.ConnectionString)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +112,7 @@ func TestConnectedRegistryHierarchy(t *testing.T) {
 	}
 
 	// The sync token of line1 pulls line1's repositories and nothing else.
-	var s controlplane.Settings
+	var s protocol.Settings
 	if err := json.Unmarshal([]byte(ctMustRun(t, "token", "credential", "generate", "--name", "line1-sync-token", "--password1", "--query", "{connectionString: credentials.passwords[0].value}")), &s); err != nil {
 		t.Fatal(err)
 	}

@@ -9,14 +9,14 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/auth"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // crJSON runs a connected-registry command and decodes its JSON answer.
-func crJSON(t *testing.T, args ...string) controlplane.ConnectedRegistry {
+func crJSON(t *testing.T, args ...string) protocol.ConnectedRegistry {
 	t.Helper()
-	var c controlplane.ConnectedRegistry
+	var c protocol.ConnectedRegistry
 	out := ctMustRun(t, args...)
 	if err := json.Unmarshal([]byte(out), &c); err != nil {
 		t.Fatalf("outpost %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -52,7 +52,7 @@ func TestListFlagsAsDocumented(t *testing.T) {
 	for _, repo := range []string{"apps/web", "apps/api"} {
 		rc.Image(t, repo, "4.2", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(uint64(len(repo)), 1024))
 	}
-	var job controlplane.StagingJob
+	var job protocol.StagingJob
 	out := ctMustRun(t, "stage", "create", "--name", "release-42", "--connected-registry", "factory1", "factory2", "--image", "apps/web:4.2", "apps/api:4.2")
 	if err := json.Unmarshal([]byte(out), &job); err != nil {
 		t.Fatalf("stage create: %v\n%s", err, out)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
 )
 
@@ -106,7 +105,7 @@ below it; * covers every repository.`,
 				return err
 			}
 			var out auth.ScopeMap
-			req := adminapi.ScopeMapRequest{Name: o.name, Description: o.description, Repositories: grants}
+			req := auth.ScopeMapRequest{Name: o.name, Description: o.description, Repositories: grants}
 			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/scope-maps", req, &out); err != nil {
 				return err
 			}
@@ -174,7 +173,7 @@ read-only.`,
 			if err != nil {
 				return err
 			}
-			req := adminapi.ScopeMapUpdate{Add: add, Remove: remove}
+			req := auth.ScopeMapUpdate{Add: add, Remove: remove}
 			if cmd.Flags().Changed("description") {
 				req.Description = &o.description
 			}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/cli"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // ctRunStderr runs the command line in process and returns its standard
@@ -46,7 +46,7 @@ func TestGetSettingsQuery(t *testing.T) {
 	if strings.Count(out, "\n") != 1 {
 		t.Fatalf("--query ACR_REGISTRY_CONNECTION_STRING -o tsv: got %q, want one line", out)
 	}
-	cs, err := controlplane.ParseConnectionString(strings.TrimSpace(out))
+	cs, err := protocol.ParseConnectionString(strings.TrimSpace(out))
 	if err != nil {
 		t.Fatalf("--query ACR_REGISTRY_CONNECTION_STRING -o tsv: %v (output %q)", err, out)
 	}
@@ -145,7 +145,7 @@ func TestCreateAdoptsExistingSyncToken(t *testing.T) {
 				t.Errorf("%s-sync-token: got %q, want %q", tc.name, tok, want)
 			}
 			cs := ctMustRun(t, "connected-registry", "get-settings", "--name", tc.name, "--parent-protocol", "https", "--generate-password", "1", "--yes", "--query", "ACR_REGISTRY_CONNECTION_STRING", "-o", "tsv")
-			parsed, err := controlplane.ParseConnectionString(strings.TrimSpace(cs))
+			parsed, err := protocol.ParseConnectionString(strings.TrimSpace(cs))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/outpost-registry/outpost/internal/client"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 type stageOptions struct {
@@ -89,8 +89,8 @@ skipped with a warning.`,
 			if len(images) == 0 {
 				return errors.New("no image to stage: give --image or --from-manifests naming images of the root")
 			}
-			req := controlplane.StagingRequest{Name: o.name, Targets: o.targets, Images: images, RespectWindow: o.respectWindow}
-			var out controlplane.StagingJob
+			req := protocol.StagingRequest{Name: o.name, Targets: o.targets, Images: images, RespectWindow: o.respectWindow}
+			var out protocol.StagingJob
 			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/staging", req, &out); err != nil {
 				return err
 			}
@@ -168,7 +168,7 @@ func newStageList() *cobra.Command {
 		Short: "List every release (staging job) with its state and each site's times",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call[[]controlplane.StagingJob](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, "/api/v1/staging", nil, stageListTable)
+			return call[[]protocol.StagingJob](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, "/api/v1/staging", nil, stageListTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -197,7 +197,7 @@ func newStageShow() *cobra.Command {
 				return err
 			}
 			for i := 0; ; i++ {
-				var job controlplane.StagingJob
+				var job protocol.StagingJob
 				if err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/staging/"+url.PathEscape(o.name), nil, &job); err != nil {
 					return err
 				}
@@ -209,7 +209,7 @@ func newStageShow() *cobra.Command {
 				for _, s := range job.Sites {
 					done += s.ImagesDone
 					total += s.ImagesTotal
-					all = all && (s.State == controlplane.StageStaged || s.State == controlplane.StageFailed)
+					all = all && (s.State == protocol.StageStaged || s.State == protocol.StageFailed)
 				}
 				w := cmd.OutOrStdout()
 				fmt.Fprintf(w, "\n%s %s %d/%d images\n", time.Now().UTC().Format(time.TimeOnly), progressBar(done, total), done, total)
@@ -294,7 +294,7 @@ hosts count, and names without a registry host are skipped).`,
 			var results []client.CheckResult
 			bad := 0
 			for _, img := range images {
-				repo, ref, err := controlplane.ParseImageRef(img)
+				repo, ref, err := protocol.ParseImageRef(img)
 				if err != nil {
 					return err
 				}
@@ -379,7 +379,7 @@ func (o *stageOptions) checkImages(cmd *cobra.Command) ([]string, *client.Client
 	if o.job == "" {
 		return images, site, nil
 	}
-	var job controlplane.StagingJob
+	var job protocol.StagingJob
 	if err := root.Do(cmd.Context(), http.MethodGet, "/api/v1/staging/"+url.PathEscape(o.job), nil, &job); err != nil {
 		return nil, nil, fmt.Errorf("read staging job %s from %s: %w (jobs are read from the root as its admin: run outpost login to the root, or give --job-server, --job-username, --job-password and --job-ca-file)", o.job, root.Server(), err)
 	}

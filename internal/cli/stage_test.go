@@ -16,8 +16,8 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/server"
 )
 
@@ -135,7 +135,7 @@ spec:
 	if err != nil {
 		t.Fatalf("stage create --from-manifests: %v\n%s", err, stderr)
 	}
-	var job controlplane.StagingJob
+	var job protocol.StagingJob
 	if err := json.Unmarshal([]byte(stdout), &job); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ spec:
 	}
 	ocitest.Eventually(t, 60*time.Second, "release-42 Staged at factory1", func() bool {
 		out, _ := ctRun(t, "stage", "show", "--name", "release-42", "--query", "sites.factory1.state", "-o", "tsv")
-		return strings.TrimSpace(out) == controlplane.StageStaged
+		return strings.TrimSpace(out) == string(protocol.StageStaged)
 	})
 
 	// docs/operations.md: the job is read from the logged-in root, the

@@ -15,8 +15,8 @@ import (
 	"github.com/distribution/reference"
 
 	"github.com/outpost-registry/outpost/internal/client"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/kube"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // imageMapper turns the image names of Kubernetes manifests into
@@ -69,7 +69,7 @@ func newImageMapper(hosts []string) *imageMapper {
 // rootMapper maps names to the repositories of root: its address, every
 // connected registry's login server, and extra hosts (aliases).
 func rootMapper(ctx context.Context, root *client.Client, extra []string) (*imageMapper, error) {
-	var crs []controlplane.ConnectedRegistry
+	var crs []protocol.ConnectedRegistry
 	if err := root.Do(ctx, http.MethodGet, "/api/v1/connected-registries", nil, &crs); err != nil {
 		return nil, fmt.Errorf("--from-manifests: read the connected registries' login servers from %s: %w", root.Server(), err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/outpost-registry/outpost/internal/client"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 type stageWaitOptions struct {
@@ -63,7 +63,7 @@ stage create, stage wait, its own helm upgrade, then stage mark-installed.`,
 func waitStaged(ctx context.Context, c *client.Client, o *stageWaitOptions, w io.Writer) error {
 	last := map[string]string{}
 	for {
-		var job controlplane.StagingJob
+		var job protocol.StagingJob
 		err := c.Do(ctx, http.MethodGet, "/api/v1/staging/"+url.PathEscape(o.name), nil, &job)
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 			return timedOut(o, last)
@@ -91,9 +91,9 @@ func waitStaged(ctx context.Context, c *client.Client, o *stageWaitOptions, w io
 				last[s] = line
 			}
 			switch p.State {
-			case controlplane.StageFailed:
+			case protocol.StageFailed:
 				failed = append(failed, s+": "+p.Reason)
-			case controlplane.StageStaged:
+			case protocol.StageStaged:
 			default:
 				pending++
 			}
@@ -116,7 +116,7 @@ func waitStaged(ctx context.Context, c *client.Client, o *stageWaitOptions, w io
 func timedOut(o *stageWaitOptions, last map[string]string) error {
 	var waiting []string
 	for _, s := range slices.Sorted(maps.Keys(last)) {
-		if !strings.HasPrefix(last[s], controlplane.StageStaged+" ") {
+		if !strings.HasPrefix(last[s], string(protocol.StageStaged)+" ") {
 			waiting = append(waiting, s+" ("+last[s]+")")
 		}
 	}
@@ -146,8 +146,8 @@ images. Releases created after this one are not affected.`,
   outpost stage mark-installed --name release-42 --connected-registry factory1 --keep 1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := controlplane.InstallRequest{Targets: o.targets, Keep: o.keep}
-			return call[controlplane.StagingJob](cmd, &o.clientOptions, &o.outputOptions, http.MethodPost,
+			req := protocol.InstallRequest{Targets: o.targets, Keep: o.keep}
+			return call[protocol.StagingJob](cmd, &o.clientOptions, &o.outputOptions, http.MethodPost,
 				"/api/v1/staging/"+url.PathEscape(o.name)+"/installed", req, stageSitesTable)
 		},
 	}
@@ -155,7 +155,7 @@ images. Releases created after this one are not affected.`,
 	o.outputOptions.bind(cmd.Flags())
 	cmd.Flags().StringVarP(&o.name, "name", "n", "", "release (staging job) name")
 	listFlag(cmd.Flags(), &o.targets, listNames, "connected-registry", "sites the release is installed at (default: every site of the job)")
-	cmd.Flags().IntVar(&o.keep, "keep", controlplane.DefaultKeep, "releases to keep assigned per site, this one included")
+	cmd.Flags().IntVar(&o.keep, "keep", protocol.DefaultKeep, "releases to keep assigned per site, this one included")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
+	"github.com/outpost-registry/outpost/internal/auth"
 )
 
 var tokenTable = table{
@@ -82,15 +82,15 @@ answer (credentials.passwords[].value): store them now.`,
 			if (o.scopeMap == "") == (len(grants) == 0) {
 				return errors.New("give either --scope-map or --repository")
 			}
-			if err := checkQuery[adminapi.TokenView](&o.outputOptions); err != nil {
+			if err := checkQuery[auth.TokenView](&o.outputOptions); err != nil {
 				return err
 			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			req := adminapi.TokenRequest{Name: o.name, ScopeMap: o.scopeMap, Repositories: grants, Status: o.status, ExpirationInDays: o.days}
-			var out adminapi.TokenView
+			req := auth.TokenRequest{Name: o.name, ScopeMap: o.scopeMap, Repositories: grants, Status: o.status, ExpirationInDays: o.days}
+			var out auth.TokenView
 			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/tokens", req, &out); err != nil {
 				return err
 			}
@@ -115,7 +115,7 @@ func newTokenList() *cobra.Command {
 		Short: "List tokens",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call[[]adminapi.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, "/api/v1/tokens", nil, tokenTable)
+			return call[[]auth.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, "/api/v1/tokens", nil, tokenTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -130,7 +130,7 @@ func newTokenShow() *cobra.Command {
 		Short: "Show a token (never its passwords)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call[adminapi.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, tokenPath(o.name), nil, tokenTable)
+			return call[auth.TokenView](cmd, &o.clientOptions, &o.outputOptions, http.MethodGet, tokenPath(o.name), nil, tokenTable)
 		},
 	}
 	o.clientOptions.bind(cmd.Flags())
@@ -150,15 +150,15 @@ func newTokenUpdate() *cobra.Command {
 			if o.scopeMap == "" && o.status == "" {
 				return errors.New("nothing to update: give --scope-map or --status")
 			}
-			if err := checkQuery[adminapi.TokenView](&o.outputOptions); err != nil {
+			if err := checkQuery[auth.TokenView](&o.outputOptions); err != nil {
 				return err
 			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			var out adminapi.TokenView
-			req := adminapi.TokenUpdate{ScopeMap: o.scopeMap, Status: o.status}
+			var out auth.TokenView
+			req := auth.TokenUpdate{ScopeMap: o.scopeMap, Status: o.status}
 			if err := c.Do(cmd.Context(), http.MethodPatch, tokenPath(o.name), req, &out); err != nil {
 				return err
 			}
@@ -212,15 +212,15 @@ func newTokenCredentialGenerate() *cobra.Command {
 			if o.password2 {
 				slot = "password2"
 			}
-			if err := checkQuery[adminapi.TokenView](&o.outputOptions); err != nil {
+			if err := checkQuery[auth.TokenView](&o.outputOptions); err != nil {
 				return err
 			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			var out adminapi.TokenView
-			req := adminapi.CredentialRequest{Password: slot, ExpirationInDays: o.days}
+			var out auth.TokenView
+			req := auth.CredentialRequest{Password: slot, ExpirationInDays: o.days}
 			if err := c.Do(cmd.Context(), http.MethodPost, tokenPath(o.name)+"/credentials", req, &out); err != nil {
 				return err
 			}

@@ -1,100 +1,13 @@
 package controlplane
 
 import (
-	"errors"
 	"fmt"
-	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
-	"github.com/outpost-registry/outpost/internal/oci"
-	"github.com/outpost-registry/outpost/internal/storage"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
-
-// EdgeConfig is what a connected registry receives from its parent on
-// activation and with every heartbeat.
-type EdgeConfig struct {
-	Name           string   `json:"name"`
-	Mode           Mode     `json:"mode"`
-	Repositories   []string `json:"repositories"`
-	SyncSchedule   string   `json:"syncSchedule"`
-	SyncWindow     string   `json:"syncWindow,omitempty"`
-	SyncMessageTTL string   `json:"syncMessageTtl"`
-	LogLevel       string   `json:"logLevel"`
-	Notifications  []string `json:"notifications"`
-	// ClientTokens are the tokens local clients use, with their password
-	// hashes, and the scope maps they are bound to.
-	ClientTokens []*auth.Token    `json:"clientTokens"`
-	ScopeMaps    []*auth.ScopeMap `json:"scopeMaps"`
-	// Resync asks for an immediate sync run.
-	Resync bool `json:"resync,omitempty"`
-	// Staging lists the staging jobs the registry must carry out.
-	Staging []StageTask `json:"staging,omitempty"`
-	// Descendants are the connected registries below this one, for which
-	// it is the gateway, with the tokens (sync and client) and scope maps
-	// they authenticate with. Their repositories are synced too.
-	Descendants []*ConnectedRegistry `json:"descendants,omitempty"`
-	// GatewayTokens are the descendants' sync and client tokens.
-	GatewayTokens []*auth.Token `json:"gatewayTokens,omitempty"`
-	// DescendantJobs are the staging jobs that target a descendant: the
-	// gateway hands them down as its children's tasks and reports their
-	// progress back up.
-	DescendantJobs []*StagingJob `json:"descendantJobs,omitempty"`
-}
-
-// DescendantRepositories lists the repositories of every descendant.
-func (c *EdgeConfig) DescendantRepositories() []string {
-	var out []string
-	for _, d := range c.Descendants {
-		for _, r := range d.Repositories {
-			if !slices.Contains(out, r) {
-				out = append(out, r)
-			}
-		}
-	}
-	return out
-}
-
-// ActivateRequest is sent by an edge when it starts.
-type ActivateRequest struct {
-	ActivationID string `json:"activationId"`
-	LoginServer  string `json:"loginServer"`
-	Version      string `json:"version"`
-}
-
-// Heartbeat is the status an edge reports periodically.
-type Heartbeat struct {
-	ActivationID    string      `json:"activationId"`
-	ConnectionState string      `json:"connectionState"`
-	LastSyncTime    *time.Time  `json:"lastSyncTime,omitempty"`
-	LastSyncResult  *SyncResult `json:"lastSyncResult,omitempty"`
-	Version         string      `json:"version"`
-	LoginServer     string      `json:"loginServer,omitempty"`
-	IntervalSeconds int         `json:"intervalSeconds"`
-	StatusDetails   []string    `json:"statusDetails,omitempty"`
-	// Events are local pushes and deletes matching the notification
-	// patterns, delivered since the last heartbeat.
-	Events []Event `json:"events,omitempty"`
-	// Staging reports progress on staging jobs.
-	Staging []StageReport `json:"staging,omitempty"`
-	// Descendants carries the status of the registries below a gateway.
-	Descendants []*ConnectedRegistry `json:"descendants,omitempty"`
-	// DescendantStaging is the staging progress of the registries below a
-	// gateway, as they reported it to the gateway.
-	DescendantStaging []SiteReport `json:"descendantStaging,omitempty"`
-}
-
-// Event is a notification of a push or delete at a connected registry.
-type Event struct {
-	Repository string    `json:"repository"`
-	Tag        string    `json:"tag,omitempty"`
-	Digest     string    `json:"digest,omitempty"`
-	Action     string    `json:"action"`
-	Time       time.Time `json:"time"`
-}
 
 // maxEvents is how many notifications the root keeps per registry.
 const maxEvents = 100
@@ -102,23 +15,9 @@ const maxEvents = 100
 // ErrConflict reports a second live activation.
 var ErrConflict = fmt.Errorf("%w: already active", auth.ErrExists)
 
-// gatewayAuthz lets a sync token use the gateway routes of its connected
-// registry (and, for a parent gateway, of its descendants).
-func gatewayAuthz(svc *auth.Service, op string) adminapi.Authz {
-	return func(r *http.Request, p *auth.Principal) error {
-		if p == nil {
-			return &auth.Denial{Status: http.StatusUnauthorized, Message: "authentication required", Challenge: `Basic realm="outpost"`}
-		}
-		if !svc.AllowedGateway(p, auth.Action("gateway/"+r.PathValue("name")+"/"+op)) {
-			return &auth.Denial{Status: http.StatusForbidden, Message: fmt.Sprintf("%s may not use gateway/%s/%s", p.Name, r.PathValue("name"), op)}
-		}
-		return nil
-	}
-}
-
 // edgeConfig builds the configuration of a connected registry.
-func (s *Service) edgeConfig(c *ConnectedRegistry) *EdgeConfig {
-	cfg := &EdgeConfig{
+func (s *Service) edgeConfig(c *protocol.ConnectedRegistry) *protocol.EdgeConfig {
+	cfg := &protocol.EdgeConfig{
 		Name: c.Name, Mode: c.Mode, Repositories: c.Repositories, SyncSchedule: c.SyncSchedule,
 		SyncWindow: c.SyncWindow, SyncMessageTTL: c.SyncMessageTTL, LogLevel: c.LogLevel,
 		Notifications: c.Notifications, ClientTokens: []*auth.Token{}, ScopeMaps: []*auth.ScopeMap{},
@@ -142,11 +41,11 @@ func (s *Service) edgeConfig(c *ConnectedRegistry) *EdgeConfig {
 	}
 	// A gateway gets its descendants, their tokens and scope maps.
 	all, _ := s.List("")
-	children := map[string][]*ConnectedRegistry{}
+	children := map[string][]*protocol.ConnectedRegistry{}
 	for _, o := range all {
 		children[o.Parent] = append(children[o.Parent], o)
 	}
-	queue := append([]*ConnectedRegistry(nil), children[c.Name]...)
+	queue := append([]*protocol.ConnectedRegistry(nil), children[c.Name]...)
 	for len(queue) > 0 {
 		d := queue[0]
 		queue = queue[1:]
@@ -189,7 +88,7 @@ func isDescendant(tx *auth.Tx, name, ancestor string) bool {
 
 // recordDescendants stores the status a gateway reports for the registries
 // below it (only those really below it).
-func recordDescendants(tx *auth.Tx, gateway string, ds []*ConnectedRegistry) error {
+func recordDescendants(tx *auth.Tx, gateway string, ds []*protocol.ConnectedRegistry) error {
 	for _, d := range ds {
 		if !isDescendant(tx, d.Name, gateway) {
 			continue
@@ -217,7 +116,7 @@ func recordDescendants(tx *auth.Tx, gateway string, ds []*ConnectedRegistry) err
 // from its parent, keeping the status it tracks itself (activation,
 // heartbeats) and removing descendants its parent no longer lists. Events
 // reported upward are cleared.
-func (s *Service) ReplicateDescendants(ds []*ConnectedRegistry) error {
+func (s *Service) ReplicateDescendants(ds []*protocol.ConnectedRegistry) error {
 	return s.store.Update(func(tx *auth.Tx) error {
 		keep := map[string]bool{}
 		for _, d := range ds {
@@ -228,7 +127,7 @@ func (s *Service) ReplicateDescendants(ds []*ConnectedRegistry) error {
 				c.LastSync, c.LastSyncResult, c.LoginServer, c.Version, c.StatusDetails = old.LastSync, old.LastSyncResult, old.LoginServer, old.Version, old.StatusDetails
 				c.HeartbeatSeconds, c.Events, c.ResyncRequested = old.HeartbeatSeconds, old.Events, old.ResyncRequested || d.ResyncRequested
 			} else {
-				c.ActivationStatus, c.ActivationID, c.ConnectionState = ActivationInactive, "", StateOffline
+				c.ActivationStatus, c.ActivationID, c.ConnectionState = protocol.ActivationInactive, "", protocol.StateOffline
 				c.LastActivity, c.Events = nil, nil
 			}
 			if err := tx.PutRecord(bucket, c.Name, &c); err != nil {
@@ -252,8 +151,8 @@ func (s *Service) ReplicateDescendants(ds []*ConnectedRegistry) error {
 
 // DescendantStatus returns the local records of the registries below this
 // gateway, for its heartbeat, and clears the events it reports.
-func (s *Service) DescendantStatus() []*ConnectedRegistry {
-	var out []*ConnectedRegistry
+func (s *Service) DescendantStatus() []*protocol.ConnectedRegistry {
+	var out []*protocol.ConnectedRegistry
 	_ = s.store.Update(func(tx *auth.Tx) error {
 		all, err := allCRs(tx)
 		if err != nil {
@@ -277,33 +176,33 @@ func (s *Service) DescendantStatus() []*ConnectedRegistry {
 }
 
 // liveness marks a registry Offline when it missed two heartbeats.
-func liveness(c *ConnectedRegistry, interval time.Duration, now time.Time) {
-	if c.ConnectionState == StateOffline || c.LastActivity == nil {
+func liveness(c *protocol.ConnectedRegistry, interval time.Duration, now time.Time) {
+	if c.ConnectionState == protocol.StateOffline || c.LastActivity == nil {
 		return
 	}
 	if now.Sub(*c.LastActivity) > 2*interval+5*time.Second {
-		c.ConnectionState = StateOffline
+		c.ConnectionState = protocol.StateOffline
 	}
 }
 
 // Activate records an edge's activation; a second live activation with
 // another ID is refused until deactivate.
-func (s *Service) Activate(name string, req ActivateRequest) (*EdgeConfig, error) {
+func (s *Service) Activate(name string, req protocol.ActivateRequest) (*protocol.EdgeConfig, error) {
 	if req.ActivationID == "" {
 		return nil, fmt.Errorf("%w: activationId is required", auth.ErrInvalid)
 	}
-	var out *EdgeConfig
+	var out *protocol.EdgeConfig
 	err := s.store.Update(func(tx *auth.Tx) error {
 		c, err := getCR(tx, name)
 		if err != nil {
 			return err
 		}
-		if c.ActivationStatus == ActivationActive && c.ActivationID != "" && c.ActivationID != req.ActivationID {
+		if c.ActivationStatus == protocol.ActivationActive && c.ActivationID != "" && c.ActivationID != req.ActivationID {
 			return fmt.Errorf("%w: connected registry %q is active in another deployment; run `outpost connected-registry deactivate --name %s` first", ErrConflict, name, name)
 		}
 		now := tx.Now()
-		c.ActivationStatus, c.ActivationID = ActivationActive, req.ActivationID
-		c.ConnectionState, c.LastActivity = StateOnline, &now
+		c.ActivationStatus, c.ActivationID = protocol.ActivationActive, req.ActivationID
+		c.ConnectionState, c.LastActivity = protocol.StateOnline, &now
 		c.LoginServer, c.Version = req.LoginServer, req.Version
 		out = s.edgeConfig(c)
 		return tx.PutRecord(bucket, name, c)
@@ -312,8 +211,8 @@ func (s *Service) Activate(name string, req ActivateRequest) (*EdgeConfig, error
 }
 
 // RecordHeartbeat stores an edge's status and returns its configuration.
-func (s *Service) RecordHeartbeat(name string, hb Heartbeat) (*EdgeConfig, error) {
-	var out *EdgeConfig
+func (s *Service) RecordHeartbeat(name string, hb protocol.Heartbeat) (*protocol.EdgeConfig, error) {
+	var out *protocol.EdgeConfig
 	err := s.store.Update(func(tx *auth.Tx) error {
 		c, err := getCR(tx, name)
 		if err != nil {
@@ -326,7 +225,7 @@ func (s *Service) RecordHeartbeat(name string, hb Heartbeat) (*EdgeConfig, error
 		c.LastActivity = &now
 		c.ConnectionState = hb.ConnectionState
 		if c.ConnectionState == "" {
-			c.ConnectionState = StateOnline
+			c.ConnectionState = protocol.StateOnline
 		}
 		if hb.LastSyncTime != nil {
 			c.LastSync = hb.LastSyncTime
@@ -350,10 +249,10 @@ func (s *Service) RecordHeartbeat(name string, hb Heartbeat) (*EdgeConfig, error
 		}
 		for _, r := range hb.DescendantStaging {
 			if isDescendant(tx, r.Site, name) {
-				if err := recordStaging(tx, r.Site, []StageReport{r.StageReport}); err != nil {
+				if err := recordStaging(tx, r.Site, []protocol.StageReport{r.StageReport}); err != nil {
 					return err
 				}
-				s.noteFinished([]StageReport{r.StageReport})
+				s.noteFinished([]protocol.StageReport{r.StageReport})
 			}
 		}
 		c.Events = append(c.Events, hb.Events...)
@@ -382,93 +281,12 @@ func (s *Service) RequestResync(name string) error {
 	})
 }
 
-// RegisterGateway adds the routes edges call: activation, configuration and
-// heartbeats, authorized by the gateway actions of their sync token.
-func RegisterGateway(api *adminapi.API, authSvc *auth.Service, s *Service) {
-	api.HandleWith("POST /api/v1/gateway/{name}/activate", gatewayAuthz(authSvc, "config/write"), func(r *http.Request) (int, any, error) {
-		var req ActivateRequest
-		if err := adminapi.Decode(r, &req); err != nil {
-			return 0, nil, err
-		}
-		cfg, err := s.Activate(r.PathValue("name"), req)
-		return http.StatusOK, cfg, err
-	})
-	api.HandleWith("GET /api/v1/gateway/{name}/config", gatewayAuthz(authSvc, "config/read"), func(r *http.Request) (int, any, error) {
-		c, err := s.Get(r.PathValue("name"))
-		if err != nil {
-			return 0, nil, err
-		}
-		return http.StatusOK, s.edgeConfig(c), nil
-	})
-	api.HandleWith("POST /api/v1/gateway/{name}/heartbeat", gatewayAuthz(authSvc, "message/write"), func(r *http.Request) (int, any, error) {
-		var hb Heartbeat
-		if err := adminapi.Decode(r, &hb); err != nil {
-			return 0, nil, err
-		}
-		cfg, err := s.RecordHeartbeat(r.PathValue("name"), hb)
-		return http.StatusOK, cfg, err
-	})
-	api.Handle("POST /api/v1/connected-registries/{name}/resync", func(r *http.Request) (int, any, error) {
-		if err := s.RequestResync(r.PathValue("name")); err != nil {
-			return 0, nil, err
-		}
-		return http.StatusAccepted, map[string]string{"status": "resync requested; the connected registry starts a run at its next heartbeat"}, nil
-	})
-}
-
-// ChangesResponse is the answer of the change feed.
-type ChangesResponse struct {
-	Repository string           `json:"repository"`
-	Changes    []storage.Change `json:"changes"`
-	// Next is the cursor to ask from next; Head the latest cursor.
-	Next uint64 `json:"next"`
-	Head uint64 `json:"head"`
-}
-
-// RegisterChanges adds GET /api/v1/changes?repository=R&since=N&n=M, the
-// ordered tag change feed of a repository, for any caller that may
-// metadata/read it.
-func RegisterChanges(api *adminapi.API, authSvc *auth.Service, meta storage.Metadata) {
-	authz := func(r *http.Request, p *auth.Principal) error {
-		repo := r.URL.Query().Get("repository")
-		if !authSvc.Allowed(p, repo, auth.MetadataRead) {
-			if p == nil {
-				return &auth.Denial{Status: http.StatusUnauthorized, Message: "authentication required", Challenge: `Basic realm="outpost"`}
-			}
-			return &auth.Denial{Status: http.StatusForbidden, Message: p.Name + " may not read the metadata of " + repo}
-		}
-		return nil
+// Config returns the configuration of a connected registry, as its edge
+// reads it.
+func (s *Service) Config(name string) (*protocol.EdgeConfig, error) {
+	c, err := s.Get(name)
+	if err != nil {
+		return nil, err
 	}
-	api.HandleWith("GET /api/v1/changes", authz, func(r *http.Request) (int, any, error) {
-		q := r.URL.Query()
-		repo := q.Get("repository")
-		if err := oci.ValidateName(repo); err != nil {
-			return 0, nil, fmt.Errorf("%w: repository: %w", auth.ErrInvalid, err)
-		}
-		since, n := uint64(0), 1000
-		if v := q.Get("since"); v != "" {
-			var err error
-			if since, err = strconv.ParseUint(v, 10, 64); err != nil {
-				return 0, nil, fmt.Errorf("%w: since %q", auth.ErrInvalid, v)
-			}
-		}
-		if v := q.Get("n"); v != "" {
-			var err error
-			if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 10000 {
-				return 0, nil, fmt.Errorf("%w: n %q: 1 to 10000", auth.ErrInvalid, v)
-			}
-		}
-		changes, head, err := meta.Changes(r.Context(), repo, since, n)
-		if errors.Is(err, storage.ErrRepositoryUnknown) {
-			return http.StatusOK, ChangesResponse{Repository: repo, Changes: []storage.Change{}, Next: since, Head: 0}, nil
-		}
-		if err != nil {
-			return 0, nil, err
-		}
-		next := since
-		if len(changes) > 0 {
-			next = changes[len(changes)-1].Seq
-		}
-		return http.StatusOK, ChangesResponse{Repository: repo, Changes: changes, Next: next, Head: head}, nil
-	})
+	return s.edgeConfig(c), nil
 }

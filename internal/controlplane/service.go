@@ -1,3 +1,11 @@
+// Package controlplane manages the fleet of connected registries that a
+// root (or gateway) Outpost declares: the connected-registry resources,
+// their sync scope maps and tokens, activation and heartbeats, the status
+// that edges report, and staging jobs with their release lifecycle. Its
+// records live in the identity store, in buckets it names, so that each
+// change commits together with the tokens and scope maps it touches. The
+// types it stores and answers are protocol's; adminapi serves it, and
+// only server wires it.
 package controlplane
 
 import (
@@ -6,8 +14,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // bucket is where connected registries are kept in the identity store,
@@ -39,24 +47,24 @@ func NewService(store *auth.Store) *Service {
 // staging job ended, Staged or Failed.
 func (s *Service) StagingFinished() <-chan struct{} { return s.staged }
 
-func decodeCR(raw []byte) (*ConnectedRegistry, error) {
-	c := &ConnectedRegistry{}
+func decodeCR(raw []byte) (*protocol.ConnectedRegistry, error) {
+	c := &protocol.ConnectedRegistry{}
 	if err := json.Unmarshal(raw, c); err != nil {
 		return nil, fmt.Errorf("decode connected registry: %w", err)
 	}
 	return c, nil
 }
 
-func getCR(tx *auth.Tx, name string) (*ConnectedRegistry, error) {
-	c := &ConnectedRegistry{}
+func getCR(tx *auth.Tx, name string) (*protocol.ConnectedRegistry, error) {
+	c := &protocol.ConnectedRegistry{}
 	if err := tx.Record(bucket, name, c); err != nil {
 		return nil, fmt.Errorf("connected registry %q: %w", name, auth.ErrNotFound)
 	}
 	return c, nil
 }
 
-func allCRs(tx *auth.Tx) ([]*ConnectedRegistry, error) {
-	var out []*ConnectedRegistry
+func allCRs(tx *auth.Tx) ([]*protocol.ConnectedRegistry, error) {
+	var out []*protocol.ConnectedRegistry
 	err := tx.Records(bucket, func(_ string, raw []byte) error {
 		c, err := decodeCR(raw)
 		if err == nil {
@@ -69,8 +77,8 @@ func allCRs(tx *auth.Tx) ([]*ConnectedRegistry, error) {
 
 // List returns the connected registries, those under parent only when
 // parent is set.
-func (s *Service) List(parent string) ([]*ConnectedRegistry, error) {
-	var out []*ConnectedRegistry
+func (s *Service) List(parent string) ([]*protocol.ConnectedRegistry, error) {
+	var out []*protocol.ConnectedRegistry
 	err := s.store.Records(bucket, func(_ string, raw []byte) error {
 		c, err := decodeCR(raw)
 		if err != nil {
@@ -85,8 +93,8 @@ func (s *Service) List(parent string) ([]*ConnectedRegistry, error) {
 }
 
 // Get returns one connected registry.
-func (s *Service) Get(name string) (*ConnectedRegistry, error) {
-	c := &ConnectedRegistry{}
+func (s *Service) Get(name string) (*protocol.ConnectedRegistry, error) {
+	c := &protocol.ConnectedRegistry{}
 	if err := s.store.Record(bucket, name, c); err != nil {
 		return nil, fmt.Errorf("connected registry %q: %w", name, auth.ErrNotFound)
 	}
@@ -96,8 +104,8 @@ func (s *Service) Get(name string) (*ConnectedRegistry, error) {
 // checkRelations validates what depends on other resources: the parent
 // (exists, no cycle, a ReadOnly parent only has ReadOnly children, a
 // ReadOnly registry cannot keep ReadWrite children) and the client tokens.
-func checkRelations(tx *auth.Tx, c *ConnectedRegistry, all []*ConnectedRegistry) error {
-	byName := map[string]*ConnectedRegistry{}
+func checkRelations(tx *auth.Tx, c *protocol.ConnectedRegistry, all []*protocol.ConnectedRegistry) error {
+	byName := map[string]*protocol.ConnectedRegistry{}
 	for _, o := range all {
 		byName[o.Name] = o
 	}
@@ -107,7 +115,7 @@ func checkRelations(tx *auth.Tx, c *ConnectedRegistry, all []*ConnectedRegistry)
 		if !ok || c.Parent == c.Name {
 			return fmt.Errorf("%w: parent %q: no such connected registry", auth.ErrInvalid, c.Parent)
 		}
-		if p.Mode == ReadOnly && c.Mode == ReadWrite {
+		if p.Mode == protocol.ReadOnly && c.Mode == protocol.ReadWrite {
 			return fmt.Errorf("%w: mode: a ReadOnly parent (%s) accepts only ReadOnly children", auth.ErrInvalid, p.Name)
 		}
 		seen := map[string]bool{c.Name: true}
@@ -118,9 +126,9 @@ func checkRelations(tx *auth.Tx, c *ConnectedRegistry, all []*ConnectedRegistry)
 			seen[cur.Name] = true
 		}
 	}
-	if c.Mode == ReadOnly {
+	if c.Mode == protocol.ReadOnly {
 		for _, o := range all {
-			if o.Parent == c.Name && o.Mode == ReadWrite {
+			if o.Parent == c.Name && o.Mode == protocol.ReadWrite {
 				return fmt.Errorf("%w: mode: %s has the ReadWrite child %s", auth.ErrInvalid, c.Name, o.Name)
 			}
 		}
@@ -134,8 +142,8 @@ func checkRelations(tx *auth.Tx, c *ConnectedRegistry, all []*ConnectedRegistry)
 }
 
 // actionsFor returns the repository actions a sync token needs in a mode.
-func actionsFor(m Mode) []auth.Action {
-	if m == ReadWrite {
+func actionsFor(m protocol.Mode) []auth.Action {
+	if m == protocol.ReadWrite {
 		return slices.Clone(auth.RepositoryActions)
 	}
 	return []auth.Action{auth.ContentRead, auth.MetadataRead}
@@ -160,7 +168,7 @@ func rebuildSyncScopeMaps(tx *auth.Tx) error {
 	if err != nil {
 		return err
 	}
-	children := map[string][]*ConnectedRegistry{}
+	children := map[string][]*protocol.ConnectedRegistry{}
 	for _, c := range all {
 		children[c.Parent] = append(children[c.Parent], c)
 	}
@@ -174,7 +182,7 @@ func rebuildSyncScopeMaps(tx *auth.Tx) error {
 			m.Created = old.Created
 		}
 		var add []auth.RepositoryGrant
-		queue := []*ConnectedRegistry{c}
+		queue := []*protocol.ConnectedRegistry{c}
 		for len(queue) > 0 {
 			cur := queue[0]
 			queue = queue[1:]
@@ -188,7 +196,7 @@ func rebuildSyncScopeMaps(tx *auth.Tx) error {
 			m.Gateway = append(m.Gateway, gatewayActions(cur.Name)...)
 			queue = append(queue, children[cur.Name]...)
 		}
-		m.Repositories = adminapi.MergeGrants(nil, add, nil)
+		m.Repositories = auth.MergeGrants(nil, add, nil)
 		if err := tx.PutScopeMap(m); err != nil {
 			return fmt.Errorf("sync scope map of %s: %w", c.Name, err)
 		}
@@ -201,9 +209,9 @@ func rebuildSyncScopeMaps(tx *auth.Tx) error {
 // A token already named <name>-sync-token (left by a deleted connected
 // registry, or made by hand) becomes the sync token, as in az: it is bound
 // to the sync scope map and enabled. The notes say what was changed.
-func (s *Service) Create(c *ConnectedRegistry) (*ConnectedRegistry, []string, error) {
+func (s *Service) Create(c *protocol.ConnectedRegistry) (*protocol.ConnectedRegistry, []string, error) {
 	c.ApplyDefaults()
-	c.ActivationStatus, c.ConnectionState = ActivationInactive, StateOffline
+	c.ActivationStatus, c.ConnectionState = protocol.ActivationInactive, protocol.StateOffline
 	c.LastActivity, c.LastSync, c.LoginServer, c.Version, c.StatusDetails, c.LastSyncResult, c.ActivationID = nil, nil, "", "", nil, nil, ""
 	if err := c.Validate(); err != nil {
 		return nil, nil, err
@@ -262,21 +270,6 @@ func (s *Service) Create(c *ConnectedRegistry) (*ConnectedRegistry, []string, er
 	return c, notes, nil
 }
 
-// Update describes a change of settings; nil or empty fields are kept.
-type Update struct {
-	Mode               string   `json:"mode,omitempty"`
-	SyncSchedule       string   `json:"syncSchedule,omitempty"`
-	SyncWindow         *string  `json:"syncWindow,omitempty"`
-	SyncMessageTTL     string   `json:"syncMessageTtl,omitempty"`
-	LogLevel           string   `json:"logLevel,omitempty"`
-	AddClientTokens    []string `json:"addClientTokens,omitempty"`
-	RemoveClientTokens []string `json:"removeClientTokens,omitempty"`
-	AddNotifications   []string `json:"addNotifications,omitempty"`
-	RemoveNotif        []string `json:"removeNotifications,omitempty"`
-	AddRepositories    []string `json:"addRepositories,omitempty"`
-	RemoveRepositories []string `json:"removeRepositories,omitempty"`
-}
-
 func addRemove(list, add, remove []string) []string {
 	out := slices.Clone(list)
 	for _, a := range add {
@@ -289,15 +282,15 @@ func addRemove(list, add, remove []string) []string {
 
 // UpdateSettings applies u to a connected registry in one transaction,
 // rewriting the sync scope maps when repositories or mode change.
-func (s *Service) UpdateSettings(name string, u Update) (*ConnectedRegistry, error) {
-	var out *ConnectedRegistry
+func (s *Service) UpdateSettings(name string, u protocol.Update) (*protocol.ConnectedRegistry, error) {
+	var out *protocol.ConnectedRegistry
 	err := s.store.Update(func(tx *auth.Tx) error {
 		c, err := getCR(tx, name)
 		if err != nil {
 			return err
 		}
 		if u.Mode != "" {
-			if c.Mode, err = ParseMode(u.Mode); err != nil {
+			if c.Mode, err = protocol.ParseMode(u.Mode); err != nil {
 				return err
 			}
 		}
@@ -323,7 +316,7 @@ func (s *Service) UpdateSettings(name string, u Update) (*ConnectedRegistry, err
 		if err != nil {
 			return err
 		}
-		others := slices.DeleteFunc(all, func(o *ConnectedRegistry) bool { return o.Name == c.Name })
+		others := slices.DeleteFunc(all, func(o *protocol.ConnectedRegistry) bool { return o.Name == c.Name })
 		if err := checkRelations(tx, c, others); err != nil {
 			return err
 		}
@@ -374,41 +367,37 @@ func (s *Service) Delete(name string, cleanup bool) error {
 
 // Deactivate returns a connected registry to Inactive so that a new
 // deployment can activate it.
-func (s *Service) Deactivate(name string) (*ConnectedRegistry, error) {
-	var out *ConnectedRegistry
+func (s *Service) Deactivate(name string) (*protocol.ConnectedRegistry, error) {
+	var out *protocol.ConnectedRegistry
 	err := s.store.Update(func(tx *auth.Tx) error {
 		c, err := getCR(tx, name)
 		if err != nil {
 			return err
 		}
-		c.ActivationStatus, c.ActivationID, c.ConnectionState = ActivationInactive, "", StateOffline
+		c.ActivationStatus, c.ActivationID, c.ConnectionState = protocol.ActivationInactive, "", protocol.StateOffline
 		out = c
 		return tx.PutRecord(bucket, name, c)
 	})
 	return out, err
 }
 
-// Settings is the answer of get-settings.
-type Settings struct {
-	ConnectionString string `json:"connectionString"`
-	SyncTokenName    string `json:"syncTokenName"`
-	// Password is set only when one was generated.
-	Password string `json:"syncTokenPassword,omitempty"`
-	Note     string `json:"note,omitempty"`
-}
-
 // GetSettings builds the connection string of a connected registry. Its
-// parent endpoint is rootEndpoint for a child of the root, else the
+// parent endpoint is, for a child of the root, the configured login server
+// (SetLoginServer) or else rootEndpoint (the address the caller used); for
+// other registries the
 // parent's login server. With generate 1 or 2 that password of the sync
 // token is regenerated (the old value stops working) and included.
-func (s *Service) GetSettings(name, protocol string, generate int, rootEndpoint string) (*Settings, error) {
-	if protocol != "https" && protocol != "http" {
-		return nil, fmt.Errorf("%w: parentProtocol %q: want https or http", auth.ErrInvalid, protocol)
+func (s *Service) GetSettings(name, proto string, generate int, rootEndpoint string) (*protocol.Settings, error) {
+	if proto != "https" && proto != "http" {
+		return nil, fmt.Errorf("%w: parentProtocol %q: want https or http", auth.ErrInvalid, proto)
 	}
 	if generate < 0 || generate > 2 {
 		return nil, fmt.Errorf("%w: generatePassword %d: want 1 or 2", auth.ErrInvalid, generate)
 	}
-	var out *Settings
+	if s.loginServer != "" {
+		rootEndpoint = s.loginServer
+	}
+	var out *protocol.Settings
 	err := s.store.Update(func(tx *auth.Tx) error {
 		c, err := getCR(tx, name)
 		if err != nil {
@@ -425,11 +414,11 @@ func (s *Service) GetSettings(name, protocol string, generate int, rootEndpoint 
 			}
 			endpoint = p.LoginServer
 		}
-		cs := ConnectionString{
+		cs := protocol.ConnectionString{
 			ConnectedRegistryName: c.Name, SyncTokenName: c.SyncToken, SyncTokenPassword: "<password>",
-			ParentGatewayEndpoint: endpoint, ParentEndpointProtocol: protocol,
+			ParentGatewayEndpoint: endpoint, ParentEndpointProtocol: proto,
 		}
-		out = &Settings{SyncTokenName: c.SyncToken}
+		out = &protocol.Settings{SyncTokenName: c.SyncToken}
 		if generate == 0 {
 			out.Note = "No password was generated: the connection string holds the placeholder <password>. Use --generate-password 1 or 2 to get a usable connection string (this rotates that password)."
 			out.ConnectionString = cs.String()
@@ -439,7 +428,7 @@ func (s *Service) GetSettings(name, protocol string, generate int, rootEndpoint 
 		if generate == 2 {
 			slot = auth.Password2
 		}
-		view, err := adminapi.GenerateCredential(tx, c.SyncToken, slot, 0)
+		view, err := tx.GenerateCredential(c.SyncToken, slot, 0)
 		if err != nil {
 			return err
 		}

@@ -3,153 +3,25 @@ package controlplane
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/oci"
-	"github.com/outpost-registry/outpost/internal/storage"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // stagingBucket keeps staging jobs in the identity store, so that creating
 // one widens the targets' sync scope maps in the same transaction.
 const stagingBucket = "staging"
 
-// Stage states.
-const (
-	StagePending = "Pending"
-	StageStaging = "Staging"
-	StageStaged  = "Staged"
-	StageFailed  = "Failed"
-	// StageInstalled is a release the operator marked installed at every
-	// target (`stage mark-installed`).
-	StageInstalled = "Installed"
-)
-
-// StagedImage is one image of a job, resolved to a digest at creation (a
-// job naming an image the root does not have is refused; a site fails an
-// image removed from its parent since, with the reason).
-type StagedImage struct {
-	Reference  string `json:"reference"`
-	Repository string `json:"repository"`
-	// Tag is set when the image was named by tag: sites publish it.
-	Tag    string        `json:"tag,omitempty"`
-	Digest digest.Digest `json:"digest,omitempty"`
-}
-
-// SiteProgress is a site's state for a job.
-type SiteProgress struct {
-	State       string     `json:"state"`
-	ImagesDone  int        `json:"imagesDone"`
-	ImagesTotal int        `json:"imagesTotal"`
-	Bytes       int64      `json:"bytes"`
-	Reason      string     `json:"reason,omitempty"`
-	Updated     *time.Time `json:"lastUpdate,omitempty"`
-	// The fields below are kept by the parent, not reported by the site:
-	// when the site first reported the job Staged, when the operator
-	// marked it installed there, and when a later installed release
-	// retired it there (the parent no longer assigns it to the site, so
-	// the site's GC may reclaim its images).
-	StagedAt    *time.Time `json:"stagedTime,omitempty"`
-	InstalledAt *time.Time `json:"installedTime,omitempty"`
-	RetiredAt   *time.Time `json:"retiredTime,omitempty"`
-}
-
-// StagingJob asks connected registries to pre-download images.
-type StagingJob struct {
-	Name          string                  `json:"name"`
-	Targets       []string                `json:"connectedRegistries"`
-	Images        []StagedImage           `json:"images"`
-	RespectWindow bool                    `json:"respectWindow"`
-	Created       time.Time               `json:"creationDate"`
-	Sites         map[string]SiteProgress `json:"sites"`
-	// State is the release's lifecycle, derived from its sites on every
-	// read: Staging, Staged (every site complete), Failed (a site failed)
-	// or Installed (marked installed at every site).
-	State string `json:"state"`
-}
-
-// ReleaseState derives a job's lifecycle state from its sites.
-func (j *StagingJob) ReleaseState() string {
-	staged, installed := true, true
-	for _, p := range j.Sites {
-		switch {
-		case p.State == StageFailed:
-			return StageFailed
-		case p.State != StageStaged:
-			staged = false
-		}
-		installed = installed && p.InstalledAt != nil
-	}
-	switch {
-	case installed && len(j.Sites) > 0:
-		return StageInstalled
-	case staged:
-		return StageStaged
-	}
-	return StageStaging
-}
-
-// active reports whether the parent assigns the job to site: it targets
-// the site and no later installed release retired it there.
-func (j *StagingJob) active(site string) bool {
-	p, ok := j.Sites[site]
-	return ok && p.RetiredAt == nil && slices.Contains(j.Targets, site)
-}
-
-// StagingRequest is the body of POST /api/v1/staging.
-type StagingRequest struct {
-	Name          string   `json:"name"`
-	Targets       []string `json:"connectedRegistries"`
-	Images        []string `json:"images"`
-	RespectWindow bool     `json:"respectWindow,omitempty"`
-}
-
-// StageTask is a job as a site sees it in its configuration.
-type StageTask struct {
-	Job           string        `json:"job"`
-	Images        []StagedImage `json:"images"`
-	RespectWindow bool          `json:"respectWindow,omitempty"`
-}
-
-// StageReport is a site's progress on a job, sent with heartbeats.
-type StageReport struct {
-	Job string `json:"job"`
-	SiteProgress
-}
-
-// ParseImageRef splits "repo:tag" or "repo@digest" (no registry host).
-func ParseImageRef(ref string) (repo, tagOrDigest string, err error) {
-	if i := strings.LastIndexByte(ref, '@'); i > 0 {
-		repo, tagOrDigest = ref[:i], ref[i+1:]
-		if _, err := oci.ParseDigest(tagOrDigest); err != nil {
-			return "", "", fmt.Errorf("%w: image %q: %w", auth.ErrInvalid, ref, err)
-		}
-	} else {
-		i := strings.LastIndexByte(ref, ':')
-		if i <= 0 || strings.Contains(ref[i:], "/") {
-			return "", "", fmt.Errorf("%w: image %q: want repository:tag or repository@digest", auth.ErrInvalid, ref)
-		}
-		repo, tagOrDigest = ref[:i], ref[i+1:]
-		if err := oci.ValidateTag(tagOrDigest); err != nil {
-			return "", "", fmt.Errorf("%w: image %q: %w", auth.ErrInvalid, ref, err)
-		}
-	}
-	if err := oci.ValidateName(repo); err != nil {
-		return "", "", fmt.Errorf("%w: image %q: %w", auth.ErrInvalid, ref, err)
-	}
-	return repo, tagOrDigest, nil
-}
-
-func allJobs(tx *auth.Tx) ([]*StagingJob, error) {
-	var out []*StagingJob
+func allJobs(tx *auth.Tx) ([]*protocol.StagingJob, error) {
+	var out []*protocol.StagingJob
 	err := tx.Records(stagingBucket, func(_ string, raw []byte) error {
-		j := &StagingJob{}
+		j := &protocol.StagingJob{}
 		if err := json.Unmarshal(raw, j); err != nil {
 			return err
 		}
@@ -160,10 +32,10 @@ func allJobs(tx *auth.Tx) ([]*StagingJob, error) {
 }
 
 // stagedRepos lists the repositories jobs stage on a connected registry.
-func stagedRepos(jobs []*StagingJob, name string) []string {
+func stagedRepos(jobs []*protocol.StagingJob, name string) []string {
 	var out []string
 	for _, j := range jobs {
-		if !j.active(name) {
+		if !j.AssignedTo(name) {
 			continue
 		}
 		for _, im := range j.Images {
@@ -176,21 +48,21 @@ func stagedRepos(jobs []*StagingJob, name string) []string {
 }
 
 // CreateStaging resolves the images against meta and stores the job.
-func (s *Service) CreateStaging(req StagingRequest, resolve func(repo, ref string) (digest.Digest, error)) (*StagingJob, error) {
-	if err := ValidateName(req.Name); err != nil {
+func (s *Service) CreateStaging(req protocol.StagingRequest, resolve func(repo, ref string) (digest.Digest, error)) (*protocol.StagingJob, error) {
+	if err := protocol.ValidateName(req.Name); err != nil {
 		return nil, err
 	}
 	if len(req.Targets) == 0 || len(req.Images) == 0 {
 		return nil, fmt.Errorf("%w: a job needs at least one connected registry and one image", auth.ErrInvalid)
 	}
-	job := &StagingJob{Name: req.Name, Targets: req.Targets, RespectWindow: req.RespectWindow, Sites: map[string]SiteProgress{}}
+	job := &protocol.StagingJob{Name: req.Name, Targets: req.Targets, RespectWindow: req.RespectWindow, Sites: map[string]protocol.SiteProgress{}}
 	var missing []string
 	for _, ref := range req.Images {
-		repo, r, err := ParseImageRef(ref)
+		repo, r, err := protocol.ParseImageRef(ref)
 		if err != nil {
 			return nil, err
 		}
-		im := StagedImage{Reference: ref, Repository: repo}
+		im := protocol.StagedImage{Reference: ref, Repository: repo}
 		if !oci.IsDigest(r) {
 			im.Tag = r
 		}
@@ -206,7 +78,7 @@ func (s *Service) CreateStaging(req StagingRequest, resolve func(repo, ref strin
 		return nil, fmt.Errorf("%w: images: not found at this registry, so no site could stage them: %s", auth.ErrInvalid, strings.Join(missing, ", "))
 	}
 	err := s.store.Update(func(tx *auth.Tx) error {
-		var existing StagingJob
+		var existing protocol.StagingJob
 		if tx.Record(stagingBucket, job.Name, &existing) == nil {
 			return fmt.Errorf("%w: staging job %q", auth.ErrExists, job.Name)
 		}
@@ -214,7 +86,7 @@ func (s *Service) CreateStaging(req StagingRequest, resolve func(repo, ref strin
 			if _, err := getCR(tx, t); err != nil {
 				return fmt.Errorf("%w: connectedRegistries: %q does not exist", auth.ErrInvalid, t)
 			}
-			job.Sites[t] = SiteProgress{State: StagePending, ImagesTotal: len(job.Images)}
+			job.Sites[t] = protocol.SiteProgress{State: protocol.StagePending, ImagesTotal: len(job.Images)}
 		}
 		job.Created = tx.Now()
 		if err := tx.PutRecord(stagingBucket, job.Name, job); err != nil {
@@ -229,10 +101,10 @@ func (s *Service) CreateStaging(req StagingRequest, resolve func(repo, ref strin
 }
 
 // Jobs lists the staging jobs.
-func (s *Service) Jobs() ([]*StagingJob, error) {
-	var out []*StagingJob
+func (s *Service) Jobs() ([]*protocol.StagingJob, error) {
+	var out []*protocol.StagingJob
 	err := s.store.Records(stagingBucket, func(_ string, raw []byte) error {
-		j := &StagingJob{}
+		j := &protocol.StagingJob{}
 		if err := json.Unmarshal(raw, j); err != nil {
 			return err
 		}
@@ -240,13 +112,13 @@ func (s *Service) Jobs() ([]*StagingJob, error) {
 		out = append(out, j)
 		return nil
 	})
-	slices.SortStableFunc(out, func(a, b *StagingJob) int { return a.Created.Compare(b.Created) })
+	slices.SortStableFunc(out, func(a, b *protocol.StagingJob) int { return a.Created.Compare(b.Created) })
 	return out, err
 }
 
 // Job returns one job.
-func (s *Service) Job(name string) (*StagingJob, error) {
-	j := &StagingJob{}
+func (s *Service) Job(name string) (*protocol.StagingJob, error) {
+	j := &protocol.StagingJob{}
 	if err := s.store.Record(stagingBucket, name, j); err != nil {
 		return nil, fmt.Errorf("staging job %q: %w", name, auth.ErrNotFound)
 	}
@@ -264,39 +136,25 @@ func (s *Service) DeleteStaging(name string) error {
 	})
 }
 
-// InstallRequest is the body of POST /api/v1/staging/{name}/installed.
-type InstallRequest struct {
-	// Targets are the sites the release is installed at (default: every
-	// target of the job).
-	Targets []string `json:"connectedRegistries,omitempty"`
-	// Keep is how many releases stay assigned to each site, the installed
-	// one included (default DefaultKeep).
-	Keep int `json:"keep,omitempty"`
-}
-
-// DefaultKeep keeps the installed release and the one installed before
-// it, for rollback.
-const DefaultKeep = 2
-
 // MarkInstalled records that release name is installed at the sites of
 // req (each must be Staged), and retires there every release created
 // before it except the Keep-1 most recently installed ones: the parent no
 // longer assigns them to the site, which releases their images to the
 // site's GC. Releases created after it are untouched.
-func (s *Service) MarkInstalled(name string, req InstallRequest) (*StagingJob, error) {
+func (s *Service) MarkInstalled(name string, req protocol.InstallRequest) (*protocol.StagingJob, error) {
 	if req.Keep == 0 {
-		req.Keep = DefaultKeep
+		req.Keep = protocol.DefaultKeep
 	}
 	if req.Keep < 1 {
 		return nil, fmt.Errorf("%w: keep %d: at least 1 (the installed release)", auth.ErrInvalid, req.Keep)
 	}
-	var out *StagingJob
+	var out *protocol.StagingJob
 	err := s.store.Update(func(tx *auth.Tx) error {
 		jobs, err := allJobs(tx)
 		if err != nil {
 			return err
 		}
-		i := slices.IndexFunc(jobs, func(j *StagingJob) bool { return j.Name == name })
+		i := slices.IndexFunc(jobs, func(j *protocol.StagingJob) bool { return j.Name == name })
 		if i < 0 {
 			return fmt.Errorf("staging job %q: %w", name, auth.ErrNotFound)
 		}
@@ -311,7 +169,7 @@ func (s *Service) MarkInstalled(name string, req InstallRequest) (*StagingJob, e
 			switch {
 			case !ok:
 				return fmt.Errorf("%w: connectedRegistries: release %q does not target %q", auth.ErrInvalid, name, site)
-			case p.State != StageStaged:
+			case p.State != protocol.StageStaged:
 				return fmt.Errorf("%w: release %q is %s at %q, not Staged: run outpost stage wait first", auth.ErrInvalid, name, p.State, site)
 			}
 			if p.InstalledAt == nil {
@@ -334,15 +192,15 @@ func (s *Service) MarkInstalled(name string, req InstallRequest) (*StagingJob, e
 
 // retire marks, at site, the releases created before installed as
 // retired, except the keep-1 installed there most recently.
-func retire(jobs []*StagingJob, installed *StagingJob, site string, keep int, now time.Time) {
-	var older []*StagingJob
+func retire(jobs []*protocol.StagingJob, installed *protocol.StagingJob, site string, keep int, now time.Time) {
+	var older []*protocol.StagingJob
 	for _, j := range jobs {
-		if j != installed && j.active(site) && j.Created.Before(installed.Created) {
+		if j != installed && j.AssignedTo(site) && j.Created.Before(installed.Created) {
 			older = append(older, j)
 		}
 	}
 	// Installed ones first, most recent first; then the never installed.
-	slices.SortStableFunc(older, func(a, b *StagingJob) int {
+	slices.SortStableFunc(older, func(a, b *protocol.StagingJob) int {
 		ia, ib := a.Sites[site].InstalledAt, b.Sites[site].InstalledAt
 		switch {
 		case ia != nil && ib != nil:
@@ -367,16 +225,16 @@ func retire(jobs []*StagingJob, installed *StagingJob, site string, keep int, no
 // tasksFor returns the jobs that target any of names: a connected
 // registry's own, and those of its descendants, which a gateway stages as
 // their source.
-func (s *Service) tasksFor(names ...string) []StageTask {
-	var out []StageTask
+func (s *Service) tasksFor(names ...string) []protocol.StageTask {
+	var out []protocol.StageTask
 	for _, j := range s.jobsFor(names...) {
-		out = append(out, StageTask{Job: j.Name, Images: j.Images, RespectWindow: j.RespectWindow})
+		out = append(out, protocol.StageTask{Job: j.Name, Images: j.Images, RespectWindow: j.RespectWindow})
 	}
 	return out
 }
 
 // jobsFor returns the jobs that target any of names.
-func (s *Service) jobsFor(names ...string) []*StagingJob {
+func (s *Service) jobsFor(names ...string) []*protocol.StagingJob {
 	if len(names) == 0 {
 		return nil
 	}
@@ -384,30 +242,24 @@ func (s *Service) jobsFor(names ...string) []*StagingJob {
 	if err != nil {
 		return nil
 	}
-	var out []*StagingJob
+	var out []*protocol.StagingJob
 	for _, j := range jobs {
-		if slices.ContainsFunc(names, j.active) {
+		if slices.ContainsFunc(names, j.AssignedTo) {
 			out = append(out, j)
 		}
 	}
 	return out
 }
 
-// SiteReport is a descendant's progress on a job, relayed by its gateway.
-type SiteReport struct {
-	Site string `json:"site"`
-	StageReport
-}
-
 // ReplicateStaging installs, at a gateway, the jobs its parent hands down
 // for its descendants, keeping the progress its children reported to it
 // and removing jobs its parent no longer lists.
-func (s *Service) ReplicateStaging(jobs []*StagingJob) error {
+func (s *Service) ReplicateStaging(jobs []*protocol.StagingJob) error {
 	return s.store.Update(func(tx *auth.Tx) error {
 		keep := map[string]bool{}
 		for _, j := range jobs {
 			keep[j.Name] = true
-			var old StagingJob
+			var old protocol.StagingJob
 			if tx.Record(stagingBucket, j.Name, &old) == nil {
 				for site, p := range old.Sites {
 					if cur, ok := j.Sites[site]; ok && p.Updated != nil {
@@ -438,27 +290,27 @@ func (s *Service) ReplicateStaging(jobs []*StagingJob) error {
 
 // DescendantStaging returns the progress the gateway's children reported
 // on the jobs handed down, for the gateway's heartbeat.
-func (s *Service) DescendantStaging() []SiteReport {
+func (s *Service) DescendantStaging() []protocol.SiteReport {
 	jobs, err := s.Jobs()
 	if err != nil {
 		return nil
 	}
-	var out []SiteReport
+	var out []protocol.SiteReport
 	for _, j := range jobs {
 		for site, p := range j.Sites {
 			if p.Updated != nil {
-				out = append(out, SiteReport{Site: site, StageReport: StageReport{Job: j.Name, SiteProgress: p}})
+				out = append(out, protocol.SiteReport{Site: site, StageReport: protocol.StageReport{Job: j.Name, SiteProgress: p}})
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b SiteReport) int { return strings.Compare(a.Job+"\x00"+a.Site, b.Job+"\x00"+b.Site) })
+	slices.SortFunc(out, func(a, b protocol.SiteReport) int { return strings.Compare(a.Job+"\x00"+a.Site, b.Job+"\x00"+b.Site) })
 	return out
 }
 
 // noteFinished signals StagingFinished when a report ends a job.
-func (s *Service) noteFinished(reports []StageReport) {
+func (s *Service) noteFinished(reports []protocol.StageReport) {
 	for _, r := range reports {
-		if r.State == StageStaged || r.State == StageFailed {
+		if r.State == protocol.StageStaged || r.State == protocol.StageFailed {
 			select {
 			case s.staged <- struct{}{}:
 			default:
@@ -469,9 +321,9 @@ func (s *Service) noteFinished(reports []StageReport) {
 }
 
 // recordStaging stores the progress reports of a site (inside tx).
-func recordStaging(tx *auth.Tx, site string, reports []StageReport) error {
+func recordStaging(tx *auth.Tx, site string, reports []protocol.StageReport) error {
 	for _, r := range reports {
-		j := &StagingJob{}
+		j := &protocol.StagingJob{}
 		if tx.Record(stagingBucket, r.Job, j) != nil {
 			continue
 		}
@@ -482,7 +334,7 @@ func recordStaging(tx *auth.Tx, site string, reports []StageReport) error {
 		r.Updated = &now
 		old := j.Sites[site]
 		r.StagedAt, r.InstalledAt, r.RetiredAt = old.StagedAt, old.InstalledAt, old.RetiredAt
-		if r.State == StageStaged && r.StagedAt == nil {
+		if r.State == protocol.StageStaged && r.StagedAt == nil {
 			r.StagedAt = &now
 		}
 		j.Sites[site] = r.SiteProgress
@@ -491,45 +343,4 @@ func recordStaging(tx *auth.Tx, site string, reports []StageReport) error {
 		}
 	}
 	return nil
-}
-
-// RegisterStaging adds the /api/v1/staging routes.
-func RegisterStaging(api *adminapi.API, s *Service, meta storage.Metadata) {
-	api.Handle("GET /api/v1/staging", func(*http.Request) (int, any, error) {
-		jobs, err := s.Jobs()
-		if jobs == nil {
-			jobs = []*StagingJob{}
-		}
-		return http.StatusOK, jobs, err
-	})
-	api.Handle("POST /api/v1/staging", func(r *http.Request) (int, any, error) {
-		var req StagingRequest
-		if err := adminapi.Decode(r, &req); err != nil {
-			return 0, nil, err
-		}
-		resolve := func(repo, ref string) (digest.Digest, error) {
-			m, err := meta.GetManifest(r.Context(), repo, ref)
-			if err != nil {
-				return "", err
-			}
-			return m.Digest, nil
-		}
-		job, err := s.CreateStaging(req, resolve)
-		return http.StatusCreated, job, err
-	})
-	api.Handle("GET /api/v1/staging/{name}", func(r *http.Request) (int, any, error) {
-		j, err := s.Job(r.PathValue("name"))
-		return http.StatusOK, j, err
-	})
-	api.Handle("POST /api/v1/staging/{name}/installed", func(r *http.Request) (int, any, error) {
-		var req InstallRequest
-		if err := adminapi.Decode(r, &req); err != nil {
-			return 0, nil, err
-		}
-		j, err := s.MarkInstalled(r.PathValue("name"), req)
-		return http.StatusOK, j, err
-	})
-	api.Handle("DELETE /api/v1/staging/{name}", func(r *http.Request) (int, any, error) {
-		return http.StatusNoContent, nil, s.DeleteStaging(r.PathValue("name"))
-	})
 }

@@ -11,9 +11,9 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/faultproxy"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // TestCorruptionReported: a byte flipped in transit on the HTTPS link is
@@ -33,7 +33,7 @@ func TestCorruptionReported(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	p.CorruptOnceAt(bigBlob / 2)
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "edge-corrupt-report", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}}, p.Addr())
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "edge-corrupt-report", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}}, p.Addr())
 	edge, logs := startLogged(t, t.TempDir(), func(c *config.Config) {
 		c.ConnectionString = cs
 		c.Parent.CAFile = root.ca

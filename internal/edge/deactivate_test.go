@@ -8,8 +8,8 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // TestDeactivateRunningSite: `deactivate` at the root while a ReadWrite
@@ -22,7 +22,7 @@ func TestDeactivateRunningSite(t *testing.T) {
 	root := start(t, t.TempDir(), nil)
 	rc := root.admin()
 	base := rc.Image(t, "apps/web", "base", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(800, 8<<10))
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "moving-site", Mode: "ReadWrite", Repositories: []string{"apps/web"}}, "")
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "moving-site", Mode: "ReadWrite", Repositories: []string{"apps/web"}}, "")
 	data := t.TempDir()
 	edit := func(c *config.Config) { c.ConnectionString, c.Parent.CAFile = cs, root.ca }
 	site, logs := startLogged(t, data, edit)
@@ -38,7 +38,7 @@ func TestDeactivateRunningSite(t *testing.T) {
 	})
 	late := sc.Image(t, "apps/web", "late", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(801, 8<<10))
 	time.Sleep(4 * time.Second) // four heartbeat and outbox intervals
-	if c := root.crStatus(t, "moving-site"); c.ActivationStatus != controlplane.ActivationInactive {
+	if c := root.crStatus(t, "moving-site"); c.ActivationStatus != protocol.ActivationInactive {
 		t.Fatalf("the deactivated site activated again by itself: %s", c.ActivationStatus)
 	}
 	if d, _, _ := rc.ManifestDigest("apps/web", "late"); d != "" {

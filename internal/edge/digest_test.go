@@ -17,9 +17,9 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/faultproxy"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // TestDigestMismatchOverHTTP: on a plain-HTTP parent link nothing below
@@ -46,10 +46,10 @@ func TestDigestMismatchOverHTTP(t *testing.T) {
 	// the body of the layer, the only transfer that large.
 	p.CorruptOnceAt(bigBlob / 3)
 
-	root.admin().JSON(t, http.MethodPost, "/api/v1/connected-registries", controlplane.CreateRequest{Name: "edge-http-digest", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}}, nil)
-	var s controlplane.Settings
+	root.admin().JSON(t, http.MethodPost, "/api/v1/connected-registries", protocol.CreateRequest{Name: "edge-http-digest", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}}, nil)
+	var s protocol.Settings
 	root.admin().JSON(t, http.MethodPost, "/api/v1/connected-registries/edge-http-digest/settings", map[string]any{"parentProtocol": "http", "generatePassword": 1}, &s)
-	cs, err := controlplane.ParseConnectionString(s.ConnectionString)
+	cs, err := protocol.ParseConnectionString(s.ConnectionString)
 	if err != nil {
 		t.Fatal(err)
 	}

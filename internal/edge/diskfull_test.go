@@ -10,9 +10,9 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/faultproxy"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage/storagetest"
 )
 
@@ -33,7 +33,7 @@ func TestSyncOnFullVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "edge-full", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}}, p.Addr())
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "edge-full", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}}, p.Addr())
 	edge, logs := startLogged(t, data, func(c *config.Config) {
 		c.ConnectionString = cs
 		c.Parent.CAFile = root.ca

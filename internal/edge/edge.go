@@ -23,8 +23,8 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/atomicfile"
 	"github.com/outpost-registry/outpost/internal/auth"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/origin"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/syncer"
 )
 
@@ -46,7 +46,7 @@ type Options struct {
 	Heartbeat time.Duration
 	// Static is the configuration used with a generic (non-Outpost)
 	// parent, which has no control plane.
-	Static *controlplane.EdgeConfig
+	Static *protocol.EdgeConfig
 	// OutboxCursors persists how far local pushes were delivered.
 	OutboxCursors *syncer.Cursors
 	// OutboxInterval is how often pending pushes are delivered (default 2 s).
@@ -57,28 +57,44 @@ type Options struct {
 	// Fleet is this registry's own control plane: as the gateway of the
 	// connected registries below it, it keeps their records (replicated
 	// from the parent) and answers their activation and heartbeats.
-	Fleet *controlplane.Service
+	Fleet Fleet
 	// SetLogLevel, when set, applies the log level of the configuration
 	// on every refresh (nil when the level was given locally).
 	SetLogLevel func(level string) error
 }
 
+// Fleet is what a gateway keeps of the connected registries below it:
+// the control plane of this registry (controlplane.Service), which
+// answers their activation and heartbeats.
+type Fleet interface {
+	// ReplicateDescendants and ReplicateStaging install what the parent
+	// sent about the registries below this one.
+	ReplicateDescendants(ds []*protocol.ConnectedRegistry) error
+	ReplicateStaging(jobs []*protocol.StagingJob) error
+	// DescendantStatus and DescendantStaging are what they reported, for
+	// this registry's heartbeat.
+	DescendantStatus() []*protocol.ConnectedRegistry
+	DescendantStaging() []protocol.SiteReport
+	// StagingFinished is signalled when one of them finished a job.
+	StagingFinished() <-chan struct{}
+}
+
 // Status is what `outpost status` shows at the edge.
 type Status struct {
-	Role            string                   `json:"role"`
-	Name            string                   `json:"name,omitempty"`
-	Parent          string                   `json:"parent"`
-	Mode            controlplane.Mode        `json:"mode"`
-	Repositories    []string                 `json:"repositories"`
-	SyncSchedule    string                   `json:"syncSchedule"`
-	SyncWindow      string                   `json:"syncWindow,omitempty"`
-	ConnectionState string                   `json:"connectionState"`
-	Activation      string                   `json:"activationStatus"`
-	LastContact     *time.Time               `json:"lastContactTime,omitempty"`
-	LastSyncTime    *time.Time               `json:"lastSyncTime,omitempty"`
-	LastSyncResult  *controlplane.SyncResult `json:"lastSyncResult,omitempty"`
-	Progress        syncer.Progress          `json:"progress"`
-	LastError       string                   `json:"lastError,omitempty"`
+	Role            string                    `json:"role"`
+	Name            string                    `json:"name,omitempty"`
+	Parent          string                    `json:"parent"`
+	Mode            protocol.Mode             `json:"mode"`
+	Repositories    []string                  `json:"repositories"`
+	SyncSchedule    string                    `json:"syncSchedule"`
+	SyncWindow      string                    `json:"syncWindow,omitempty"`
+	ConnectionState protocol.ConnectionState  `json:"connectionState"`
+	Activation      protocol.ActivationStatus `json:"activationStatus"`
+	LastContact     *time.Time                `json:"lastContactTime,omitempty"`
+	LastSyncTime    *time.Time                `json:"lastSyncTime,omitempty"`
+	LastSyncResult  *protocol.SyncResult      `json:"lastSyncResult,omitempty"`
+	Progress        syncer.Progress           `json:"progress"`
+	LastError       string                    `json:"lastError,omitempty"`
 	// WindowEnd is when the running sync run's window ends.
 	WindowEnd *time.Time `json:"syncWindowEndTime,omitempty"`
 	// Outbox describes local pushes waiting for the parent (ReadWrite).
@@ -98,21 +114,21 @@ type OutboxStatus struct {
 type Edge struct {
 	o    Options
 	log  *slog.Logger
-	wake chan string
+	wake chan protocol.Trigger
 
 	mu           sync.Mutex
-	cfg          *controlplane.EdgeConfig
+	cfg          *protocol.EdgeConfig
 	activationID string
 	active       bool
 	online       bool
 	lastContact  *time.Time
 	lastSync     *time.Time
-	lastResult   *controlplane.SyncResult
+	lastResult   *protocol.SyncResult
 	lastErr      string
 	running      bool
 	outbox       *syncer.Outbox
-	events       []controlplane.Event
-	stages       map[string]*controlplane.StageReport
+	events       []protocol.Event
+	stages       map[string]*protocol.StageReport
 	stageWake    chan struct{}
 	// deactivated is set once the parent refused a heartbeat for a
 	// deactivation; nothing talks to the parent again until restart.
@@ -142,7 +158,7 @@ func New(o Options) (*Edge, error) {
 	if o.OutboxInterval <= 0 {
 		o.OutboxInterval = 2 * time.Second
 	}
-	e := &Edge{o: o, log: o.Logger, wake: make(chan string, 4), stages: map[string]*controlplane.StageReport{}, stageWake: make(chan struct{}, 1), beat: make(chan struct{}, 1)}
+	e := &Edge{o: o, log: o.Logger, wake: make(chan protocol.Trigger, 4), stages: map[string]*protocol.StageReport{}, stageWake: make(chan struct{}, 1), beat: make(chan struct{}, 1)}
 	if o.OutboxCursors != nil {
 		e.outbox = syncer.NewOutbox(o.Engine, o.OutboxCursors, e.messageTTL, e.notify)
 	}
@@ -169,7 +185,7 @@ func New(o Options) (*Edge, error) {
 // when none was saved yet. A file that cannot be read or decoded is an
 // error: starting without it would drop the client tokens and the
 // repositories silently.
-func loadConfig(path string) (*controlplane.EdgeConfig, error) {
+func loadConfig(path string) (*protocol.EdgeConfig, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -177,7 +193,7 @@ func loadConfig(path string) (*controlplane.EdgeConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the saved edge configuration: %w", err)
 	}
-	var cfg controlplane.EdgeConfig
+	var cfg protocol.EdgeConfig
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return nil, fmt.Errorf("saved edge configuration %s is corrupt (remove it to wait for the parent's): %w", path, err)
 	}
@@ -209,11 +225,11 @@ func loadOrCreateID(path string) (string, error) {
 func (e *Edge) ReadOnly() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.cfg == nil || e.cfg.Mode != controlplane.ReadWrite
+	return e.cfg == nil || e.cfg.Mode != protocol.ReadWrite
 }
 
 // Trigger asks for a sync run now.
-func (e *Edge) Trigger(reason string) {
+func (e *Edge) Trigger(reason protocol.Trigger) {
 	select {
 	case e.wake <- reason:
 	default:
@@ -223,7 +239,7 @@ func (e *Edge) Trigger(reason string) {
 // apply installs a configuration: repositories for the sync engine, and
 // the client tokens (with their scope maps) as the only tokens that
 // authenticate locally.
-func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
+func (e *Edge) apply(cfg *protocol.EdgeConfig) error {
 	scope := append([]string(nil), cfg.Repositories...)
 	for _, r := range cfg.DescendantRepositories() {
 		if !slices.Contains(scope, r) {
@@ -329,7 +345,7 @@ func (e *Edge) apply(cfg *controlplane.EdgeConfig) error {
 	return nil
 }
 
-func (e *Edge) config() *controlplane.EdgeConfig {
+func (e *Edge) config() *protocol.EdgeConfig {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.cfg
@@ -343,7 +359,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); e.control(ctx) }()
 	go func() { defer wg.Done(); e.schedule(ctx) }()
 	go func() { defer wg.Done(); e.deliverLoop(ctx) }()
-	e.Trigger("startup")
+	e.Trigger(protocol.TriggerStartup)
 	<-ctx.Done()
 	wg.Wait()
 	return nil
@@ -455,15 +471,15 @@ func (e *Edge) setOnline(ok bool, err error) {
 	}
 	if ok && !was {
 		e.log.Info("parent reachable", "parent", e.o.Parent.URL())
-		e.Trigger("reconnect")
+		e.Trigger(protocol.TriggerReconnect)
 	} else if !ok && was {
 		e.log.Warn("parent unreachable; serving from the local store", "parent", e.o.Parent.URL(), "err", err)
 	}
 }
 
 func (e *Edge) activate(ctx context.Context) error {
-	var cfg controlplane.EdgeConfig
-	req := controlplane.ActivateRequest{ActivationID: e.activationID, LoginServer: e.o.LoginServer, Version: e.o.Version}
+	var cfg protocol.EdgeConfig
+	req := protocol.ActivateRequest{ActivationID: e.activationID, LoginServer: e.o.LoginServer, Version: e.o.Version}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := e.o.Parent.JSON(cctx, "POST", "/api/v1/gateway/"+e.o.Name+"/activate", req, &cfg); err != nil {
@@ -489,7 +505,7 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 	events := e.events
 	e.events = nil
 	e.mu.Unlock()
-	hb := controlplane.Heartbeat{
+	hb := protocol.Heartbeat{
 		ActivationID: e.activationID, ConnectionState: st.ConnectionState, LastSyncTime: st.LastSyncTime,
 		LastSyncResult: st.LastSyncResult, Version: e.o.Version, LoginServer: e.o.LoginServer,
 		IntervalSeconds: int(e.o.Heartbeat / time.Second), Events: events, StatusDetails: st.Details,
@@ -499,10 +515,10 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 		hb.Descendants = e.o.Fleet.DescendantStatus()
 		hb.DescendantStaging = e.o.Fleet.DescendantStaging()
 	}
-	if hb.ConnectionState == controlplane.StateOffline {
-		hb.ConnectionState = controlplane.StateOnline
+	if hb.ConnectionState == protocol.StateOffline {
+		hb.ConnectionState = protocol.StateOnline
 	}
-	var cfg controlplane.EdgeConfig
+	var cfg protocol.EdgeConfig
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := e.o.Parent.JSON(cctx, "POST", "/api/v1/gateway/"+e.o.Name+"/heartbeat", hb, &cfg); err != nil {
@@ -523,7 +539,7 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 	}
 	e.log.Debug("heartbeat sent", "parent", e.o.Parent.URL(), "state", hb.ConnectionState, "events", len(events), "resync", cfg.Resync)
 	if cfg.Resync {
-		e.Trigger("resync")
+		e.Trigger(protocol.TriggerResync)
 	}
 	return nil
 }
@@ -547,7 +563,7 @@ func (e *Edge) Status() Status {
 	if end := e.windowEnd; e.running && time.Now().Before(end) {
 		st.WindowEnd = &end
 	}
-	if e.outbox != nil && e.cfg != nil && e.cfg.Mode == controlplane.ReadWrite {
+	if e.outbox != nil && e.cfg != nil && e.cfg.Mode == protocol.ReadWrite {
 		dropped, conflicts, pending := e.outbox.Stats()
 		st.Outbox = &OutboxStatus{Pending: pending, Dropped: dropped, Conflicts: conflicts}
 		st.Details = append(st.Details, conflicts...)
@@ -555,19 +571,19 @@ func (e *Edge) Status() Status {
 			st.Details = append(st.Details, fmt.Sprintf("%d outbox messages expired before delivery and were dropped", dropped))
 		}
 	}
-	st.Activation = controlplane.ActivationInactive
+	st.Activation = protocol.ActivationInactive
 	if e.active || e.o.Static != nil {
-		st.Activation = controlplane.ActivationActive
+		st.Activation = protocol.ActivationActive
 	}
 	switch {
 	case !e.online:
-		st.ConnectionState = controlplane.StateOffline
+		st.ConnectionState = protocol.StateOffline
 	case e.running:
-		st.ConnectionState = controlplane.StateSyncing
-	case e.lastResult != nil && e.lastResult.State == "Failed":
-		st.ConnectionState = controlplane.StateUnhealthy
+		st.ConnectionState = protocol.StateSyncing
+	case e.lastResult != nil && e.lastResult.State == protocol.SyncFailed:
+		st.ConnectionState = protocol.StateUnhealthy
 	default:
-		st.ConnectionState = controlplane.StateOnline
+		st.ConnectionState = protocol.StateOnline
 	}
 	return st
 }
@@ -591,7 +607,7 @@ func (e *Edge) messageTTL() time.Duration {
 	if cfg == nil {
 		return 0
 	}
-	d, err := controlplane.ParseISODuration(cfg.SyncMessageTTL)
+	d, err := protocol.ParseISODuration(cfg.SyncMessageTTL)
 	if err != nil {
 		return 0
 	}
@@ -600,13 +616,13 @@ func (e *Edge) messageTTL() time.Duration {
 
 // notify queues a delivered push or delete for the next heartbeat when it
 // matches the notification patterns.
-func (e *Edge) notify(ev syncer.Event) {
+func (e *Edge) notify(ev protocol.Event) {
 	cfg := e.config()
-	if cfg == nil || !controlplane.MatchNotification(cfg.Notifications, ev.Repository, ev.Tag, ev.Action) {
+	if cfg == nil || !protocol.MatchNotification(cfg.Notifications, ev.Repository, ev.Tag, ev.Action) {
 		return
 	}
 	e.mu.Lock()
-	e.events = append(e.events, controlplane.Event{Repository: ev.Repository, Tag: ev.Tag, Digest: string(ev.Digest), Action: ev.Action, Time: ev.Time})
+	e.events = append(e.events, ev)
 	if len(e.events) > 1000 {
 		e.events = e.events[len(e.events)-1000:]
 	}
@@ -628,7 +644,7 @@ func (e *Edge) deliverLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		e.mu.Lock()
-		rw := e.cfg != nil && e.cfg.Mode == controlplane.ReadWrite
+		rw := e.cfg != nil && e.cfg.Mode == protocol.ReadWrite
 		online := e.online && !e.deactivated
 		e.mu.Unlock()
 		if !rw {

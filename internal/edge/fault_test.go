@@ -11,9 +11,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/faultproxy"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 const bigBlob = 4 << 20
@@ -32,7 +32,7 @@ func faultSetup(t *testing.T, name string, arm func(p *faultproxy.Proxy)) (*node
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	arm(p)
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: name, Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}}, p.Addr())
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: name, Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}}, p.Addr())
 	edge := startEdge(t, root, t.TempDir(), cs)
 	return edge, p, edge.client("site-puller", pw), img, layer
 }
@@ -128,7 +128,7 @@ func TestIncrementalSync(t *testing.T) {
 		rc.PushManifest(t, "many/app", "t"+strconv.Itoa(i), v1.MediaTypeImageManifest, manifest(i, ""))
 	}
 	pw := root.token(t, "many-puller", []map[string]any{{"repository": "many/app", "actions": []string{"content/read", "metadata/read"}}})
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "edge-many", Repositories: []string{"many/app"}, ClientTokens: []string{"many-puller"}}, "")
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "edge-many", Repositories: []string{"many/app"}, ClientTokens: []string{"many-puller"}}, "")
 	edge := startEdge(t, root, t.TempDir(), cs)
 	ec := edge.client("many-puller", pw)
 	// Tags sync in lexical order: t999 is the last one.

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/server"
 )
 
@@ -121,11 +121,11 @@ func (n *node) token(t testing.TB, name string, repos []map[string]any) string {
 
 // connectedRegistry creates a connected registry and returns its
 // connection string, pointing at endpoint (default: n itself).
-func (n *node) connectedRegistry(t testing.TB, req controlplane.CreateRequest, endpoint string) string {
+func (n *node) connectedRegistry(t testing.TB, req protocol.CreateRequest, endpoint string) string {
 	n.admin().JSON(t, "POST", "/api/v1/connected-registries", req, nil)
-	var s controlplane.Settings
+	var s protocol.Settings
 	n.admin().JSON(t, "POST", "/api/v1/connected-registries/"+req.Name+"/settings", map[string]any{"parentProtocol": "https", "generatePassword": 1}, &s)
-	cs, err := controlplane.ParseConnectionString(s.ConnectionString)
+	cs, err := protocol.ParseConnectionString(s.ConnectionString)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,13 +147,13 @@ func startEdge(t testing.TB, root *node, data, connString string) *node {
 			Activation string `json:"activationStatus"`
 		}
 		n.admin().JSON(t, "GET", "/api/v1/status", nil, &st)
-		return st.Activation == controlplane.ActivationActive
+		return st.Activation == string(protocol.ActivationActive)
 	})
 	return n
 }
 
-func (n *node) crStatus(t testing.TB, name string) controlplane.ConnectedRegistry {
-	var c controlplane.ConnectedRegistry
+func (n *node) crStatus(t testing.TB, name string) protocol.ConnectedRegistry {
+	var c protocol.ConnectedRegistry
 	n.admin().JSON(t, "GET", "/api/v1/connected-registries/"+name, nil, &c)
 	return c
 }

@@ -12,9 +12,9 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/faultproxy"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // scrape returns the node's /metrics samples by series ("name{labels}"
@@ -72,7 +72,7 @@ func TestSyncAndOutboxMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = proxy.Close() })
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "plant-metrics", Mode: "ReadWrite", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-pusher"}}, proxy.Addr())
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "plant-metrics", Mode: "ReadWrite", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-pusher"}}, proxy.Addr())
 	edge := start(t, t.TempDir(), func(c *config.Config) {
 		c.ConnectionString = cs
 		c.Parent.CAFile = root.ca
@@ -112,7 +112,7 @@ func TestSyncAndOutboxMetrics(t *testing.T) {
 	ocitest.Eventually(t, 20*time.Second, "the edge Offline", func() bool {
 		var st outboxStatus
 		edge.admin().JSON(t, http.MethodGet, "/api/v1/status", nil, &st)
-		return st.State == controlplane.StateOffline
+		return st.State == string(protocol.StateOffline)
 	})
 	ec.Image(t, "apps/web", "old", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(501, 4<<10))
 	time.Sleep(ttl + time.Second)

@@ -11,8 +11,8 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/client"
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // TestNestedStaging: root → factory → line1, three levels. A staging job
@@ -32,11 +32,11 @@ func TestNestedStaging(t *testing.T) {
 	// (it learns of the job when it activates at factory), and its
 	// completion must reach factory at once, not a minute later. (factory
 	// relays it at once too: see controlplane's TestStagingFinished.)
-	csFactory := root.connectedRegistry(t, controlplane.CreateRequest{Name: "factory", Repositories: []string{"apps/web"}}, "")
-	rc.JSON(t, "POST", "/api/v1/connected-registries", controlplane.CreateRequest{Name: "line1", Parent: "factory", Repositories: []string{"apps/web"}, ClientTokens: []string{"line-puller"}}, nil)
-	rc.JSON(t, "POST", "/api/v1/staging", controlplane.StagingRequest{Name: "release-1", Targets: []string{"line1"}, Images: []string{"release/app:1.0"}}, nil)
+	csFactory := root.connectedRegistry(t, protocol.CreateRequest{Name: "factory", Repositories: []string{"apps/web"}}, "")
+	rc.JSON(t, "POST", "/api/v1/connected-registries", protocol.CreateRequest{Name: "line1", Parent: "factory", Repositories: []string{"apps/web"}, ClientTokens: []string{"line-puller"}}, nil)
+	rc.JSON(t, "POST", "/api/v1/staging", protocol.StagingRequest{Name: "release-1", Targets: []string{"line1"}, Images: []string{"release/app:1.0"}}, nil)
 	factory := startEdge(t, root, t.TempDir(), csFactory)
-	var s controlplane.Settings
+	var s protocol.Settings
 	rc.JSON(t, "POST", "/api/v1/connected-registries/line1/settings", map[string]any{"parentProtocol": "https", "generatePassword": 1}, &s)
 	// factory's next refresh brings line1's new password: wait for it
 	// (line1 heartbeats once a minute, so a refused first activation
@@ -64,12 +64,12 @@ func TestNestedStaging(t *testing.T) {
 		c.ConnectionString, c.Parent.CAFile = s.ConnectionString, factory.ca
 		c.Sync.HeartbeatInterval = config.Duration(time.Minute)
 	})
-	site := func() controlplane.SiteProgress {
-		var j controlplane.StagingJob
+	site := func() protocol.SiteProgress {
+		var j protocol.StagingJob
 		rc.JSON(t, "GET", "/api/v1/staging/release-1", nil, &j)
 		return j.Sites["line1"]
 	}
-	ocitest.Eventually(t, 40*time.Second, "line1 Staged at the root", func() bool { return site().State == controlplane.StageStaged })
+	ocitest.Eventually(t, 40*time.Second, "line1 Staged at the root", func() bool { return site().State == protocol.StageStaged })
 	if p := site(); p.ImagesDone != 1 || p.ImagesTotal != 1 || p.Bytes == 0 {
 		t.Errorf("line1's progress at the root: %+v", p)
 	}

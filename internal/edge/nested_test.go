@@ -9,9 +9,9 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/faultproxy"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // TestNestedHierarchy: root → plant (ReadWrite) → line (ReadOnly). plant is
@@ -33,11 +33,11 @@ func TestNestedHierarchy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = proxy.Close() })
-	csPlant := root.connectedRegistry(t, controlplane.CreateRequest{Name: "plant", Mode: "ReadWrite", Repositories: []string{"apps/web"}, ClientTokens: []string{"plant-pusher"}}, proxy.Addr())
+	csPlant := root.connectedRegistry(t, protocol.CreateRequest{Name: "plant", Mode: "ReadWrite", Repositories: []string{"apps/web"}, ClientTokens: []string{"plant-pusher"}}, proxy.Addr())
 	plant := startEdge(t, root, t.TempDir(), csPlant)
 
-	root.admin().JSON(t, "POST", "/api/v1/connected-registries", controlplane.CreateRequest{Name: "line1", Parent: "plant", Repositories: []string{"apps/web"}, ClientTokens: []string{"line-puller"}}, nil)
-	var s controlplane.Settings
+	root.admin().JSON(t, "POST", "/api/v1/connected-registries", protocol.CreateRequest{Name: "line1", Parent: "plant", Repositories: []string{"apps/web"}, ClientTokens: []string{"line-puller"}}, nil)
+	var s protocol.Settings
 	root.admin().JSON(t, "POST", "/api/v1/connected-registries/line1/settings", map[string]any{"parentProtocol": "https", "generatePassword": 1}, &s)
 	line := start(t, t.TempDir(), func(c *config.Config) {
 		c.ConnectionString = s.ConnectionString
@@ -63,8 +63,8 @@ func TestNestedHierarchy(t *testing.T) {
 	})
 	ocitest.Eventually(t, 20*time.Second, "plant and line1 Online at the root", func() bool {
 		p, l := root.crStatus(t, "plant"), root.crStatus(t, "line1")
-		return p.ConnectionState != controlplane.StateOffline && l.ConnectionState != controlplane.StateOffline &&
-			p.LastSync != nil && l.LastSync != nil && l.ActivationStatus == controlplane.ActivationActive
+		return p.ConnectionState != protocol.StateOffline && l.ConnectionState != protocol.StateOffline &&
+			p.LastSync != nil && l.LastSync != nil && l.ActivationStatus == protocol.ActivationActive
 	})
 
 	// Partition plant from the root; push 20 images at plant and one at

@@ -7,8 +7,8 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 var pushApps = []map[string]any{{"repository": "apps/web", "actions": []string{"content/read", "content/write", "content/delete", "metadata/read"}}}
@@ -22,7 +22,7 @@ func TestReadWriteOutbox(t *testing.T) {
 	rc := root.admin()
 	base := rc.Image(t, "apps/web", "shared", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(20, 32<<10))
 	pw := root.token(t, "site-pusher", pushApps)
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "plant", Mode: "ReadWrite", Repositories: []string{"apps/web"},
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "plant", Mode: "ReadWrite", Repositories: []string{"apps/web"},
 		ClientTokens: []string{"site-pusher"}, Notifications: []string{"apps/web:*:push"}}, "")
 	edge := startEdge(t, root, t.TempDir(), cs)
 	ec := edge.client("site-pusher", pw)

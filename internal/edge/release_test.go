@@ -12,8 +12,8 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/cli"
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // stageCLI runs `outpost stage …` against root as the admin and returns
@@ -28,7 +28,7 @@ func stageCLI(root *node, args ...string) (string, error) {
 // assigned lists the jobs the root assigns to a site in its configuration.
 func assigned(t *testing.T, root *node, site string) []string {
 	var cfg struct {
-		Staging []controlplane.StageTask `json:"staging"`
+		Staging []protocol.StageTask `json:"staging"`
 	}
 	root.admin().JSON(t, "GET", "/api/v1/gateway/"+site+"/config", nil, &cfg)
 	var out []string
@@ -55,14 +55,14 @@ func TestReleaseLifecycle(t *testing.T) {
 		rc.Image(t, "release/web", tag, v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(uint64(800+i), 16<<10))
 	}
 	rc.Image(t, "release/extra", "1", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(810, 16<<10))
-	cs1 := root.connectedRegistry(t, controlplane.CreateRequest{Name: "factory1", Repositories: []string{"apps/web"}}, "")
-	cs2 := root.connectedRegistry(t, controlplane.CreateRequest{Name: "factory2", Repositories: []string{"apps/web"}}, "")
+	cs1 := root.connectedRegistry(t, protocol.CreateRequest{Name: "factory1", Repositories: []string{"apps/web"}}, "")
+	cs2 := root.connectedRegistry(t, protocol.CreateRequest{Name: "factory2", Repositories: []string{"apps/web"}}, "")
 	startEdge(t, root, t.TempDir(), cs1)
 	data2 := t.TempDir()
 	e2 := startEdge(t, root, data2, cs2)
 	both := []string{"factory1", "factory2"}
 	create := func(name string, targets []string, images ...string) {
-		rc.JSON(t, "POST", "/api/v1/staging", controlplane.StagingRequest{Name: name, Targets: targets, Images: images}, nil)
+		rc.JSON(t, "POST", "/api/v1/staging", protocol.StagingRequest{Name: name, Targets: targets, Images: images}, nil)
 	}
 
 	create("release-1", both, "release/web:1")
@@ -86,8 +86,8 @@ func TestReleaseLifecycle(t *testing.T) {
 	}
 
 	// A site that never reports: a clean timeout naming it.
-	var pending controlplane.StagingJob
-	rc.JSON(t, "POST", "/api/v1/connected-registries", controlplane.CreateRequest{Name: "factory3", Repositories: []string{"apps/web"}}, nil)
+	var pending protocol.StagingJob
+	rc.JSON(t, "POST", "/api/v1/connected-registries", protocol.CreateRequest{Name: "factory3", Repositories: []string{"apps/web"}}, nil)
 	create("release-3", []string{"factory1", "factory3"}, "release/web:3")
 	began := time.Now()
 	out, err = stageCLI(root, "wait", "--name", "release-3", "--timeout", "2s", "--interval", "200ms")
@@ -98,7 +98,7 @@ func TestReleaseLifecycle(t *testing.T) {
 		t.Errorf("stage wait --timeout 2s took %s", d)
 	}
 	rc.JSON(t, "GET", "/api/v1/staging/release-3", nil, &pending)
-	if pending.State != controlplane.StageStaging {
+	if pending.State != protocol.StageStaging {
 		t.Errorf("release-3 state: got %s, want Staging", pending.State)
 	}
 
@@ -110,9 +110,9 @@ func TestReleaseLifecycle(t *testing.T) {
 	if out, err := stageCLI(root, "mark-installed", "--name", "release-1"); err != nil {
 		t.Fatalf("mark-installed release-1: %v\n%s", err, out)
 	}
-	var job controlplane.StagingJob
+	var job protocol.StagingJob
 	rc.JSON(t, "GET", "/api/v1/staging/release-1", nil, &job)
-	if job.State != controlplane.StageInstalled || job.Sites["factory1"].InstalledAt == nil {
+	if job.State != protocol.StageInstalled || job.Sites["factory1"].InstalledAt == nil {
 		t.Fatalf("release-1 after mark-installed: state %s, sites %+v", job.State, job.Sites)
 	}
 	if got := assigned(t, root, "factory1"); !slices.Equal(got, []string{"release-1", "release-2", "release-3"}) {

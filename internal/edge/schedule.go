@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // continuousPause separates runs in continuous mode (no sync window),
@@ -21,7 +21,7 @@ func (e *Edge) schedule(ctx context.Context) {
 		if cfg != nil {
 			if cfg.SyncWindow == "" {
 				wait = continuousPause
-			} else if sch, err := controlplane.ParseSchedule(cfg.SyncSchedule); err == nil {
+			} else if sch, err := protocol.ParseSchedule(cfg.SyncSchedule); err == nil {
 				now := time.Now()
 				wait = sch.Next(now).Sub(now)
 			} else {
@@ -29,9 +29,9 @@ func (e *Edge) schedule(ctx context.Context) {
 			}
 		}
 		t := time.NewTimer(wait)
-		trigger := "schedule"
+		trigger := protocol.TriggerSchedule
 		if cfg != nil && cfg.SyncWindow == "" {
-			trigger = "continuous"
+			trigger = protocol.TriggerContinuous
 		}
 		select {
 		case <-ctx.Done():
@@ -50,7 +50,7 @@ func (e *Edge) schedule(ctx context.Context) {
 }
 
 // runOnce runs the engine, bounded by the sync window.
-func (e *Edge) runOnce(ctx context.Context, trigger string, cfg *controlplane.EdgeConfig) {
+func (e *Edge) runOnce(ctx context.Context, trigger protocol.Trigger, cfg *protocol.EdgeConfig) {
 	e.mu.Lock()
 	online, deactivated := e.online, e.deactivated
 	e.running = true
@@ -60,15 +60,15 @@ func (e *Edge) runOnce(ctx context.Context, trigger string, cfg *controlplane.Ed
 		e.running = false
 		e.mu.Unlock()
 	}()
-	if deactivated || (!online && trigger == "continuous") {
+	if deactivated || (!online && trigger == protocol.TriggerContinuous) {
 		return
 	}
 	runCtx := ctx
 	if cfg.SyncWindow != "" {
-		d, err := controlplane.ParseSyncWindow(cfg.SyncWindow)
+		d, err := protocol.ParseSyncWindow(cfg.SyncWindow)
 		if err != nil {
 			// A window the edge cannot read must not make runs unbounded.
-			d = controlplane.DefaultSyncWindow
+			d = protocol.DefaultSyncWindow
 			e.refuseSetting("syncWindow", cfg.SyncWindow, err, "runs last at most "+d.String())
 		}
 		var cancel context.CancelFunc
@@ -83,15 +83,15 @@ func (e *Edge) runOnce(ctx context.Context, trigger string, cfg *controlplane.Ed
 		}
 	}
 	res := e.o.Engine.Run(runCtx, trigger)
-	if trigger != "continuous" || res.Items > 0 || res.State != "Succeeded" {
+	if trigger != protocol.TriggerContinuous || res.Items > 0 || res.State != protocol.SyncSucceeded {
 		e.log.Info("sync run finished", "trigger", trigger, "state", res.State, "items", res.Items, "bytes", res.Bytes,
 			"duration", res.End.Sub(res.Start).String(), "err", res.Error)
 	}
 	e.noteRun(res.Err)
-	r := controlplane.SyncResult{Trigger: res.Trigger, State: res.State, Start: res.Start, End: res.End, Bytes: res.Bytes, Items: res.Items, Error: res.Error}
+	r := res.SyncResult
 	e.mu.Lock()
 	e.lastResult = &r
-	if res.State == "Succeeded" {
+	if res.State == protocol.SyncSucceeded {
 		end := res.End
 		e.lastSync = &end
 	}

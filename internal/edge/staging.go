@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/syncer"
 )
 
@@ -58,10 +58,10 @@ func (e *Edge) stageOnce(ctx context.Context) {
 		e.mu.Lock()
 		cur, ok := e.stages[task.Job]
 		if !ok {
-			cur = &controlplane.StageReport{Job: task.Job, SiteProgress: controlplane.SiteProgress{State: controlplane.StagePending, ImagesTotal: len(task.Images)}}
+			cur = &protocol.StageReport{Job: task.Job, SiteProgress: protocol.SiteProgress{State: protocol.StagePending, ImagesTotal: len(task.Images)}}
 			e.stages[task.Job] = cur
 		}
-		done := cur.State == controlplane.StageStaged || cur.State == controlplane.StageFailed
+		done := cur.State == protocol.StageStaged || cur.State == protocol.StageFailed
 		e.mu.Unlock()
 		if done || !online || (task.RespectWindow && cfg.SyncWindow != "" && !inWindow) {
 			continue
@@ -71,8 +71,8 @@ func (e *Edge) stageOnce(ctx context.Context) {
 }
 
 // runStage copies every image of a task and updates its report.
-func (e *Edge) runStage(ctx context.Context, task controlplane.StageTask, rep *controlplane.StageReport) {
-	e.setStage(rep, func(p *controlplane.SiteProgress) { p.State, p.Reason = controlplane.StageStaging, "" })
+func (e *Edge) runStage(ctx context.Context, task protocol.StageTask, rep *protocol.StageReport) {
+	e.setStage(rep, func(p *protocol.SiteProgress) { p.State, p.Reason = protocol.StageStaging, "" })
 	var bytes int64
 	done := 0
 	var failed []string
@@ -91,19 +91,19 @@ func (e *Edge) runStage(ctx context.Context, task controlplane.StageTask, rep *c
 		default:
 			// Transient (parent unreachable, disk full…): stay Staging,
 			// retry on the next round, and say why.
-			e.setStage(rep, func(p *controlplane.SiteProgress) {
+			e.setStage(rep, func(p *protocol.SiteProgress) {
 				p.ImagesDone, p.Bytes, p.Reason = done, bytes, fmt.Sprintf("%s: %v (retrying)", im.Reference, err)
 			})
 			return
 		}
-		e.setStage(rep, func(p *controlplane.SiteProgress) { p.ImagesDone, p.Bytes = done, bytes })
+		e.setStage(rep, func(p *protocol.SiteProgress) { p.ImagesDone, p.Bytes = done, bytes })
 	}
-	e.setStage(rep, func(p *controlplane.SiteProgress) {
+	e.setStage(rep, func(p *protocol.SiteProgress) {
 		p.ImagesDone, p.Bytes = done, bytes
 		if len(failed) > 0 {
-			p.State, p.Reason = controlplane.StageFailed, joinReasons(failed)
+			p.State, p.Reason = protocol.StageFailed, joinReasons(failed)
 		} else {
-			p.State, p.Reason = controlplane.StageStaged, ""
+			p.State, p.Reason = protocol.StageStaged, ""
 		}
 	})
 	e.log.Info("staging job finished", "job", task.Job, "state", rep.State, "images", done, "bytes", bytes, "reason", rep.Reason)
@@ -123,7 +123,7 @@ func joinReasons(r []string) string {
 	return out
 }
 
-func (e *Edge) setStage(rep *controlplane.StageReport, f func(*controlplane.SiteProgress)) {
+func (e *Edge) setStage(rep *protocol.StageReport, f func(*protocol.SiteProgress)) {
 	e.mu.Lock()
 	f(&rep.SiteProgress)
 	now := time.Now().UTC()
@@ -132,10 +132,10 @@ func (e *Edge) setStage(rep *controlplane.StageReport, f func(*controlplane.Site
 }
 
 // stageReports copies the staging reports for a heartbeat.
-func (e *Edge) stageReports() []controlplane.StageReport {
+func (e *Edge) stageReports() []protocol.StageReport {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make([]controlplane.StageReport, 0, len(e.stages))
+	out := make([]protocol.StageReport, 0, len(e.stages))
 	for _, r := range e.stages {
 		out = append(out, *r)
 	}

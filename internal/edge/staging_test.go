@@ -15,9 +15,9 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/client"
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/kube"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // TestStaging: a job naming a multi-platform image and a signed image (read
@@ -58,25 +58,25 @@ spec:
 	}
 
 	pw := root.token(t, "site-puller", []map[string]any{{"repository": "release/*", "actions": []string{"content/read", "metadata/read"}}})
-	cs1 := root.connectedRegistry(t, controlplane.CreateRequest{Name: "factory1", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}, SyncSchedule: "0 0 1 1 *", SyncWindow: "PT1H"}, "")
-	cs2 := root.connectedRegistry(t, controlplane.CreateRequest{Name: "factory2", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}, SyncSchedule: "0 0 1 1 *", SyncWindow: "PT1H"}, "")
+	cs1 := root.connectedRegistry(t, protocol.CreateRequest{Name: "factory1", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}, SyncSchedule: "0 0 1 1 *", SyncWindow: "PT1H"}, "")
+	cs2 := root.connectedRegistry(t, protocol.CreateRequest{Name: "factory2", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}, SyncSchedule: "0 0 1 1 *", SyncWindow: "PT1H"}, "")
 	e1 := startEdge(t, root, t.TempDir(), cs1)
 	data2 := t.TempDir()
 	e2 := startEdge(t, root, data2, cs2)
 	e2.stop() // factory2 is down when the job is created
 
-	var job controlplane.StagingJob
-	rc.JSON(t, "POST", "/api/v1/staging", controlplane.StagingRequest{Name: "release-42", Targets: []string{"factory1", "factory2"}, Images: refs}, &job)
+	var job protocol.StagingJob
+	rc.JSON(t, "POST", "/api/v1/staging", protocol.StagingRequest{Name: "release-42", Targets: []string{"factory1", "factory2"}, Images: refs}, &job)
 	if job.Images[0].Digest == "" || job.Images[1].Digest == "" {
 		t.Fatalf("images not resolved at creation: %+v", job.Images)
 	}
-	site := func(name string) controlplane.SiteProgress {
-		var j controlplane.StagingJob
+	site := func(name string) protocol.SiteProgress {
+		var j protocol.StagingJob
 		rc.JSON(t, "GET", "/api/v1/staging/release-42", nil, &j)
 		return j.Sites[name]
 	}
-	ocitest.Eventually(t, 30*time.Second, "factory1 Staged", func() bool { return site("factory1").State == controlplane.StageStaged })
-	if s := site("factory2"); s.State != controlplane.StagePending {
+	ocitest.Eventually(t, 30*time.Second, "factory1 Staged", func() bool { return site("factory1").State == protocol.StageStaged })
+	if s := site("factory2"); s.State != protocol.StagePending {
 		t.Errorf("factory2 while down: got %s, want Pending", s.State)
 	}
 	check := func(n *node) []client.CheckResult {
@@ -86,7 +86,7 @@ spec:
 		}
 		var out []client.CheckResult
 		for _, ref := range refs {
-			repo, r, _ := controlplane.ParseImageRef(ref)
+			repo, r, _ := protocol.ParseImageRef(ref)
 			out = append(out, c.CheckImage(context.Background(), repo, r))
 		}
 		return out
@@ -99,7 +99,7 @@ spec:
 
 	// factory2 comes back and completes by itself.
 	e2 = start(t, data2, func(c *config.Config) { c.ConnectionString = cs2; c.Parent.CAFile = root.ca })
-	ocitest.Eventually(t, 30*time.Second, "factory2 Staged after its return", func() bool { return site("factory2").State == controlplane.StageStaged })
+	ocitest.Eventually(t, 30*time.Second, "factory2 Staged after its return", func() bool { return site("factory2").State == protocol.StageStaged })
 	for _, r := range check(e2) {
 		if !r.OK {
 			t.Errorf("check at factory2: %+v", r)
@@ -131,7 +131,7 @@ spec:
 
 	// A job with an image the root does not have is refused at once,
 	// naming it, and nothing is created.
-	resp, body, err := rc.Do(http.MethodPost, "/api/v1/staging", nil, mustJSON(t, controlplane.StagingRequest{Name: "release-43", Targets: []string{"factory1"}, Images: []string{"release/web:4.2", "release/web:nope"}}))
+	resp, body, err := rc.Do(http.MethodPost, "/api/v1/staging", nil, mustJSON(t, protocol.StagingRequest{Name: "release-43", Targets: []string{"factory1"}, Images: []string{"release/web:4.2", "release/web:nope"}}))
 	if err != nil || resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "release/web:nope") || strings.Contains(string(body), "release/web:4.2") {
 		t.Fatalf("job with a missing image: %v %v %s; want 400 naming release/web:nope only", err, resp.Status, body)
 	}

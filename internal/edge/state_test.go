@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/server"
 )
 
@@ -18,7 +18,7 @@ import (
 func TestCorruptSavedConfig(t *testing.T) {
 	t.Parallel()
 	root := start(t, t.TempDir(), nil)
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "edge-corrupt", Repositories: []string{"apps/web"}}, "")
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "edge-corrupt", Repositories: []string{"apps/web"}}, "")
 	data := t.TempDir()
 	edge := startEdge(t, root, data, cs)
 	cfg := edge.cfg

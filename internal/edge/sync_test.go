@@ -12,8 +12,8 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 var pullWebApps = []map[string]any{{"repository": "apps/web", "actions": []string{"content/read", "metadata/read"}}}
@@ -33,7 +33,7 @@ func TestSyncEndToEnd(t *testing.T) {
 	rc.Image(t, "apps/other", "x", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(4, 10<<10))
 
 	pw := root.token(t, "site-puller", pullWebApps)
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "edge01", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}}, "")
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "edge01", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}}, "")
 	edge := startEdge(t, root, t.TempDir(), cs)
 	ec := edge.client("site-puller", pw)
 
@@ -90,7 +90,7 @@ func TestSyncEndToEnd(t *testing.T) {
 		}
 	}
 	// The sync token is not a client credential at the edge.
-	parsed, _ := controlplane.ParseConnectionString(cs)
+	parsed, _ := protocol.ParseConnectionString(cs)
 	sc := edge.client(parsed.SyncTokenName, parsed.SyncTokenPassword)
 	if _, code, _ := sc.ManifestDigest("apps/web", "v1"); code != http.StatusUnauthorized {
 		t.Errorf("sync token at the edge: got %d, want 401", code)
@@ -135,7 +135,7 @@ func TestOffline(t *testing.T) {
 	root := start(t, t.TempDir(), nil)
 	img := root.admin().Image(t, "apps/web", "v1", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(7, 64<<10))
 	pw := root.token(t, "site-puller", pullWebApps)
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "edge-offline", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}}, "")
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "edge-offline", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-puller"}}, "")
 	edge := startEdge(t, root, t.TempDir(), cs)
 	ec := edge.client("site-puller", pw)
 	ocitest.Eventually(t, 20*time.Second, "v1 at the edge", func() bool {
@@ -148,7 +148,7 @@ func TestOffline(t *testing.T) {
 			State string `json:"connectionState"`
 		}
 		edge.admin().JSON(t, "GET", "/api/v1/status", nil, &st)
-		return st.State == controlplane.StateOffline
+		return st.State == string(protocol.StateOffline)
 	})
 	start := time.Now()
 	if d, _, err := ec.ManifestDigest("apps/web", "v1"); err != nil || d != img.Digest {

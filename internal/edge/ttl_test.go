@@ -11,9 +11,9 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/faultproxy"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // logBuffer keeps a server's log lines for assertions, and passes them to
@@ -73,7 +73,7 @@ func TestOutboxMessageTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = proxy.Close() })
-	cs := root.connectedRegistry(t, controlplane.CreateRequest{Name: "plant-ttl", Mode: "ReadWrite", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-pusher"}}, proxy.Addr())
+	cs := root.connectedRegistry(t, protocol.CreateRequest{Name: "plant-ttl", Mode: "ReadWrite", Repositories: []string{"apps/web"}, ClientTokens: []string{"site-pusher"}}, proxy.Addr())
 	edge, logs := startLogged(t, t.TempDir(), func(c *config.Config) {
 		c.ConnectionString = cs
 		c.Parent.CAFile = root.ca
@@ -91,7 +91,7 @@ func TestOutboxMessageTTL(t *testing.T) {
 	})
 
 	proxy.SetDown(true)
-	ocitest.Eventually(t, 20*time.Second, "the edge Offline", func() bool { return status().State == controlplane.StateOffline })
+	ocitest.Eventually(t, 20*time.Second, "the edge Offline", func() bool { return status().State == string(protocol.StateOffline) })
 	old := []string{"old-0", "old-1", "old-2"}
 	for i, tag := range old {
 		ec.Image(t, "apps/web", tag, v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(uint64(310+i), 4<<10))

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // TestBadSyncWindowFromParent: a parent that sends a sync window the edge
@@ -27,8 +27,8 @@ func TestBadSyncWindowFromParent(t *testing.T) {
 		switch r.URL.Path {
 		case "/api/v1/gateway/" + name + "/activate", "/api/v1/gateway/" + name + "/heartbeat":
 			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(controlplane.EdgeConfig{
-				Name: name, Mode: controlplane.ReadOnly, Repositories: []string{"apps/web"},
+			_ = json.NewEncoder(w).Encode(protocol.EdgeConfig{
+				Name: name, Mode: protocol.ReadOnly, Repositories: []string{"apps/web"},
 				SyncSchedule: "* * * * *", SyncWindow: "3h", SyncMessageTTL: "P1D", LogLevel: "Information",
 			})
 		default:
@@ -40,7 +40,7 @@ func TestBadSyncWindowFromParent(t *testing.T) {
 	}))
 	t.Cleanup(parent.Close)
 	t.Cleanup(func() { close(release) })
-	cs := controlplane.ConnectionString{
+	cs := protocol.ConnectionString{
 		ConnectedRegistryName: name, SyncTokenName: name + "-sync", SyncTokenPassword: "sync-token-password",
 		ParentGatewayEndpoint: parent.Listener.Addr().String(), ParentEndpointProtocol: "http",
 	}
@@ -53,10 +53,10 @@ func TestBadSyncWindowFromParent(t *testing.T) {
 	}
 	ocitest.Eventually(t, 30*time.Second, "a sync run in a bounded window", func() bool {
 		edge.admin().JSON(t, http.MethodGet, "/api/v1/status", nil, &st)
-		return st.State == controlplane.StateSyncing && st.WindowEnd != nil
+		return st.State == string(protocol.StateSyncing) && st.WindowEnd != nil
 	})
-	if left := time.Until(*st.WindowEnd); left < controlplane.DefaultSyncWindow-5*time.Minute || left > controlplane.DefaultSyncWindow {
-		t.Errorf("the run's window ends in %s, want about %s", left, controlplane.DefaultSyncWindow)
+	if left := time.Until(*st.WindowEnd); left < protocol.DefaultSyncWindow-5*time.Minute || left > protocol.DefaultSyncWindow {
+		t.Errorf("the run's window ends in %s, want about %s", left, protocol.DefaultSyncWindow)
 	}
 	found := false
 	for _, d := range st.Details {

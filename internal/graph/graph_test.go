@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,30 +23,19 @@ import (
 	"github.com/outpost-registry/outpost/internal/ocitest"
 	"github.com/outpost-registry/outpost/internal/registryapi"
 	"github.com/outpost-registry/outpost/internal/storage"
-	"github.com/outpost-registry/outpost/internal/storage/bolt"
-	"github.com/outpost-registry/outpost/internal/storage/fs"
+	"github.com/outpost-registry/outpost/internal/storage/memory"
 )
 
-// store is a real local store (fs blobs, bolt metadata) in a temporary
-// directory.
+// store is a local store in memory (it passes the same conformance
+// suites as the fs and bolt stores).
 type store struct {
-	blobs *fs.Store
+	blobs *memory.Blobs
 	meta  storage.Metadata
 }
 
-func newStore(t *testing.T) store {
-	t.Helper()
-	dir := t.TempDir()
-	blobs, err := fs.New(filepath.Join(dir, "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	meta, err := bolt.Open(filepath.Join(dir, "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = meta.Close() })
-	return store{blobs: blobs, meta: meta}
+func newStore(*testing.T) store {
+	s := memory.New()
+	return store{blobs: s.Blobs, meta: s.Metadata}
 }
 
 func (s store) target() *graph.Store {

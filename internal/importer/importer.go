@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -22,11 +21,10 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/outpost-registry/outpost/internal/adminapi"
 	"github.com/outpost-registry/outpost/internal/auth"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/graph"
 	"github.com/outpost-registry/outpost/internal/oci"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/syncer"
 )
@@ -46,11 +44,14 @@ type Request struct {
 	CACertificate string `json:"caCertificate,omitempty"`
 }
 
+// State is where an import stands.
+type State string
+
 // Import states.
 const (
-	StateRunning   = "Running"
-	StateSucceeded = "Succeeded"
-	StateFailed    = "Failed"
+	StateRunning   State = "Running"
+	StateSucceeded State = "Succeeded"
+	StateFailed    State = "Failed"
 )
 
 // Import is an import's progress and outcome.
@@ -58,7 +59,7 @@ type Import struct {
 	ID     string        `json:"id"`
 	Source string        `json:"source"`
 	Image  string        `json:"image"`
-	State  string        `json:"state"`
+	State  State         `json:"state"`
 	Digest digest.Digest `json:"digest,omitempty"`
 	// Manifests and Bytes copied so far.
 	Manifests int64      `json:"manifests"`
@@ -85,28 +86,10 @@ type Importer struct {
 // progress counts what an import has copied so far.
 type progress struct{ manifests, bytes atomic.Int64 }
 
-// Register adds the /api/v1/imports routes (admin only). readOnly, when
-// not nil, returns a denial while writes are refused (a ReadOnly
-// connected registry).
-func Register(api *adminapi.API, blobs storage.BlobStore, uploads storage.Uploads, meta storage.Metadata, log *slog.Logger, readOnly func() error) {
-	im := &Importer{blobs: blobs, uploads: uploads, meta: meta, log: log, imports: map[string]*Import{}, running: map[string]*progress{}}
-	api.Handle("POST /api/v1/imports", func(r *http.Request) (int, any, error) {
-		if readOnly != nil {
-			if err := readOnly(); err != nil {
-				return 0, nil, err
-			}
-		}
-		var req Request
-		if err := adminapi.Decode(r, &req); err != nil {
-			return 0, nil, err
-		}
-		out, err := im.Start(req)
-		return http.StatusAccepted, out, err
-	})
-	api.Handle("GET /api/v1/imports/{id}", func(r *http.Request) (int, any, error) {
-		out, err := im.Get(r.PathValue("id"))
-		return http.StatusOK, out, err
-	})
+// New returns an importer into the local store, which the management API
+// serves under /api/v1/imports (admin only).
+func New(blobs storage.BlobStore, uploads storage.Uploads, meta storage.Metadata, log *slog.Logger) *Importer {
+	return &Importer{blobs: blobs, uploads: uploads, meta: meta, log: log, imports: map[string]*Import{}, running: map[string]*progress{}}
 }
 
 // source is a parsed Source.
@@ -126,7 +109,7 @@ func parseSource(s string) (source, error) {
 	if !ok || host == "" || !strings.ContainsAny(host, ".:") && host != "localhost" {
 		return source{}, fmt.Errorf("%w: source %q: want host[:port]/repository:tag or host[:port]/repository@digest", auth.ErrInvalid, s)
 	}
-	repo, ref, err := controlplane.ParseImageRef(path)
+	repo, ref, err := protocol.ParseImageRef(path)
 	if err != nil {
 		return source{}, fmt.Errorf("source %q: %w", s, err)
 	}
@@ -145,7 +128,7 @@ func target(image string, src source) (repo, tag string, err error) {
 		}
 		return image, src.ref, nil
 	}
-	repo, tag, err = controlplane.ParseImageRef(image)
+	repo, tag, err = protocol.ParseImageRef(image)
 	if err == nil && oci.IsDigest(tag) {
 		err = fmt.Errorf("%w: image %q: the target is a tag, not a digest", auth.ErrInvalid, image)
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -15,8 +14,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/registryapi"
-	"github.com/outpost-registry/outpost/internal/storage/bolt"
-	"github.com/outpost-registry/outpost/internal/storage/fs"
+	"github.com/outpost-registry/outpost/internal/storage/memory"
 )
 
 // registry is the real handler over real fs and bolt stores, served on
@@ -33,20 +31,12 @@ func newRegistry(t *testing.T) *registry {
 	return newRegistryLimits(t, registryapi.Limits{})
 }
 
-// newRegistryLimits serves a fresh, empty registry with the given limits.
+// newRegistryLimits serves a fresh, empty registry with the given limits,
+// over a store in memory.
 func newRegistryLimits(t *testing.T, limits registryapi.Limits) *registry {
 	t.Helper()
-	dir := t.TempDir()
-	blobs, err := fs.New(filepath.Join(dir, "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	meta, err := bolt.Open(filepath.Join(dir, "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = meta.Close() })
-	h, err := registryapi.New(registryapi.Options{Blobs: blobs, Uploads: blobs, Metadata: meta, Limits: limits})
+	s := memory.New()
+	h, err := registryapi.New(registryapi.Options{Blobs: s, Uploads: s, Metadata: s, Limits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,15 +11,13 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/outpost-registry/outpost/internal/storage/bolt"
-	"github.com/outpost-registry/outpost/internal/storage/fs"
+	"github.com/outpost-registry/outpost/internal/storage/memory"
 )
 
 var contentRangeCases = []struct {
@@ -135,21 +133,13 @@ func FuzzContentRange(f *testing.F) {
 // blobData is the content of the blob served by newBlobHandler.
 var blobData = []byte("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_0123456789abcdefghijklmnopqrstuvwxyz")
 
-// newBlobHandler returns a Handler over real fs and bolt stores holding
-// blobData in repository lib/app, and the blob's path.
+// newBlobHandler returns a Handler over a store in memory holding blobData
+// in repository lib/app, and the blob's path.
 func newBlobHandler(tb testing.TB) (*Handler, string) {
 	tb.Helper()
 	ctx := context.Background()
-	dir := tb.TempDir()
-	blobs, err := fs.New(filepath.Join(dir, "data"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	meta, err := bolt.Open(filepath.Join(dir, "metadata.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = meta.Close() })
+	st := memory.New()
+	blobs, meta := st.Blobs, st.Metadata
 	d := digest.FromBytes(blobData)
 	id, err := blobs.StartUpload(ctx, "lib/app")
 	if err != nil {

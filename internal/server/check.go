@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/outpost-registry/outpost/internal/config"
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/syncer"
 )
 
@@ -17,7 +17,7 @@ type parentSettings struct {
 	name, sync string
 	// static is the configuration of a generic parent (nil with a
 	// connection string, whose parent sends it).
-	static *controlplane.EdgeConfig
+	static *protocol.EdgeConfig
 }
 
 // CheckConfig reports the problems of cfg that config.Validate cannot
@@ -42,7 +42,7 @@ func parentSettingsOf(cfg config.Config, checkMode bool) (*parentSettings, error
 	ps := &parentSettings{popts: syncer.ParentOptions{CAFile: cfg.Parent.CAFile, TokenRealmHosts: cfg.Parent.TokenRealmHosts}}
 	if cfg.ConnectionString != "" {
 		// The parser's errors never echo the password.
-		cs, err := controlplane.ParseConnectionString(cfg.ConnectionString)
+		cs, err := protocol.ParseConnectionString(cfg.ConnectionString)
 		if err != nil {
 			return nil, fmt.Errorf("connectionString: %w", err)
 		}
@@ -66,22 +66,22 @@ func parentSettingsOf(cfg config.Config, checkMode bool) (*parentSettings, error
 	if _, err := syncer.NewParent(ps.popts); err != nil {
 		errs = append(errs, fmt.Errorf("parent: %w", err))
 	}
-	mode, err := controlplane.ParseMode(cfg.Parent.Mode)
+	mode, err := protocol.ParseMode(cfg.Parent.Mode)
 	if err != nil && checkMode {
 		errs = append(errs, fmt.Errorf("parent.mode: %w", err))
 	}
-	if _, err := controlplane.ParseSchedule(cfg.Parent.SyncSchedule); err != nil {
+	if _, err := protocol.ParseSchedule(cfg.Parent.SyncSchedule); err != nil {
 		errs = append(errs, fmt.Errorf("parent.syncSchedule: %w", err))
 	}
 	if cfg.Parent.SyncWindow != "" {
-		if _, err := controlplane.ParseSyncWindow(cfg.Parent.SyncWindow); err != nil {
+		if _, err := protocol.ParseSyncWindow(cfg.Parent.SyncWindow); err != nil {
 			errs = append(errs, fmt.Errorf("parent.syncWindow: %w", err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	ps.static = &controlplane.EdgeConfig{Mode: mode, Repositories: cfg.Parent.Repositories, SyncSchedule: cfg.Parent.SyncSchedule,
-		SyncWindow: cfg.Parent.SyncWindow, SyncMessageTTL: controlplane.DefaultTTL, LogLevel: string(cfg.Log.Level)}
+	ps.static = &protocol.EdgeConfig{Mode: mode, Repositories: cfg.Parent.Repositories, SyncSchedule: cfg.Parent.SyncSchedule,
+		SyncWindow: cfg.Parent.SyncWindow, SyncMessageTTL: protocol.DefaultTTL, LogLevel: string(cfg.Log.Level)}
 	return ps, nil
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -127,9 +128,9 @@ func (m *Metrics) OnDemand(hit bool) {
 }
 
 // SyncRun implements syncer.Observer.
-func (m *Metrics) SyncRun(state string, end time.Time) {
-	m.syncRuns.WithLabelValues(strings.ToLower(state)).Inc()
-	if state == "Succeeded" {
+func (m *Metrics) SyncRun(state protocol.SyncState, end time.Time) {
+	m.syncRuns.WithLabelValues(strings.ToLower(string(state))).Inc()
+	if state == protocol.SyncSucceeded {
 		m.lastSuccess.Set(float64(end.UnixNano()) / 1e9)
 	}
 }

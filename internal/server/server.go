@@ -162,18 +162,15 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	mux.HandleFunc("GET /api/v1/pki/ca.crt", s.caCert)
 	mux.Handle("/oauth2/token", authSvc.TokenHandler())
 	mgmt := adminapi.New(authSvc, log)
-	controlplane.Register(mgmt, fleet)
-	controlplane.RegisterGateway(mgmt, authSvc, fleet)
-	controlplane.RegisterChanges(mgmt, authSvc, meta)
-	controlplane.RegisterStaging(mgmt, fleet, meta)
+	mgmt.RegisterFleet(fleet, meta)
 	writable := func() error {
 		if z.readOnly != nil && z.readOnly() {
 			return readOnlyDenial()
 		}
 		return nil
 	}
-	catalog.Register(mgmt, authSvc, meta, blobs, writable)
-	importer.Register(mgmt, blobs, uploads, meta, log, writable)
+	mgmt.RegisterRepositories(catalog.New(authSvc, meta, blobs, writable))
+	mgmt.RegisterImports(importer.New(blobs, uploads, meta, log), writable)
 	registerStatus(mgmt, ep)
 	if s.gc != nil {
 		s.gc.register(mgmt)

@@ -2,8 +2,8 @@
 // content-addressed blob store shared by all repositories, resumable upload
 // sessions, and a transactional metadata store for repositories, tags,
 // manifests and the referrers index. Implementations live in sub-packages
-// (fs for blobs on local disk, bolt for embedded metadata) and must pass the
-// conformance suites in storagetest.
+// (fs for blobs on local disk, bolt for embedded metadata, memory for
+// tests) and must pass the conformance suites in storagetest.
 package storage
 
 import (
@@ -208,10 +208,23 @@ type Change struct {
 	// Origin is "sync" for changes copied from the parent, empty for
 	// changes made by clients of this registry.
 	Origin string `json:"origin,omitempty"`
-	// Op is "put" (the tag now points at Digest), "delete" (the tag is
-	// gone) or "refer" (manifest Digest, which has a subject, was added).
-	Op string `json:"op"`
+	// Op says what changed.
+	Op ChangeOp `json:"op"`
 }
+
+// ChangeOp is the operation of a change (its JSON is part of the change
+// feed of the edge↔parent protocol).
+type ChangeOp string
+
+// The operations of the change feed.
+const (
+	// ChangePut: the tag now points at Digest.
+	ChangePut ChangeOp = "put"
+	// ChangeDelete: the tag is gone.
+	ChangeDelete ChangeOp = "delete"
+	// ChangeRefer: manifest Digest, which has a subject, was added.
+	ChangeRefer ChangeOp = "refer"
+)
 
 // OriginSync marks writes made by synchronization from the parent.
 const OriginSync = "sync"

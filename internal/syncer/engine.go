@@ -18,6 +18,7 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/graph"
 	"github.com/outpost-registry/outpost/internal/oci"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage"
 )
 
@@ -57,16 +58,15 @@ type Options struct {
 type Observer interface {
 	BlobSynced(bytes int64)
 	OnDemand(hit bool)
-	// SyncRun is told the state ("Succeeded" or "Failed") and end of each
-	// finished run.
-	SyncRun(state string, end time.Time)
+	// SyncRun is told the state and end of each finished run.
+	SyncRun(state protocol.SyncState, end time.Time)
 }
 
 type noObserver struct{}
 
-func (noObserver) BlobSynced(int64)          {}
-func (noObserver) OnDemand(bool)             {}
-func (noObserver) SyncRun(string, time.Time) {}
+func (noObserver) BlobSynced(int64)                      {}
+func (noObserver) OnDemand(bool)                         {}
+func (noObserver) SyncRun(protocol.SyncState, time.Time) {}
 
 // Engine copies content from the parent.
 type Engine struct {
@@ -115,27 +115,22 @@ func (e *Engine) held(ctx context.Context, repo, tag string, d digest.Digest) bo
 
 // Progress describes the running (or last) sync run.
 type Progress struct {
-	Running          bool      `json:"running"`
-	Trigger          string    `json:"trigger,omitempty"`
-	Started          time.Time `json:"startTime,omitzero"`
-	Repositories     int       `json:"repositories"`
-	RepositoriesDone int       `json:"repositoriesDone"`
-	Items            int64     `json:"items"`
-	Bytes            int64     `json:"bytes"`
-	Current          string    `json:"currentRepository,omitempty"`
+	Running          bool             `json:"running"`
+	Trigger          protocol.Trigger `json:"trigger,omitempty"`
+	Started          time.Time        `json:"startTime,omitzero"`
+	Repositories     int              `json:"repositories"`
+	RepositoriesDone int              `json:"repositoriesDone"`
+	Items            int64            `json:"items"`
+	Bytes            int64            `json:"bytes"`
+	Current          string           `json:"currentRepository,omitempty"`
 }
 
-// Result is the outcome of a run.
+// Result is the outcome of a run: what the edge reports to its parent,
+// and the run's error.
 type Result struct {
-	Trigger string    `json:"trigger"`
-	State   string    `json:"state"`
-	Start   time.Time `json:"startTime"`
-	End     time.Time `json:"endTime"`
-	Bytes   int64     `json:"bytes"`
-	Items   int64     `json:"items"`
-	Error   string    `json:"error,omitempty"`
+	protocol.SyncResult
 	// Err is the run's error, for errors.Is (nil on success).
-	Err error `json:"-"`
+	Err error
 }
 
 // NewEngine returns an Engine.
@@ -320,13 +315,13 @@ func contains(list []string, s string) bool {
 
 // Run syncs every repository in scope once. A deadline on ctx (the sync
 // window) stops it between items; what was published stays consistent.
-func (e *Engine) Run(ctx context.Context, trigger string) Result {
+func (e *Engine) Run(ctx context.Context, trigger protocol.Trigger) Result {
 	ctx = storage.WithOrigin(ctx, storage.OriginSync)
 	start := time.Now().UTC()
 	e.mu.Lock()
 	e.progress = Progress{Running: true, Trigger: trigger, Started: start}
 	e.mu.Unlock()
-	res := Result{Trigger: trigger, Start: start}
+	res := Result{SyncResult: protocol.SyncResult{Trigger: trigger, Start: start}}
 	repos, err := e.expand(ctx)
 	var errs []error
 	if err != nil {
@@ -369,9 +364,9 @@ func (e *Engine) Run(ctx context.Context, trigger string) Result {
 	wg.Wait()
 	p := e.Progress()
 	res.End, res.Bytes, res.Items = time.Now().UTC(), p.Bytes, p.Items
-	res.State = "Succeeded"
+	res.State = protocol.SyncSucceeded
 	if err := errors.Join(errs...); err != nil {
-		res.State, res.Error, res.Err = "Failed", err.Error(), err
+		res.State, res.Error, res.Err = protocol.SyncFailed, err.Error(), err
 	}
 	e.mu.Lock()
 	e.progress.Running, e.progress.Current = false, ""
@@ -397,7 +392,7 @@ func (e *Engine) syncRepo(ctx context.Context, repo string) error {
 		return e.o.Cursors.Set(repo, head)
 	}
 	for page := 0; page < 100000; page++ {
-		var resp changesResponse
+		var resp protocol.ChangesResponse
 		err := e.retry(ctx, "changes "+repo, func() error {
 			return e.o.Parent.JSON(ctx, "GET", fmt.Sprintf("/api/v1/changes?repository=%s&since=%d&n=1000", repo, cursor), nil, &resp)
 		})
@@ -424,14 +419,8 @@ func (e *Engine) syncRepo(ctx context.Context, repo string) error {
 	return nil
 }
 
-type changesResponse struct {
-	Changes []storage.Change `json:"changes"`
-	Next    uint64           `json:"next"`
-	Head    uint64           `json:"head"`
-}
-
 func (e *Engine) feedHead(ctx context.Context, repo string) (uint64, error) {
-	var resp changesResponse
+	var resp protocol.ChangesResponse
 	err := e.retry(ctx, "changes "+repo, func() error {
 		return e.o.Parent.JSON(ctx, "GET", "/api/v1/changes?n=1&since=18446744073709551614&repository="+repo, nil, &resp)
 	})
@@ -441,14 +430,14 @@ func (e *Engine) feedHead(ctx context.Context, repo string) (uint64, error) {
 // apply replays one change of the feed.
 func (e *Engine) apply(ctx context.Context, repo string, c storage.Change) error {
 	switch c.Op {
-	case "put":
+	case storage.ChangePut:
 		err := e.copyTag(ctx, repo, c.Tag, c.Digest)
 		if errors.Is(err, ErrNotFound) {
 			// Moved or deleted again since: a later change says what.
 			return nil
 		}
 		return err
-	case "delete":
+	case storage.ChangeDelete:
 		if e.held(ctx, repo, c.Tag, "") {
 			return nil
 		}
@@ -457,7 +446,7 @@ func (e *Engine) apply(ctx context.Context, repo string, c storage.Change) error
 			return nil
 		}
 		return err
-	case "refer":
+	case storage.ChangeRefer:
 		_, err := e.copy(ctx, repo, c.Digest)
 		if errors.Is(err, ErrNotFound) {
 			return nil

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/outpost-registry/outpost/internal/graph"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage"
 )
 
@@ -29,7 +30,7 @@ type Outbox struct {
 	cursors *Cursors
 	log     *slog.Logger
 	ttl     func() time.Duration
-	notify  func(Event)
+	notify  func(protocol.Event)
 
 	mu        sync.Mutex
 	dropped   int64
@@ -51,21 +52,12 @@ type localChanges struct {
 	changes []storage.Change
 }
 
-// Event is a local push or delete, reported to the parent as a
-// notification.
-type Event struct {
-	Repository string        `json:"repository"`
-	Tag        string        `json:"tag,omitempty"`
-	Digest     digest.Digest `json:"digest,omitempty"`
-	Action     string        `json:"action"`
-	Time       time.Time     `json:"time"`
-}
-
 // NewOutbox returns an outbox over the engine's store. ttl gives the
-// message TTL in force; notify receives each delivered event.
-func NewOutbox(e *Engine, cursors *Cursors, ttl func() time.Duration, notify func(Event)) *Outbox {
+// message TTL in force; notify receives each delivered local push or
+// delete, which the edge reports to the parent as a notification.
+func NewOutbox(e *Engine, cursors *Cursors, ttl func() time.Duration, notify func(protocol.Event)) *Outbox {
 	if notify == nil {
-		notify = func(Event) {}
+		notify = func(protocol.Event) {}
 	}
 	o := &Outbox{engine: e, cursors: cursors, log: e.log, ttl: ttl, notify: notify, local: map[string]*localChanges{}}
 	var h holder = o
@@ -242,9 +234,9 @@ func (o *Outbox) deliverRepo(ctx context.Context, repo string) (int, int64, erro
 func (o *Outbox) deliver(ctx context.Context, repo string, c storage.Change) error {
 	p := o.engine.o.Parent
 	switch c.Op {
-	case "refer":
+	case storage.ChangeRefer:
 		return o.pushGraph(ctx, repo, c.Digest)
-	case "delete":
+	case storage.ChangeDelete:
 		cur, err := p.Resolve(ctx, repo, c.Tag)
 		if errors.Is(err, ErrNotFound) {
 			return nil
@@ -259,9 +251,9 @@ func (o *Outbox) deliver(ctx context.Context, repo string, c storage.Change) err
 		if err := p.DeleteTag(ctx, repo, c.Tag); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		o.notify(Event{Repository: repo, Tag: c.Tag, Digest: c.Prev, Action: "delete", Time: c.Time})
+		o.notify(protocol.Event{Repository: repo, Tag: c.Tag, Digest: c.Prev, Action: protocol.EventDelete, Time: c.Time})
 		return nil
-	case "put":
+	case storage.ChangePut:
 		if err := o.pushGraph(ctx, repo, c.Digest); err != nil {
 			if errors.Is(err, storage.ErrManifestUnknown) {
 				return nil // deleted locally since; a later change says so
@@ -276,7 +268,7 @@ func (o *Outbox) deliver(ctx context.Context, repo string, c storage.Change) err
 			return err
 		}
 		if cur == c.Digest {
-			o.notify(Event{Repository: repo, Tag: c.Tag, Digest: c.Digest, Action: "push", Time: c.Time})
+			o.notify(protocol.Event{Repository: repo, Tag: c.Tag, Digest: c.Digest, Action: protocol.EventPush, Time: c.Time})
 			return nil
 		}
 		if cur != "" && cur != c.Prev {
@@ -290,7 +282,7 @@ func (o *Outbox) deliver(ctx context.Context, repo string, c storage.Change) err
 		if err := p.PushManifest(ctx, repo, c.Tag, rec.MediaType, rec.Body); err != nil {
 			return err
 		}
-		o.notify(Event{Repository: repo, Tag: c.Tag, Digest: c.Digest, Action: "push", Time: c.Time})
+		o.notify(protocol.Event{Repository: repo, Tag: c.Tag, Digest: c.Digest, Action: protocol.EventPush, Time: c.Time})
 		return nil
 	}
 	return nil

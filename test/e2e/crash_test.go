@@ -16,8 +16,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 var amd64 = v1.Platform{OS: "linux", Architecture: "amd64"}
@@ -77,7 +77,7 @@ func TestKillEdgeMidSync(t *testing.T) {
 	}
 
 	l := newLink(t, root.host)
-	cs := connectionString(t, root, controlplane.CreateRequest{Name: "crash-sync", Repositories: repos}, l.addr())
+	cs := connectionString(t, root, protocol.CreateRequest{Name: "crash-sync", Repositories: repos}, l.addr())
 	edge := newProc(t, "--connection-string", cs, "--parent-ca-file", root.ca, "--heartbeat-interval", "1s", "--sync-bandwidth-limit", "2MiB")
 	er := edge.start()
 	ec, _ := adminClient(t, er)
@@ -116,7 +116,7 @@ func TestKillEdgeMidSync(t *testing.T) {
 	ec, _ = adminClient(t, er)
 	until(t, 30*time.Second, "the restarted edge to report Offline", func() bool {
 		st, ok := readStatus(ec)
-		return ok && st.ConnectionState == controlplane.StateOffline
+		return ok && st.ConnectionState == string(protocol.StateOffline)
 	})
 	visible := 0
 	for _, repo := range repos {
@@ -195,7 +195,7 @@ func TestKillEdgeMidOutbox(t *testing.T) {
 	const repo = "crash/rw"
 	base := rc.Image(t, repo, "base", amd64, ocitest.Random(2000, 4<<10))
 	l := newLink(t, root.host)
-	cs := connectionString(t, root, controlplane.CreateRequest{Name: "crash-plant", Mode: "ReadWrite", Repositories: []string{repo}}, l.addr())
+	cs := connectionString(t, root, protocol.CreateRequest{Name: "crash-plant", Mode: "ReadWrite", Repositories: []string{repo}}, l.addr())
 	edge := newProc(t, "--connection-string", cs, "--parent-ca-file", root.ca, "--heartbeat-interval", "1s")
 	er := edge.start()
 	ec, _ := adminClient(t, er)
@@ -207,7 +207,7 @@ func TestKillEdgeMidOutbox(t *testing.T) {
 	l.setDown(true)
 	until(t, 30*time.Second, "the edge to report Offline", func() bool {
 		st, ok := readStatus(ec)
-		return ok && st.ConnectionState == controlplane.StateOffline
+		return ok && st.ConnectionState == string(protocol.StateOffline)
 	})
 	tag := func(i int) string { return fmt.Sprintf("p%02d", i) }
 	twiceA := ec.Image(t, repo, "twice", amd64, ocitest.Random(2100, 64<<10))
@@ -323,7 +323,7 @@ func TestKillRootForGood(t *testing.T) {
 	root.api(t, http.MethodPost, "/api/v1/tokens", map[string]any{"name": "site-puller",
 		"repositories": []map[string]any{{"repository": repo, "actions": []string{"content/read", "metadata/read"}}}}, &tok)
 	pw := tok.Credentials.Passwords[0].Value
-	cs := connectionString(t, root, controlplane.CreateRequest{Name: "orphan", Repositories: []string{repo}, ClientTokens: []string{"site-puller"}}, root.host)
+	cs := connectionString(t, root, protocol.CreateRequest{Name: "orphan", Repositories: []string{repo}, ClientTokens: []string{"site-puller"}}, root.host)
 	edge := newProc(t, "--connection-string", cs, "--parent-ca-file", root.ca, "--heartbeat-interval", "1s")
 	er := edge.start()
 	ec := ocitest.New(t, er.url, "site-puller", pw, er.ca)
@@ -336,12 +336,12 @@ func TestKillRootForGood(t *testing.T) {
 	ea, _ := adminClient(t, er)
 	until(t, 30*time.Second, "the edge to report Offline", func() bool {
 		st, ok := readStatus(ea)
-		return ok && st.ConnectionState == controlplane.StateOffline
+		return ok && st.ConnectionState == string(protocol.StateOffline)
 	})
 	out := outpostCLI(t, []string{"HOME=" + t.TempDir(), "OUTPOST_SERVER=https://" + er.host, "OUTPOST_USERNAME=admin", "OUTPOST_PASSWORD=" + adminPassword},
 		"status", "--ca-file", er.ca, "-o", "json")
 	var st edgeStatus
-	if err := json.Unmarshal([]byte(out), &st); err != nil || st.ConnectionState != controlplane.StateOffline {
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.ConnectionState != string(protocol.StateOffline) {
 		t.Errorf("outpost status with the root gone: got %q (%v), want connectionState Offline", out, err)
 	}
 	begin := time.Now()

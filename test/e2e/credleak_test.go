@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
 	"github.com/outpost-registry/outpost/internal/pki"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // credSink stands for a foreign token service: it counts the requests
@@ -110,7 +110,7 @@ func TestParentCredentialsNeverReachForeignRealm(t *testing.T) {
 					if parentTLS {
 						proto = "https"
 					}
-					cs := controlplane.ConnectionString{ConnectedRegistryName: "site-one", SyncTokenName: "site-one-sync-token",
+					cs := protocol.ConnectionString{ConnectedRegistryName: "site-one", SyncTokenName: "site-one-sync-token",
 						SyncTokenPassword: "parent-secret-password", ParentGatewayEndpoint: strings.TrimPrefix(strings.TrimPrefix(parent.URL, "http://"), "https://"), ParentEndpointProtocol: proto}
 					args = append(args, "--connection-string", cs.String())
 				}

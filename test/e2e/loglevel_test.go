@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // TestEdgeAppliesParentLogLevel: a connected registry created at the root
@@ -17,7 +17,7 @@ import (
 func TestEdgeAppliesParentLogLevel(t *testing.T) {
 	t.Parallel()
 	root := startOutpost(t)
-	cs := connectionString(t, root, controlplane.CreateRequest{Name: "loud-site", Repositories: []string{"apps/web"}, LogLevel: "Debug"}, root.host)
+	cs := connectionString(t, root, protocol.CreateRequest{Name: "loud-site", Repositories: []string{"apps/web"}, LogLevel: "Debug"}, root.host)
 	site := newProc(t, "--connection-string", cs, "--parent-ca-file", root.ca, "--heartbeat-interval", "1s")
 	// newProc pins the level for the other tests; this site must not.
 	if i := slices.Index(site.args, "--log-level"); i >= 0 {
@@ -38,7 +38,7 @@ func TestEdgeAppliesParentLogLevel(t *testing.T) {
 		return !strings.Contains(tail, `"level":"DEBUG"`) && !strings.Contains(tail, `"level":"INFO"`)
 	})
 
-	pinned := newProc(t, "--connection-string", connectionString(t, root, controlplane.CreateRequest{Name: "quiet-site", Repositories: []string{"apps/web"}, LogLevel: "Debug"}, root.host),
+	pinned := newProc(t, "--connection-string", connectionString(t, root, protocol.CreateRequest{Name: "quiet-site", Repositories: []string{"apps/web"}, LogLevel: "Debug"}, root.host),
 		"--parent-ca-file", root.ca, "--heartbeat-interval", "1s")
 	pinned.start()
 	time.Sleep(3 * time.Second)

@@ -23,8 +23,8 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/time/rate"
 
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/ocitest"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // proc is an outpost binary that the test can SIGKILL and start again
@@ -192,12 +192,12 @@ func readStatus(c *ocitest.Client) (edgeStatus, bool) {
 
 // connectionString declares a connected registry at root and returns its
 // connection string with the parent endpoint replaced by endpoint.
-func connectionString(t *testing.T, root *registry, req controlplane.CreateRequest, endpoint string) string {
+func connectionString(t *testing.T, root *registry, req protocol.CreateRequest, endpoint string) string {
 	t.Helper()
 	root.api(t, http.MethodPost, "/api/v1/connected-registries", req, nil)
-	var s controlplane.Settings
-	root.api(t, http.MethodPost, "/api/v1/connected-registries/"+req.Name+"/settings", controlplane.SettingsRequest{ParentProtocol: "https", GeneratePassword: 1}, &s)
-	cs, err := controlplane.ParseConnectionString(s.ConnectionString)
+	var s protocol.Settings
+	root.api(t, http.MethodPost, "/api/v1/connected-registries/"+req.Name+"/settings", protocol.SettingsRequest{ParentProtocol: "https", GeneratePassword: 1}, &s)
+	cs, err := protocol.ParseConnectionString(s.ConnectionString)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -285,7 +285,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifes
 			if err := rb.Bucket(bucketTags).Put([]byte(t), []byte(m.Digest)); err != nil {
 				return fmt.Errorf("store tag %s: %w", t, err)
 			}
-			if err := recordChange(rb, storage.Change{Tag: t, Digest: m.Digest, Prev: prev, Op: "put", Origin: origin}); err != nil {
+			if err := recordChange(rb, storage.Change{Tag: t, Digest: m.Digest, Prev: prev, Op: storage.ChangePut, Origin: origin}); err != nil {
 				return err
 			}
 		}
@@ -295,7 +295,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifes
 				if err := rb.Bucket(bucketReferrers).Put(key, nil); err != nil {
 					return fmt.Errorf("index referrer %s: %w", m.Digest, err)
 				}
-				if err := recordChange(rb, storage.Change{Digest: m.Digest, Op: "refer", Origin: origin}); err != nil {
+				if err := recordChange(rb, storage.Change{Digest: m.Digest, Op: storage.ChangeRefer, Origin: origin}); err != nil {
 					return err
 				}
 			}
@@ -384,7 +384,7 @@ func deleteManifestTx(rb *bolt.Bucket, d digest.Digest, origin string) error {
 		if err := tags.Delete(k); err != nil {
 			return fmt.Errorf("delete tag %s: %w", k, err)
 		}
-		if err := recordChange(rb, storage.Change{Tag: string(k), Prev: d, Op: "delete", Origin: origin}); err != nil {
+		if err := recordChange(rb, storage.Change{Tag: string(k), Prev: d, Op: storage.ChangeDelete, Origin: origin}); err != nil {
 			return err
 		}
 	}
@@ -407,7 +407,7 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 		if err := rb.Bucket(bucketTags).Delete([]byte(tag)); err != nil {
 			return err
 		}
-		return recordChange(rb, storage.Change{Tag: tag, Prev: prev, Op: "delete", Origin: storage.OriginFrom(ctx)})
+		return recordChange(rb, storage.Change{Tag: tag, Prev: prev, Op: storage.ChangeDelete, Origin: storage.OriginFrom(ctx)})
 	})
 }
 

@@ -72,17 +72,17 @@ func testChangeFeed(t *testing.T, m storage.Metadata) {
 
 	changes, head := feed(t, m, "r", 0)
 	wantChanges(t, changes, head, 0, from, to, []storage.Change{
-		{Op: "put", Tag: "latest", Digest: one.Digest},
-		{Op: "put", Tag: "latest", Digest: two.Digest, Prev: one.Digest},
-		{Op: "put", Tag: "v2", Digest: two.Digest},
-		{Op: "refer", Digest: sig.Digest},
-		{Op: "delete", Tag: "v2", Prev: two.Digest},
-		{Op: "delete", Tag: "latest", Prev: two.Digest},
+		{Op: storage.ChangePut, Tag: "latest", Digest: one.Digest},
+		{Op: storage.ChangePut, Tag: "latest", Digest: two.Digest, Prev: one.Digest},
+		{Op: storage.ChangePut, Tag: "v2", Digest: two.Digest},
+		{Op: storage.ChangeRefer, Digest: sig.Digest},
+		{Op: storage.ChangeDelete, Tag: "v2", Prev: two.Digest},
+		{Op: storage.ChangeDelete, Tag: "latest", Prev: two.Digest},
 	})
 	// Each repository has its own feed.
 	changes, head = feed(t, m, "other", 0)
 	wantChanges(t, changes, head, 0, from, to, []storage.Change{
-		{Op: "put", Tag: "latest", Digest: image("elsewhere", blob("b")).Digest},
+		{Op: storage.ChangePut, Tag: "latest", Digest: image("elsewhere", blob("b")).Digest},
 	})
 	if changes, head, err := m.Changes(ctx, "unknown", 0, 10); !errors.Is(err, storage.ErrRepositoryUnknown) {
 		t.Errorf("Changes(unknown) = %+v, %d, %v; want ErrRepositoryUnknown", changes, head, err)
@@ -96,7 +96,7 @@ func testChangeFeedPaging(t *testing.T, m storage.Metadata) {
 	for i := range 5 {
 		rec := image(fmt.Sprint(i), blob("a"))
 		put(t, m, "r", rec, fmt.Sprintf("t%d", i))
-		want = append(want, storage.Change{Op: "put", Tag: fmt.Sprintf("t%d", i), Digest: rec.Digest})
+		want = append(want, storage.Change{Op: storage.ChangePut, Tag: fmt.Sprintf("t%d", i), Digest: rec.Digest})
 	}
 	to := time.Now().Add(time.Second)
 	all, head := feed(t, m, "r", 0)
@@ -145,11 +145,11 @@ func testChangeFeedOrigin(t *testing.T, m storage.Metadata) {
 	to := time.Now().Add(time.Second)
 	changes, head := feed(t, m, "r", 0)
 	wantChanges(t, changes, head, 0, from, to, []storage.Change{
-		{Op: "put", Tag: "v1", Digest: mirrored.Digest, Origin: storage.OriginSync},
-		{Op: "refer", Digest: sig.Digest, Origin: storage.OriginSync},
-		{Op: "put", Tag: "v2", Digest: local.Digest},
-		{Op: "delete", Tag: "v2", Prev: local.Digest, Origin: storage.OriginSync},
-		{Op: "delete", Tag: "v1", Prev: mirrored.Digest},
+		{Op: storage.ChangePut, Tag: "v1", Digest: mirrored.Digest, Origin: storage.OriginSync},
+		{Op: storage.ChangeRefer, Digest: sig.Digest, Origin: storage.OriginSync},
+		{Op: storage.ChangePut, Tag: "v2", Digest: local.Digest},
+		{Op: storage.ChangeDelete, Tag: "v2", Prev: local.Digest, Origin: storage.OriginSync},
+		{Op: storage.ChangeDelete, Tag: "v1", Prev: mirrored.Digest},
 	})
 }
 
@@ -182,7 +182,7 @@ func testConcurrentTagMoves(t *testing.T, m storage.Metadata) {
 	var prev digest.Digest
 	seen := map[digest.Digest]bool{}
 	for i, c := range changes {
-		if c.Op != "put" || c.Tag != "latest" || c.Prev != prev {
+		if c.Op != storage.ChangePut || c.Tag != "latest" || c.Prev != prev {
 			t.Fatalf("change %d = %+v, want a put of latest with Prev %q", i, c, prev)
 		}
 		seen[c.Digest] = true

@@ -1,4 +1,4 @@
-package controlplane
+package protocol
 
 import (
 	"errors"

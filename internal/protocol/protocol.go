@@ -1,8 +1,13 @@
-// Package controlplane manages the fleet of connected registries that a
-// root (or gateway) Outpost declares: the connected-registry resources,
-// their sync scope maps and tokens, connection strings, and the status that
-// edges report.
-package controlplane
+// Package protocol holds the wire types of the edge↔parent protocol and of
+// the connected-registry management API: activation, configuration,
+// heartbeats, the change feed, sync results and staging jobs, with typed
+// constants for their states and operations, and the grammar of their
+// fields (names, schedules, ISO 8601 durations, notification patterns,
+// connection strings). It is plain data: the edge, the control plane, the
+// management API and the CLI all import it, and it imports only leaves.
+// Field names are the JSON an older edge or parent sends and expects;
+// wire_test.go pins them.
+package protocol
 
 import (
 	"errors"
@@ -15,7 +20,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/outpost-registry/outpost/internal/auth"
+	"github.com/outpost-registry/outpost/internal/identity"
 	"github.com/outpost-registry/outpost/internal/oci"
 )
 
@@ -35,45 +40,43 @@ func ParseMode(s string) (Mode, error) {
 			return m, nil
 		}
 	}
-	return "", fmt.Errorf("%w: mode %q: want ReadOnly or ReadWrite", auth.ErrInvalid, s)
+	return "", fmt.Errorf("%w: mode %q: want ReadOnly or ReadWrite", identity.ErrInvalid, s)
 }
 
-// Connection states reported by edges.
+// ConnectionState is the connection state an edge reports (and the
+// parent derives: Offline after two missed heartbeats).
+type ConnectionState string
+
+// Connection states.
 const (
-	StateOnline    = "Online"
-	StateOffline   = "Offline"
-	StateSyncing   = "Syncing"
-	StateUnhealthy = "Unhealthy"
+	StateOnline    ConnectionState = "Online"
+	StateOffline   ConnectionState = "Offline"
+	StateSyncing   ConnectionState = "Syncing"
+	StateUnhealthy ConnectionState = "Unhealthy"
 )
+
+// ActivationStatus tells whether a deployment activated the connected
+// registry.
+type ActivationStatus string
 
 // Activation statuses.
 const (
-	ActivationActive   = "Active"
-	ActivationInactive = "Inactive"
+	ActivationActive   ActivationStatus = "Active"
+	ActivationInactive ActivationStatus = "Inactive"
 )
 
 // Log levels of a connected registry.
 var logLevels = []string{"Debug", "Information", "Warning", "Error", "None"}
 
-// Limits of the resource.
+// Limits and defaults of the resource.
 const (
 	maxClientTokens = 20
 	DefaultSchedule = "* * * * *"
 	DefaultTTL      = "P2D"
 )
 
-// SyncResult describes one sync run, as reported by the edge.
-type SyncResult struct {
-	Trigger string    `json:"trigger,omitempty"`
-	State   string    `json:"state,omitempty"`
-	Start   time.Time `json:"startTime,omitzero"`
-	End     time.Time `json:"endTime,omitzero"`
-	Bytes   int64     `json:"bytes,omitempty"`
-	Items   int64     `json:"items,omitempty"`
-	Error   string    `json:"error,omitempty"`
-}
-
-// ConnectedRegistry is the resource.
+// ConnectedRegistry is the resource, as the management API shows it and
+// as a gateway relays it between its parent and its descendants.
 type ConnectedRegistry struct {
 	Name           string    `json:"name"`
 	Mode           Mode      `json:"mode"`
@@ -90,14 +93,14 @@ type ConnectedRegistry struct {
 	Created        time.Time `json:"creationDate"`
 
 	// Status, written by the edge through activation and heartbeats.
-	ActivationStatus string      `json:"activationStatus"`
-	ConnectionState  string      `json:"connectionState"`
-	LastActivity     *time.Time  `json:"lastActivityTime,omitempty"`
-	LastSync         *time.Time  `json:"lastSyncTime,omitempty"`
-	LoginServer      string      `json:"loginServer,omitempty"`
-	Version          string      `json:"version,omitempty"`
-	StatusDetails    []string    `json:"statusDetails,omitempty"`
-	LastSyncResult   *SyncResult `json:"lastSyncResult,omitempty"`
+	ActivationStatus ActivationStatus `json:"activationStatus"`
+	ConnectionState  ConnectionState  `json:"connectionState"`
+	LastActivity     *time.Time       `json:"lastActivityTime,omitempty"`
+	LastSync         *time.Time       `json:"lastSyncTime,omitempty"`
+	LoginServer      string           `json:"loginServer,omitempty"`
+	Version          string           `json:"version,omitempty"`
+	StatusDetails    []string         `json:"statusDetails,omitempty"`
+	LastSyncResult   *SyncResult      `json:"lastSyncResult,omitempty"`
 	// ActivationID identifies the live activation (the deployment); it is
 	// stored but never shown.
 	ActivationID string `json:"activationId,omitempty"`
@@ -112,14 +115,14 @@ type ConnectedRegistry struct {
 // MatchNotification reports whether a push or delete of repo:tag matches
 // one of the repo:tag:action patterns ("*" matches anything in a field, and
 // a repository pattern may end in "/*").
-func MatchNotification(patterns []string, repo, tag, action string) bool {
+func MatchNotification(patterns []string, repo, tag string, action EventAction) bool {
 	for _, p := range patterns {
 		parts := strings.Split(p, ":")
 		if len(parts) != 3 {
 			continue
 		}
 		r, t, a := parts[0], parts[1], parts[2]
-		if oci.MatchRepository(r, repo) && (t == "*" || t == tag) && (a == "*" || a == action) {
+		if oci.MatchRepository(r, repo) && (t == "*" || t == tag) && (a == "*" || a == string(action)) {
 			return true
 		}
 	}
@@ -131,7 +134,7 @@ var nameRe = regexp.MustCompile(`^[A-Za-z0-9-]{5,50}$`)
 // ValidateName checks a connected-registry name.
 func ValidateName(n string) error {
 	if !nameRe.MatchString(n) {
-		return fmt.Errorf("%w: name %q: 5 to 50 letters, digits and '-'", auth.ErrInvalid, n)
+		return fmt.Errorf("%w: name %q: 5 to 50 letters, digits and '-'", identity.ErrInvalid, n)
 	}
 	return nil
 }
@@ -141,11 +144,11 @@ var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 // ParseSchedule parses a 5-field cron expression.
 func ParseSchedule(s string) (cron.Schedule, error) {
 	if len(strings.Fields(s)) != 5 {
-		return nil, fmt.Errorf("%w: syncSchedule %q: want 5 cron fields (minute hour day-of-month month day-of-week)", auth.ErrInvalid, s)
+		return nil, fmt.Errorf("%w: syncSchedule %q: want 5 cron fields (minute hour day-of-month month day-of-week)", identity.ErrInvalid, s)
 	}
 	sch, err := cronParser.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: syncSchedule %q: %w", auth.ErrInvalid, s, err)
+		return nil, fmt.Errorf("%w: syncSchedule %q: %w", identity.ErrInvalid, s, err)
 	}
 	return sch, nil
 }
@@ -201,10 +204,10 @@ func ParseSyncWindow(s string) (time.Duration, error) {
 func checkDuration(field, s string, lo, hi time.Duration, loS, hiS string) error {
 	d, err := ParseISODuration(s)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", auth.ErrInvalid, field, err)
+		return fmt.Errorf("%w: %s: %w", identity.ErrInvalid, field, err)
 	}
 	if d < lo || d > hi {
-		return fmt.Errorf("%w: %s %q: must be from %s to %s", auth.ErrInvalid, field, s, loS, hiS)
+		return fmt.Errorf("%w: %s %q: must be from %s to %s", identity.ErrInvalid, field, s, loS, hiS)
 	}
 	return nil
 }
@@ -213,19 +216,19 @@ func checkDuration(field, s string, lo, hi time.Duration, loS, hiS string) error
 func ValidateNotification(p string) error {
 	parts := strings.Split(p, ":")
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
-		return fmt.Errorf("%w: notification %q: want repository:tag:action", auth.ErrInvalid, p)
+		return fmt.Errorf("%w: notification %q: want repository:tag:action", identity.ErrInvalid, p)
 	}
-	if !slices.Contains([]string{"push", "delete", "*"}, parts[2]) {
-		return fmt.Errorf("%w: notification %q: action must be push, delete or *", auth.ErrInvalid, p)
+	if !slices.Contains([]string{string(EventPush), string(EventDelete), "*"}, parts[2]) {
+		return fmt.Errorf("%w: notification %q: action must be push, delete or *", identity.ErrInvalid, p)
 	}
 	if parts[0] != "*" {
 		if err := oci.ValidateName(strings.TrimSuffix(parts[0], "/*")); err != nil {
-			return fmt.Errorf("%w: notification %q: %w", auth.ErrInvalid, p, err)
+			return fmt.Errorf("%w: notification %q: %w", identity.ErrInvalid, p, err)
 		}
 	}
 	if parts[1] != "*" {
 		if err := oci.ValidateTag(parts[1]); err != nil {
-			return fmt.Errorf("%w: notification %q: %w", auth.ErrInvalid, p, err)
+			return fmt.Errorf("%w: notification %q: %w", identity.ErrInvalid, p, err)
 		}
 	}
 	return nil
@@ -234,7 +237,7 @@ func ValidateNotification(p string) error {
 // validateRepository checks a repository name or trailing-wildcard pattern.
 func validateRepository(r string) error {
 	if err := oci.ValidateName(strings.TrimSuffix(r, "/*")); err != nil {
-		return fmt.Errorf("%w: repositories: %w", auth.ErrInvalid, err)
+		return fmt.Errorf("%w: repositories: %w", identity.ErrInvalid, err)
 	}
 	return nil
 }
@@ -278,10 +281,10 @@ func (c *ConnectedRegistry) Validate() error {
 		errs = append(errs, err)
 	}
 	if c.Mode != ReadOnly && c.Mode != ReadWrite {
-		errs = append(errs, fmt.Errorf("%w: mode %q: want ReadOnly or ReadWrite", auth.ErrInvalid, c.Mode))
+		errs = append(errs, fmt.Errorf("%w: mode %q: want ReadOnly or ReadWrite", identity.ErrInvalid, c.Mode))
 	}
 	if len(c.Repositories) == 0 {
-		errs = append(errs, fmt.Errorf("%w: repositories: at least one repository is required", auth.ErrInvalid))
+		errs = append(errs, fmt.Errorf("%w: repositories: at least one repository is required", identity.ErrInvalid))
 	}
 	for _, r := range c.Repositories {
 		if err := validateRepository(r); err != nil {
@@ -289,7 +292,7 @@ func (c *ConnectedRegistry) Validate() error {
 		}
 	}
 	if len(c.ClientTokens) > maxClientTokens {
-		errs = append(errs, fmt.Errorf("%w: clientTokens: %d tokens, at most %d", auth.ErrInvalid, len(c.ClientTokens), maxClientTokens))
+		errs = append(errs, fmt.Errorf("%w: clientTokens: %d tokens, at most %d", identity.ErrInvalid, len(c.ClientTokens), maxClientTokens))
 	}
 	if _, err := ParseSchedule(c.SyncSchedule); err != nil {
 		errs = append(errs, err)
@@ -303,7 +306,7 @@ func (c *ConnectedRegistry) Validate() error {
 		errs = append(errs, err)
 	}
 	if !slices.Contains(logLevels, c.LogLevel) {
-		errs = append(errs, fmt.Errorf("%w: logLevel %q: want one of %s", auth.ErrInvalid, c.LogLevel, strings.Join(logLevels, ", ")))
+		errs = append(errs, fmt.Errorf("%w: logLevel %q: want one of %s", identity.ErrInvalid, c.LogLevel, strings.Join(logLevels, ", ")))
 	}
 	for _, n := range c.Notifications {
 		if err := ValidateNotification(n); err != nil {
