@@ -173,3 +173,65 @@ func TestReadyzFollowsTheBucket(t *testing.T) {
 		t.Fatalf("pull after the bucket returned: %d", rec.Code)
 	}
 }
+
+// TestReadyzFollowsTheDatabase: while PostgreSQL is down /readyz answers
+// 503, reads fail with a 5xx and a manifest push fails without leaving
+// anything behind; when it returns, everything works without a restart.
+func TestReadyzFollowsTheDatabase(t *testing.T) {
+	t.Parallel()
+	if pgtest.BinDir() == "" {
+		pgtest.Shared(t) // skips, or fails under CI
+	}
+	// A server of its own: this test stops it.
+	pg, err := pgtest.Start(pgtest.BinDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Stop)
+	s3srv := s3test.Shared(t)
+	edit := remoteStorage(t, s3srv)
+	dsn := pg.DSN(t)
+	s := azStart(t, nil, func(c *config.Config) { edit(c); c.Storage.Metadata.DSN = dsn })
+	s.push(t, "lib/db", "v1")
+	admin := azBasic(auth.AdminUser, azAdminPW)
+	img := newAzImage("lib/db-outage")
+	for _, b := range [][]byte{img.config, img.layer} {
+		if rec := s.do(http.MethodPost, "/v2/lib/db/blobs/uploads/?digest="+azDigest(b), nil, b, admin); rec.Code != http.StatusCreated {
+			t.Fatalf("push blob: %d %s", rec.Code, rec.Body)
+		}
+	}
+	pg.Kill()
+	rec := s.do(http.MethodGet, "/readyz", nil, nil, azCred{})
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "metadata store") {
+		t.Fatalf("/readyz with the database down: %d %s, want 503 naming the metadata store", rec.Code, rec.Body)
+	}
+	if rec = s.do(http.MethodGet, "/v2/lib/db/manifests/v1", nil, nil, admin); rec.Code < 500 {
+		t.Fatalf("GET manifest with the database down: %d, want a 5xx", rec.Code)
+	}
+	hdr := http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}
+	if rec = s.do(http.MethodPut, "/v2/lib/db/manifests/v2", hdr, img.manifest, admin); rec.Code < 500 {
+		t.Fatalf("PUT manifest with the database down: %d, want a 5xx", rec.Code)
+	}
+	if err := pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if rec = s.do(http.MethodGet, "/readyz", nil, nil, azCred{}); rec.Code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz 10s after the database returned: %d %s", rec.Code, rec.Body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if rec = s.do(http.MethodGet, "/v2/lib/db/manifests/v2", nil, nil, admin); rec.Code != http.StatusNotFound {
+		t.Fatalf("the manifest refused during the outage: GET %d, want 404", rec.Code)
+	}
+	if rec = s.do(http.MethodPut, "/v2/lib/db/manifests/v2", hdr, img.manifest, admin); rec.Code != http.StatusCreated {
+		t.Fatalf("PUT manifest after the database returned: %d %s", rec.Code, rec.Body)
+	}
+	if rec = s.do(http.MethodGet, "/v2/lib/db/manifests/v1", nil, nil, admin); rec.Code != http.StatusOK {
+		t.Fatalf("GET manifest after the database returned: %d", rec.Code)
+	}
+}

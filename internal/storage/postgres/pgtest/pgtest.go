@@ -38,6 +38,7 @@ type Server struct {
 	cred   *syscall.Credential
 	socket string
 	port   int
+	opts   string // the server options of pg_ctl start
 }
 
 var shared storagetest.Server[*Server]
@@ -96,11 +97,12 @@ func Start(bin string) (*Server, error) {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	opts := fmt.Sprintf("-k %s -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", dir)
-	if out, err := s.command("pg_ctl", "-D", filepath.Join(dir, "data"), "-l", filepath.Join(dir, "log"), "-o", opts, "-w", "-t", "30", "start").CombinedOutput(); err != nil {
-		b, _ := os.ReadFile(filepath.Join(dir, "log"))
+	// fsync off: a killed server loses no commit (the kernel has it),
+	// only a crash of the machine would, which a test never sees.
+	s.opts = fmt.Sprintf("-k %s -c listen_addresses= -c fsync=off -c full_page_writes=off -c max_connections=200", dir)
+	if err := s.Restart(); err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, b)
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -135,9 +137,25 @@ func (s *Server) dsn(db, schema string) string {
 	return dsn
 }
 
+// Restart starts the server (again, after Kill) on the same socket and
+// data.
+func (s *Server) Restart() error {
+	if out, err := s.command("pg_ctl", "-D", filepath.Join(s.dir, "data"), "-l", filepath.Join(s.dir, "log"), "-o", s.opts, "-w", "-t", "30", "start").CombinedOutput(); err != nil {
+		b, _ := os.ReadFile(filepath.Join(s.dir, "log"))
+		return fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, b)
+	}
+	return nil
+}
+
+// Kill stops the server at once, as a crash or an outage does; Restart
+// brings it back with its data.
+func (s *Server) Kill() {
+	_ = s.command("pg_ctl", "-D", filepath.Join(s.dir, "data"), "-m", "immediate", "-w", "stop").Run()
+}
+
 // Stop ends the server and removes its directory.
 func (s *Server) Stop() {
-	_ = s.command("pg_ctl", "-D", filepath.Join(s.dir, "data"), "-m", "immediate", "-w", "stop").Run()
+	s.Kill()
 	_ = os.RemoveAll(s.dir)
 }
 
