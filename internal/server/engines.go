@@ -12,6 +12,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 	"github.com/outpost-registry/outpost/internal/storage/fs"
+	"github.com/outpost-registry/outpost/internal/storage/migrate"
 	"github.com/outpost-registry/outpost/internal/storage/postgres"
 	"github.com/outpost-registry/outpost/internal/storage/s3"
 )
@@ -117,6 +118,26 @@ func (e *engines) check(ctx context.Context) error {
 		cancel()
 	}
 	return errors.Join(errs...)
+}
+
+// MigrateStorage copies every repository of the stores cfg from selects
+// into those of cfg to (outpost storage migrate): from must use the
+// embedded metadata store, to PostgreSQL. Neither may be served while it
+// runs from an embedded store, whose lock serve holds. progress is told
+// of each repository done.
+func MigrateStorage(ctx context.Context, from, to config.Config, log *slog.Logger, progress func(repo string, r migrate.Report)) (migrate.Report, error) {
+	src, err := openEngines(ctx, from, log)
+	if err != nil {
+		return migrate.Report{}, fmt.Errorf("open the source stores: %w", err)
+	}
+	defer src.meta.Close()
+	dst, err := openEngines(ctx, to, log)
+	if err != nil {
+		return migrate.Report{}, fmt.Errorf("open the destination stores: %w", err)
+	}
+	defer dst.meta.Close()
+	return migrate.Run(ctx, migrate.Stores{Blobs: src.blobs, Meta: src.meta},
+		migrate.Stores{Blobs: dst.blobs, Uploads: dst.uploads, Meta: dst.meta}, progress)
 }
 
 // CheckStorage opens the stores cfg selects and checks that the remote

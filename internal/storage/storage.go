@@ -226,6 +226,18 @@ const (
 	ChangeRefer ChangeOp = "refer"
 )
 
+// RepositoryDump is everything a metadata store holds about one
+// repository, to move it to another store (outpost storage migrate).
+type RepositoryDump struct {
+	// Blobs are the linked blobs and their sizes.
+	Blobs     map[digest.Digest]int64
+	Manifests []*ManifestRecord
+	Tags      map[string]digest.Digest
+	// Changes is the whole change feed, in order; Head its last cursor.
+	Changes []Change
+	Head    uint64
+}
+
 // OriginSync marks writes made by synchronization from the parent.
 const OriginSync = "sync"
 

@@ -194,3 +194,44 @@ backend replicas
 	}
 	t.Logf("conformance through HAProxy over 3 replicas: %d checks, 0 failed", strings.Count(string(junit), "<testcase"))
 }
+
+// TestStorageMigrate pushes a multi-platform image to an embedded
+// Outpost, stops it, migrates its data directory into S3 and PostgreSQL
+// with `outpost storage migrate`, and pulls the image back whole from an
+// Outpost on the remote engines; a second run copies no blob.
+func TestStorageMigrate(t *testing.T) {
+	src := newProc(t)
+	r := src.start()
+	env := clientEnv(t, r)
+	craneLogin(t, env, r, "admin", adminPassword)
+	want := testImage(t, env, r, "lib/moved")
+	src.stop()
+
+	s3srv := s3test.Shared(t)
+	dir := t.TempDir()
+	fromCfg, toCfg := filepath.Join(dir, "from.yaml"), filepath.Join(dir, "to.yaml")
+	must(t, os.WriteFile(fromCfg, fmt.Appendf(nil, "version: 1\ndata: %s\n", src.data), 0o600) == nil, "write from.yaml")
+	to := fmt.Sprintf(`version: 1
+storage:
+  blobs: {type: s3, endpoint: %q, bucket: %q, pathStyle: true}
+  metadata: {type: postgres, dsn: %q}
+`, s3srv.Endpoint, s3srv.Bucket(t), pgtest.Shared(t).DSN(t))
+	must(t, os.WriteFile(toCfg, []byte(to), 0o600) == nil, "write to.yaml")
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
+	for i, wantCopied := range []string{"", " 0 blobs"} {
+		out, err := exec.Command(os.Getenv("OUTPOST_BIN"), "storage", "migrate", "--from", fromCfg, "--to", toCfg).CombinedOutput()
+		must(t, err == nil && strings.Contains(string(out), "migrated lib/moved") && strings.Contains(string(out), wantCopied),
+			"storage migrate run %d: %v\n%s", i+1, err, out)
+	}
+
+	dst := newProc(t, "--config", toCfg)
+	r2 := dst.start()
+	env2 := clientEnv(t, r2)
+	craneLogin(t, env2, r2, "admin", adminPassword)
+	got, _ := run(t, env2, false, "crane", "digest", r2.host+"/lib/moved:multi")
+	must(t, strings.TrimSpace(got) == want, "lib/moved:multi on the migrated registry = %q, want %q", strings.TrimSpace(got), want)
+	for _, tag := range []string{"amd64", "arm64"} {
+		run(t, env2, false, "crane", "validate", "--remote", r2.host+"/lib/moved:"+tag)
+	}
+}
