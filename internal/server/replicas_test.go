@@ -21,6 +21,10 @@ func TestMain(m *testing.M) {
 	os.Exit(storagetest.Main(m, s3test.StopShared, pgtest.StopShared))
 }
 
+// The tests of this file are not parallel: they start servers of their
+// own (versitygw, PostgreSQL), and run before the parallel tests so that
+// this load does not skew the timing-sensitive ones (limits_test.go).
+
 // remoteStorage returns a config edit that puts blobs in a new bucket of
 // srv and metadata in a new schema of the test PostgreSQL, with the
 // credentials in files, as a replicated root is configured.
@@ -46,7 +50,6 @@ func remoteStorage(t *testing.T, srv *s3test.Server) func(*config.Config) {
 // database: a chunked upload started on one continues and completes on
 // the other, a manifest pushed to one is served by the other, with Range.
 func TestReplicasShareStorage(t *testing.T) {
-	t.Parallel()
 	edit := remoteStorage(t, s3test.Shared(t))
 	a, b := azStart(t, nil, edit), azStart(t, nil, edit)
 	admin := azBasic(auth.AdminUser, azAdminPW)
@@ -99,7 +102,6 @@ func TestReplicasShareStorage(t *testing.T) {
 // TestRedirectToBucket: with storage.redirect a blob GET answers 307 to
 // a presigned URL that serves the blob; HEAD is still answered here.
 func TestRedirectToBucket(t *testing.T) {
-	t.Parallel()
 	edit := remoteStorage(t, s3test.Shared(t))
 	s := azStart(t, nil, func(c *config.Config) { edit(c); c.Storage.Redirect = true })
 	img := s.push(t, "lib/redirect", "v1")
@@ -131,7 +133,6 @@ func TestRedirectToBucket(t *testing.T) {
 // down and pulls fail with a 5xx; when it returns, both recover without
 // a restart of the registry.
 func TestReadyzFollowsTheBucket(t *testing.T) {
-	t.Parallel()
 	if s3test.Binary() == "" {
 		s3test.Shared(t) // skips, or fails under CI
 	}
@@ -178,7 +179,6 @@ func TestReadyzFollowsTheBucket(t *testing.T) {
 // 503, reads fail with a 5xx and a manifest push fails without leaving
 // anything behind; when it returns, everything works without a restart.
 func TestReadyzFollowsTheDatabase(t *testing.T) {
-	t.Parallel()
 	if pgtest.BinDir() == "" {
 		pgtest.Shared(t) // skips, or fails under CI
 	}
