@@ -186,6 +186,7 @@ func (s *Service) TokenHandler() http.Handler {
 // registry token can be revoked with it.
 func (s *Service) credentialOf(p *Principal, r *http.Request, now time.Time) (subject, password, hash string) {
 	if p.Admin {
+		s.settleAdmin(r.Context())
 		return AdminUser, AdminUser, s.store.AdminHash()
 	}
 	pw := r.PostForm.Get("password")

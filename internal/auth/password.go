@@ -1,12 +1,12 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/outpost-registry/outpost/internal/atomicfile"
 )
 
 // bcryptCost is the work factor of stored password hashes.
@@ -153,19 +155,77 @@ func (v *verifier) verify(hash, pw string, now time.Time) bool {
 	return true
 }
 
-// RecheckAdmin makes the admin password explicit (the one given on this
-// start) the stored one, when it differs. The bcrypt it costs goes
-// through the verifier, so a request with these credentials that arrives
-// meanwhile waits for this check instead of running its own, and later
-// ones find it remembered. Servers run it in a goroutine at start.
-func (s *Service) RecheckAdmin(explicit string) error {
-	explicit = strings.TrimRight(explicit, "\r\n")
-	if explicit == "" || s.verifier.verify(s.store.AdminHash(), explicit, time.Now()) {
+// startAdmin is the admin password this start was given (or generated),
+// known in the clear: requests that send it are admitted by a constant-time
+// comparison instead of a bcrypt, so the first authenticated request after
+// a start does not wait for one. It holds only while the stored hash is one
+// this start found or wrote.
+type startAdmin struct {
+	pw      string
+	found   string // the stored hash at start
+	written string // the hash RecheckAdmin stored, if it stored one
+}
+
+// PrimeAdmin records the admin password of this start (explicit, or the
+// one BootstrapAdmin generated). Call it before serving, then RecheckAdmin
+// in a goroutine.
+func (s *Service) PrimeAdmin(pw string) {
+	pw = strings.TrimRight(pw, "\r\n")
+	if pw == "" {
+		return
+	}
+	s.adminSettled = make(chan struct{})
+	s.startAdmin.Store(&startAdmin{pw: pw, found: s.store.AdminHash()})
+}
+
+// knownAdmin reports whether pw is this start's admin password and the
+// stored hash is still one this start found or wrote.
+func (s *Service) knownAdmin(pw string) bool {
+	k := s.startAdmin.Load()
+	if k == nil {
+		return false
+	}
+	if h := s.store.AdminHash(); h != k.found && (k.written == "" || h != k.written) {
+		return false
+	}
+	return constantTimeEqual(pw, k.pw)
+}
+
+// settleAdmin waits (a bcrypt at most) until RecheckAdmin has stored the
+// hash of this start's admin password: registry tokens carry a
+// fingerprint of the stored hash, so none is issued before it is final.
+func (s *Service) settleAdmin(ctx context.Context) {
+	if s.adminSettled == nil {
+		return
+	}
+	select {
+	case <-s.adminSettled:
+	case <-ctx.Done():
+	}
+}
+
+// RecheckAdmin makes the admin password of this start (explicit or
+// generated) the stored one, when it differs or none is stored. The bcrypt
+// it costs goes through the verifier, so later requests with a password
+// other than PrimeAdmin's find it remembered. Servers run it in a
+// goroutine at start, after PrimeAdmin.
+func (s *Service) RecheckAdmin(pw string) error {
+	if s.adminSettled != nil {
+		defer s.settleOnce.Do(func() { close(s.adminSettled) })
+	}
+	pw = strings.TrimRight(pw, "\r\n")
+	if pw == "" {
 		return nil
 	}
-	h, err := HashPassword(explicit)
+	if cur := s.store.AdminHash(); cur != "" && s.verifier.verify(cur, pw, time.Now()) {
+		return nil
+	}
+	h, err := HashPassword(pw)
 	if err != nil {
 		return err
+	}
+	if k := s.startAdmin.Load(); k != nil && k.pw == pw {
+		s.startAdmin.Store(&startAdmin{pw: pw, found: k.found, written: h})
 	}
 	return s.store.Update(func(tx *Tx) error { tx.SetAdminHash(h); return nil })
 }
@@ -182,48 +242,31 @@ const AdminUser = "admin"
 // admin password is written.
 const AdminPasswordFile = "admin-password"
 
-// BootstrapAdmin sets the admin password on start. The password comes from
+// BootstrapAdmin decides the admin password of this start. It comes from
 // explicit (the OUTPOST_ADMIN_PASSWORD variable or --admin-password-file);
 // without one, a password is generated on first start and written to
-// <dataDir>/admin-password with mode 0600. It returns the file written, or
-// "" when none was.
-func BootstrapAdmin(s *Store, dataDir, explicit string) (string, error) {
+// <dataDir>/admin-password with mode 0600. It returns the file written
+// ("" when none was) and the password of this start ("" when it is
+// neither given nor new: a restart keeps the stored one). Hashing it is
+// left to Service.RecheckAdmin, off the start's critical path.
+func BootstrapAdmin(s *Store, dataDir, explicit string) (written, password string, err error) {
 	explicit = strings.TrimRight(explicit, "\r\n")
 	if explicit != "" {
 		if err := checkPasswordStrength(explicit); err != nil {
-			return "", err
+			return "", "", err
 		}
-		set := func() error {
-			h, err := HashPassword(explicit)
-			if err != nil {
-				return err
-			}
-			return s.Update(func(tx *Tx) error { tx.SetAdminHash(h); return nil })
-		}
-		if s.AdminHash() == "" {
-			return "", set()
-		}
-		// On a restart, checking the (usually unchanged) password costs a
-		// bcrypt: Service.RecheckAdmin does it while the server starts.
-		return "", nil
+		return "", explicit, nil
 	}
 	if s.AdminHash() != "" {
-		return "", nil
+		return "", "", nil
 	}
 	pw, err := GeneratePassword()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	path := filepath.Join(dataDir, AdminPasswordFile)
-	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write admin password: %w", err)
+	if err := atomicfile.Write(path, []byte(pw+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("write admin password: %w", err)
 	}
-	h, err := HashPassword(pw)
-	if err != nil {
-		return "", err
-	}
-	if err := s.Update(func(tx *Tx) error { tx.SetAdminHash(h); return nil }); err != nil {
-		return "", err
-	}
-	return path, nil
+	return path, pw, nil
 }

@@ -81,17 +81,20 @@ func TestBootstrapRefusesWeakAdminPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = store.Close() }()
-	if _, err := BootstrapAdmin(store, dir, "changemechangeme\n"); !errors.Is(err, ErrWeakPassword) {
+	if _, _, err := BootstrapAdmin(store, dir, "changemechangeme\n"); !errors.Is(err, ErrWeakPassword) {
 		t.Fatalf("first start with a weak password: got %v, want ErrWeakPassword", err)
 	}
 	if h := store.AdminHash(); h != "" {
 		t.Fatalf("a hash was stored for the refused password: %q", h)
 	}
-	if _, err := BootstrapAdmin(store, dir, "first-admin-password"); err != nil {
+	if _, pw, err := BootstrapAdmin(store, dir, "first-admin-password"); err != nil || pw != "first-admin-password" {
+		t.Fatalf("first start: password %q, %v", pw, err)
+	}
+	if err := store.Update(func(tx *Tx) error { tx.SetAdminHash("$2a$10$stored"); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	h := store.AdminHash()
-	if _, err := BootstrapAdmin(store, dir, "Password1234"); !errors.Is(err, ErrWeakPassword) {
+	if _, _, err := BootstrapAdmin(store, dir, "Password1234"); !errors.Is(err, ErrWeakPassword) {
 		t.Fatalf("restart with a weak password: got %v, want ErrWeakPassword", err)
 	}
 	if store.AdminHash() != h {

@@ -161,10 +161,17 @@ func targets(em *emitter) []string {
 	out = append(out, fmt.Sprintf("%s peak RSS with 32 pullers <= 100 MB: %.1f MB", verdict(p.PeakRSSMB <= 100, ok), p.PeakRSSMB))
 	tg, ok := em.find(WorkloadStartTags, TargetOutpost, 0)
 	out = append(out, fmt.Sprintf("%s start to ready <= 100 ms with tags in the store: %.1f ms (%s)", verdict(tg.ReadyMS <= 100, ok), tg.ReadyMS, tg.Note))
-	raw, ok1 := em.find(WorkloadRawCopy, TargetOutpost, syncConcurrency)
+	floor, ok1 := em.find(WorkloadSyncFloor, TargetOutpost, syncConcurrency)
 	full, ok2 := em.find(WorkloadSyncFull, TargetOutpost, syncConcurrency)
-	out = append(out, fmt.Sprintf("%s full sync <= 1.2x the raw parallel copy: %.2fx (%.2f s vs %.2f s)", verdict(full.Seconds <= 1.2*raw.Seconds, ok1 && ok2),
-		ratio(full.Seconds, raw.Seconds), full.Seconds, raw.Seconds))
+	out = append(out, fmt.Sprintf("%s full sync <= 1.2x the verify+write floor: %.2fx (%.2f s vs %.2f s)", verdict(full.Seconds <= 1.2*floor.Seconds, ok1 && ok2),
+		ratio(full.Seconds, floor.Seconds), full.Seconds, floor.Seconds))
+	gen, ok3 := em.find(WorkloadSyncGeneric, TargetOutpost, syncConcurrency)
+	dfloor, _ := em.find(WorkloadSyncFloor, TargetDistribution, syncConcurrency)
+	out = append(out, fmt.Sprintf("%s full sync from distribution no slower than from Outpost: %.2f s vs %.2f s (%.2fx the floor from distribution, %.2f s)", verdict(gen.Seconds <= full.Seconds, ok2 && ok3),
+		gen.Seconds, full.Seconds, ratio(gen.Seconds, dfloor.Seconds), dfloor.Seconds))
+	tags, ok := em.find(WorkloadSyncTags, TargetOutpost, 0)
+	out = append(out, fmt.Sprintf("%s first sync of the tags <= 5 s: %.2f s (%s)", verdict(tags.Seconds <= 5, ok), tags.Seconds, tags.Note))
+	out = append(out, fmt.Sprintf("%s edge peak RSS during the full sync <= 40 MB: %.1f MB", verdict(full.PeakRSSMB <= 40 && full.PeakRSSMB > 0, ok2), full.PeakRSSMB))
 	one, ok := em.find(WorkloadSyncOneTag, TargetOutpost, 0)
 	out = append(out, fmt.Sprintf("%s one moved tag among the tags reaches the edge < 1 s after the run starts: %.3f s", verdict(one.Seconds < 1, ok), one.Seconds))
 	return out

@@ -3,14 +3,18 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,8 +27,17 @@ const (
 	// blobs fetched from the root by syncConcurrency parallel GET streams
 	// into io.Discard.
 	WorkloadRawCopy = "raw_copy"
+	// WorkloadSyncFloor is the least any mirror that verifies and stores
+	// the bytes must do: the dataset's blobs fetched from the root by
+	// syncConcurrency parallel streams, each hashed while it streams,
+	// written to a file beside the edge's data, fsynced and renamed.
+	WorkloadSyncFloor = "sync_floor"
 	// WorkloadSyncFull is an edge's first sync of the whole dataset.
 	WorkloadSyncFull = "sync_full"
+	// WorkloadSyncGeneric is the same first sync from a distribution
+	// parent (the edge's generic mode: tag lists and HEADs, no change
+	// feed).
+	WorkloadSyncGeneric = "sync_generic"
 	// WorkloadSyncTags is an edge's first sync of the tags repositories.
 	WorkloadSyncTags = "sync_tags"
 	// WorkloadSyncOneTag is one tag moved at the root, among the tags
@@ -139,26 +152,82 @@ func waitRun(ctx context.Context, edge *Target, since time.Time, needItems bool,
 	return nil, fmt.Errorf("no finished sync run at %s within %s (connection %s, last error %q)", edge.Name, timeout, st.ConnectionState, st.LastError)
 }
 
-// rawCopy fetches every distinct blob of the dataset from t with n
-// parallel streams into io.Discard and returns the time it took.
-func rawCopy(ctx context.Context, t *Target, ds *Dataset, n int) (time.Duration, int64, error) {
-	type job struct{ repo, digest string }
+// distinctBlobs lists each distinct blob of the dataset once, with a
+// repository that holds it.
+func distinctBlobs(ds *Dataset) (repos []string, blobs []Blob, total int64) {
 	seen := map[string]bool{}
-	var jobs []job
-	var total int64
 	for _, m := range ds.Images {
 		for _, b := range m.Blobs {
 			if !seen[b.Digest] {
 				seen[b.Digest] = true
-				jobs = append(jobs, job{m.Repo, b.Digest})
+				repos = append(repos, m.Repo)
+				blobs = append(blobs, b)
 				total += b.Size
 			}
 		}
 	}
-	errs := make([]error, len(jobs))
+	return repos, blobs, total
+}
+
+// syncFloor fetches every distinct blob of the dataset from t with n
+// parallel streams, hashing each while it streams into a new file under
+// dir, then fsyncs and renames the file, and checks the digest: what a
+// mirror that verifies and stores the bytes cannot do without.
+func syncFloor(ctx context.Context, t *Target, ds *Dataset, dir string, n int) (time.Duration, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	repos, blobs, _ := distinctBlobs(ds)
+	errs := make([]error, len(blobs))
 	start := time.Now()
-	forEach(len(jobs), n, func(i int) {
-		resp, err := t.do(ctx, http.MethodGet, t.Base+"/v2/"+jobs[i].repo+"/blobs/"+jobs[i].digest, nil, nil, 0)
+	forEach(len(blobs), n, func(i int) {
+		errs[i] = fetchToFile(ctx, t, repos[i], blobs[i].Digest, filepath.Join(dir, strconv.Itoa(i)))
+	})
+	return time.Since(start), errors.Join(errs...)
+}
+
+// fetchToFile stores blob d of repo at path the way a registry commits
+// one: hashed while written to a temporary file, fsynced, renamed.
+func fetchToFile(ctx context.Context, t *Target, repo, d, path string) error {
+	resp, err := t.do(ctx, http.MethodGet, t.Base+"/v2/"+repo+"/blobs/"+d, nil, nil, 0)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET blob %s: status %d", d, resp.StatusCode)
+	}
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	_, err = io.CopyBuffer(io.MultiWriter(f, h), resp.Body, buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != d {
+		return fmt.Errorf("blob %s hashed to %s", d, got)
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// rawCopy fetches every distinct blob of the dataset from t with n
+// parallel streams into io.Discard and returns the time it took.
+func rawCopy(ctx context.Context, t *Target, ds *Dataset, n int) (time.Duration, int64, error) {
+	repos, blobs, total := distinctBlobs(ds)
+	errs := make([]error, len(blobs))
+	start := time.Now()
+	forEach(len(blobs), n, func(i int) {
+		resp, err := t.do(ctx, http.MethodGet, t.Base+"/v2/"+repos[i]+"/blobs/"+blobs[i].Digest, nil, nil, 0)
 		if err != nil {
 			errs[i] = err
 			return
@@ -200,6 +269,13 @@ func (c *comparison) syncBench(ctx context.Context) error {
 	c.em.result(Result{Workload: WorkloadRawCopy, Target: TargetOutpost, Concurrency: syncConcurrency, Seconds: round(raw.Seconds()),
 		Bytes: total, MBPerS: round(mb(total) / raw.Seconds()), Note: "distinct blobs of the dataset from the root Outpost to io.Discard"})
 	c.logf("raw copy: %d MiB in %s with %d streams", int(mb(total)), raw.Round(time.Millisecond), syncConcurrency)
+	floor, err := syncFloor(ctx, root.target, c.ds, filepath.Join(c.root, "floor"), syncConcurrency)
+	if err != nil {
+		return fmt.Errorf("verify+write floor: %w", err)
+	}
+	c.em.result(Result{Workload: WorkloadSyncFloor, Target: TargetOutpost, Concurrency: syncConcurrency, Seconds: round(floor.Seconds()),
+		Bytes: total, MBPerS: round(mb(total) / floor.Seconds()), Note: "distinct blobs of the dataset from the root Outpost, hashed, written, fsynced and renamed beside the edge's data"})
+	c.logf("verify+write floor: %d MiB in %s with %d streams", int(mb(total)), floor.Round(time.Millisecond), syncConcurrency)
 
 	var repos []string
 	for _, m := range c.ds.Images {
@@ -228,9 +304,12 @@ func (c *comparison) syncBench(ctx context.Context) error {
 	peak, _ := procStatusMB(edge.target.PID, "VmHWM")
 	c.em.result(Result{Workload: WorkloadSyncFull, Target: TargetOutpost, Concurrency: syncConcurrency, Seconds: round(run.Seconds()),
 		Bytes: st.LastSyncResult.Bytes, MBPerS: round(mb(total) / run.Seconds()), PeakRSSMB: peak,
-		Note: fmt.Sprintf("first sync run of the edge (%d items); %s from the edge's process start, activation included; raw copy %s",
-			st.LastSyncResult.Items, wall.Round(time.Millisecond), raw.Round(time.Millisecond))})
-	c.logf("full sync: run %s (%.2f× the raw copy), %s from the edge's start", run.Round(time.Millisecond), run.Seconds()/raw.Seconds(), wall.Round(time.Millisecond))
+		Note: fmt.Sprintf("first sync run of the edge (%d items); %s from the edge's process start, activation included; floor %s, raw copy %s",
+			st.LastSyncResult.Items, wall.Round(time.Millisecond), floor.Round(time.Millisecond), raw.Round(time.Millisecond))})
+	c.logf("full sync: run %s (%.2f× the verify+write floor), %s from the edge's start", run.Round(time.Millisecond), run.Seconds()/floor.Seconds(), wall.Round(time.Millisecond))
+	if err := c.syncGeneric(ctx, repos); err != nil {
+		return fmt.Errorf("sync from distribution: %w", err)
+	}
 
 	if c.o.Tags <= 0 {
 		return nil
@@ -249,6 +328,7 @@ func (c *comparison) syncBench(ctx context.Context) error {
 		return err
 	}
 	started = time.Now()
+	rootCPU0, _ := procCPU(root.target.PID)
 	tagsEdge, err := c.startEdge(ctx, "edge-tags", cs)
 	if err != nil {
 		return err
@@ -257,9 +337,14 @@ func (c *comparison) syncBench(ctx context.Context) error {
 		return err
 	}
 	run = st.LastSyncResult.End.Sub(st.LastSyncResult.Start)
+	// CPU time says what the run costs when other work shares the cores.
+	rootCPU1, _ := procCPU(root.target.PID)
+	edgeCPU, _ := procCPU(tagsEdge.target.PID)
 	c.em.result(Result{Workload: WorkloadSyncTags, Target: TargetOutpost, Seconds: round(run.Seconds()),
-		Note: fmt.Sprintf("first sync of %d tags in %d repositories (%d items)", c.o.Tags, len(tagNames), st.LastSyncResult.Items)})
-	c.logf("first sync of %d tags: %s", c.o.Tags, run.Round(time.Millisecond))
+		ServerCPU: round((rootCPU1 - rootCPU0).Seconds()), ClientCPU: round(edgeCPU.Seconds()),
+		Note: fmt.Sprintf("first sync of %d tags in %d repositories (%d items); CPU: root %s, edge %s (start included)", c.o.Tags, len(tagNames), st.LastSyncResult.Items,
+			(rootCPU1 - rootCPU0).Round(time.Millisecond), edgeCPU.Round(time.Millisecond))})
+	c.logf("first sync of %d tags: %s (CPU: root %s, edge %s)", c.o.Tags, run.Round(time.Millisecond), (rootCPU1 - rootCPU0).Round(time.Millisecond), edgeCPU.Round(time.Millisecond))
 
 	// Move one tag at the root and wait for the run that carries it.
 	moved, err := c.moveTag(ctx, root.target)
@@ -286,6 +371,58 @@ func (c *comparison) syncBench(ctx context.Context) error {
 	return nil
 }
 
+// syncGeneric measures an edge's first sync of the dataset from a
+// distribution parent (generic mode), when a distribution binary is given.
+func (c *comparison) syncGeneric(ctx context.Context, repos []string) error {
+	if c.o.DistributionBin == "" {
+		return nil
+	}
+	dist, _, err := c.launch(ctx, "distribution-parent", c.distributionCmd(filepath.Join(c.root, "distribution-parent")), "")
+	if err != nil {
+		return err
+	}
+	if err := dist.target.Seed(ctx, c.ds, 4); err != nil {
+		return fmt.Errorf("seed distribution: %w", err)
+	}
+	floor, err := syncFloor(ctx, dist.target, c.ds, filepath.Join(c.root, "floor"), syncConcurrency)
+	if err != nil {
+		return fmt.Errorf("verify+write floor from distribution: %w", err)
+	}
+	c.em.result(Result{Workload: WorkloadSyncFloor, Target: TargetDistribution, Concurrency: syncConcurrency, Seconds: round(floor.Seconds()),
+		Bytes: c.ds.LayerBytes(), MBPerS: round(mb(c.ds.LayerBytes()) / floor.Seconds()), Note: "the same floor with distribution as the parent"})
+	c.logf("verify+write floor from distribution: %s", floor.Round(time.Millisecond))
+	data := filepath.Join(c.root, "edge-generic")
+	cmd := func(addr string) (string, []string, []string, error) {
+		args := append(c.outpostArgs(addr, data), "--parent", dist.target.Base)
+		for _, r := range repos {
+			args = append(args, "--repository", r)
+		}
+		return c.o.OutpostBin, args, []string{"OUTPOST_ADMIN_PASSWORD=" + c.o.Password}, nil
+	}
+	started := time.Now()
+	edge, _, err := c.launch(ctx, "edge-generic", cmd, c.o.Password)
+	if err != nil {
+		return err
+	}
+	st, err := waitRun(ctx, edge.target, started.Add(-time.Second), true, 30*time.Minute)
+	if err != nil {
+		return err
+	}
+	if err := verifyMirror(ctx, edge.target, c.ds); err != nil {
+		return fmt.Errorf("after the sync from distribution: %w", err)
+	}
+	run := st.LastSyncResult.End.Sub(st.LastSyncResult.Start)
+	peak, _ := procStatusMB(edge.target.PID, "VmHWM")
+	c.em.result(Result{Workload: WorkloadSyncGeneric, Target: TargetOutpost, Concurrency: syncConcurrency, Seconds: round(run.Seconds()),
+		Bytes: st.LastSyncResult.Bytes, MBPerS: round(mb(c.ds.LayerBytes()) / run.Seconds()), PeakRSSMB: peak,
+		Note: fmt.Sprintf("first sync run of an edge whose parent is distribution (%d items); floor from distribution %s", st.LastSyncResult.Items, floor.Round(time.Millisecond))})
+	c.logf("full sync from distribution: run %s", run.Round(time.Millisecond))
+	if err := edge.stop(); err != nil {
+		return err
+	}
+	return dist.stop()
+}
+
 // moveTag points tag t00000 of the first tags repository at a new
 // manifest and returns its digest.
 func (c *comparison) moveTag(ctx context.Context, root *Target) (string, error) {
@@ -310,8 +447,8 @@ func syncSummary(results []Result) string {
 	var b strings.Builder
 	for _, r := range results {
 		switch r.Workload {
-		case WorkloadRawCopy, WorkloadSyncFull, WorkloadSyncTags, WorkloadSyncOneTag:
-			fmt.Fprintf(&b, "%-14s %8.3f s  %s\n", r.Workload, r.Seconds, r.Note)
+		case WorkloadRawCopy, WorkloadSyncFloor, WorkloadSyncFull, WorkloadSyncGeneric, WorkloadSyncTags, WorkloadSyncOneTag:
+			fmt.Fprintf(&b, "%-14s %-12s %8.3f s  %s\n", r.Workload, r.Target, r.Seconds, r.Note)
 		}
 	}
 	return b.String()

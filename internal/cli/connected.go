@@ -14,8 +14,47 @@ import (
 )
 
 var crListTable = table{
-	headers: []string{"NAME", "MODE", "CONNECTION STATE", "PARENT", "LOGIN SERVER", "LAST SYNC(UTC)"},
-	rows:    listRows("name", "mode", "connectionState", "parent", "loginServer", "lastSyncTime"),
+	headers: []string{"NAME", "MODE", "CONNECTION STATE", "PARENT", "LOGIN SERVER", "LAST SYNC(UTC)", "DISK"},
+	rows: func(v any) [][]string {
+		rows := listRows("name", "mode", "connectionState", "parent", "loginServer", "lastSyncTime")(v)
+		list, ok := v.([]any)
+		if !ok {
+			list = []any{v}
+		}
+		for i, item := range list {
+			rows[i] = append(rows[i], diskCell(field(item, "volume")))
+		}
+		return rows
+	},
+}
+
+// diskCell renders a reported volume as "used/total (N%)", with FULL when
+// what the registry must keep fills it; empty when none was reported.
+func diskCell(v any) string {
+	used, ok1 := field(v, "usedBytes").(float64)
+	total, ok2 := field(v, "totalBytes").(float64)
+	if !ok1 || !ok2 || total <= 0 {
+		return ""
+	}
+	out := fmt.Sprintf("%s/%s (%.0f%%)", humanBytes(used), humanBytes(total), 100*used/total)
+	if full, _ := field(v, "full").(bool); full {
+		out += " FULL"
+	}
+	return out
+}
+
+// humanBytes renders n bytes in binary units (1.5GiB).
+func humanBytes(n float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
+	i := 0
+	for n >= 1024 && i < len(units)-1 {
+		n /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f%s", n, units[i])
+	}
+	return fmt.Sprintf("%.1f%s", n, units[i])
 }
 
 var crShowTable = table{

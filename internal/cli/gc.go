@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -132,8 +133,9 @@ func newGCStatus() *cobra.Command {
 var usageTable = table{
 	headers: []string{"REPOSITORY", "TAGS", "MANIFESTS", "BLOBS", "BYTES"},
 	rows: func(v any) [][]string {
-		u, ok := v.(server.StorageUsage)
-		if !ok {
+		// v is the generic JSON of the answer: decode it again.
+		var u server.StorageUsage
+		if b, err := json.Marshal(v); err != nil || json.Unmarshal(b, &u) != nil {
 			return nil
 		}
 		var rows [][]string
@@ -141,7 +143,8 @@ var usageTable = table{
 			rows = append(rows, []string{r.Repository, fmt.Sprint(r.Tags), fmt.Sprint(r.Manifests), fmt.Sprint(r.Blobs), fmt.Sprint(r.BlobBytes + r.ManifestBytes)})
 		}
 		total := []string{"TOTAL (shared blobs once)", "", "", fmt.Sprint(u.Blobs), fmt.Sprint(u.BlobBytes + u.ManifestBytes)}
-		rows = append(rows, total, []string{"VOLUME used/total", "", "", "", fmt.Sprintf("%d/%d", u.Volume.Used, u.Volume.Total)})
+		rows = append(rows, total, []string{"VOLUME used/total", "", "", "", fmt.Sprintf("%d/%d", u.Volume.Used, u.Volume.Total)},
+			[]string{"VOLUME free", "", "", "", fmt.Sprint(u.Volume.Free)})
 		if u.ReclaimableBytes != nil {
 			rows = append(rows, []string{"RECLAIMABLE", "", "", "", fmt.Sprint(*u.ReclaimableBytes)})
 		}

@@ -54,7 +54,7 @@ Start a registry with the embedded defaults (local disk):
 		},
 	}
 	root.AddCommand(newServeCommand(), newVersionCommand(), newConfigCommand(),
-		newLoginCommand(), newScopeMapCommand(), newTokenCommand(), newConnectedRegistryCommand(),
+		newLoginCommand(), newScopeMapCommand(), newTokenCommand(), newRetentionCommand(), newConnectedRegistryCommand(),
 		newStatusCommand(), newPKICommand(), newStageCommand(), newStorageCommand(), newGCCommand(), newRepositoryCommand(), newImportCommand())
 	root.AddCommand(newTrustCommand(), newHelmValuesCommand())
 	return root

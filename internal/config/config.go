@@ -63,6 +63,34 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	// GC schedules garbage collection of the stores.
 	GC GC `yaml:"gc"`
+	// Retention lists the retention policies the garbage collection
+	// applies (besides those made with `outpost retention create`).
+	Retention Retention `yaml:"retention,omitempty"`
+}
+
+// Retention holds the retention policies of the configuration file.
+type Retention struct {
+	Policies []RetentionPolicy `yaml:"policies,omitempty"`
+}
+
+// RetentionPolicy is one retention policy (docs/operations.md,
+// "Retention"). The first policy covering a repository applies to it.
+type RetentionPolicy struct {
+	Name string `yaml:"name"`
+	// Repositories are repository patterns: "*", "team/*" or names.
+	Repositories []string `yaml:"repositories"`
+	// KeepNewest keeps the N most recently pushed tags.
+	KeepNewest int `yaml:"keepNewest,omitempty"`
+	// KeepTags keeps tags matching these glob patterns ("v*").
+	KeepTags []string `yaml:"keepTags,omitempty"`
+	// KeepSemver keeps tags that are semantic versions in this range
+	// (">=1.4, <2").
+	KeepSemver string `yaml:"keepSemver,omitempty"`
+	// KeepWithin keeps tags pushed within this duration.
+	KeepWithin Duration `yaml:"keepWithin,omitempty"`
+	// UntaggedOlderThan is how old an untagged manifest must be before it
+	// is removed (default gc.gracePeriod).
+	UntaggedOlderThan Duration `yaml:"untaggedOlderThan,omitempty"`
 }
 
 // GC schedules online garbage collection (docs/operations.md).
@@ -73,6 +101,11 @@ type GC struct {
 	// GracePeriod: content put, linked or committed less than this long
 	// before a run started is never collected. Default 1h.
 	GracePeriod Duration `yaml:"gracePeriod"`
+	// ReclaimableThreshold: after deletions (a quiet spell of 30s, or of
+	// the grace period if shorter), a dry collection runs, and a real one
+	// follows when it finds at least this many bytes to reclaim. Default
+	// 1GiB; 0 never collects after deletions.
+	ReclaimableThreshold *ByteSize `yaml:"reclaimableThreshold,omitempty"`
 }
 
 // DefaultGCSchedule is the default of gc.schedule: daily at 03:30 UTC.
@@ -90,6 +123,13 @@ type Storage struct {
 	// after a write failed for lack of space before they read ok again.
 	// Default 64MiB.
 	MinFreeBytes ByteSize `yaml:"minFreeBytes"`
+	// HighWatermark and LowWatermark are percentages of the data volume
+	// used: above the high one a connected registry evicts the
+	// pull-through copies it can fetch again, least recently pulled
+	// first, until the low one. Defaults 90 and 80; 100 turns eviction
+	// off.
+	HighWatermark int `yaml:"highWatermark"`
+	LowWatermark  int `yaml:"lowWatermark"`
 	// Blobs selects the blob store: the data directory (fs, the default)
 	// or an S3-compatible bucket (s3).
 	Blobs Blobs `yaml:"blobs,omitempty"`
@@ -452,6 +492,12 @@ func (c *Config) ApplyDefaults() {
 	if c.Storage.MinFreeBytes == 0 {
 		c.Storage.MinFreeBytes = 64 << 20
 	}
+	if c.Storage.HighWatermark == 0 {
+		c.Storage.HighWatermark = 90
+	}
+	if c.Storage.LowWatermark == 0 {
+		c.Storage.LowWatermark = 80
+	}
 	if c.GC.Schedule == "" {
 		c.GC.Schedule = DefaultGCSchedule
 	}
@@ -466,6 +512,10 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.GC.GracePeriod == 0 {
 		c.GC.GracePeriod = Duration(time.Hour)
+	}
+	if c.GC.ReclaimableThreshold == nil {
+		v := ByteSize(1 << 30)
+		c.GC.ReclaimableThreshold = &v
 	}
 }
 
@@ -542,6 +592,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("storage.minFreeBytes: %d is negative", c.Storage.MinFreeBytes))
 	}
 	errs = append(errs, c.Storage.validate()...)
+	if hi, lo := c.Storage.HighWatermark, c.Storage.LowWatermark; hi < 0 || hi > 100 || lo < 0 || lo > 100 || (hi != 0 && lo != 0 && lo >= hi) {
+		errs = append(errs, fmt.Errorf("storage.lowWatermark %d and storage.highWatermark %d: want percentages with low < high <= 100", lo, hi))
+	}
 	if s := c.GC.Schedule; s != "" && s != "off" {
 		if len(strings.Fields(s)) != 5 {
 			errs = append(errs, fmt.Errorf("gc.schedule: %q: want 5 cron fields (minute hour day-of-month month day-of-week) or off", s))
@@ -551,6 +604,21 @@ func (c *Config) Validate() error {
 	}
 	if c.GC.GracePeriod < 0 {
 		errs = append(errs, fmt.Errorf("gc.gracePeriod: %s is negative", c.GC.GracePeriod))
+	}
+	if t := c.GC.ReclaimableThreshold; t != nil && *t < 0 {
+		errs = append(errs, fmt.Errorf("gc.reclaimableThreshold: %d is negative", *t))
+	}
+	// The rules themselves (patterns, ranges) are checked at start by the
+	// retention package, which the server runs.
+	names := map[string]bool{}
+	for i, p := range c.Retention.Policies {
+		switch {
+		case p.Name == "":
+			errs = append(errs, fmt.Errorf("retention.policies[%d].name: required", i))
+		case names[p.Name]:
+			errs = append(errs, fmt.Errorf("retention.policies[%d].name: %q is used twice", i, p.Name))
+		}
+		names[p.Name] = true
 	}
 	return errors.Join(errs...)
 }

@@ -58,6 +58,8 @@ debugAddr: 127.0.0.1:6060
 storage:
   scrubInterval: 24h
   minFreeBytes: 1GiB
+  highWatermark: 95
+  lowWatermark: 85
   blobs:
     type: s3
     endpoint: https://s3.example.com
@@ -75,6 +77,7 @@ storage:
 gc:
   schedule: "0 2 * * 0"
   gracePeriod: 2h
+  reclaimableThreshold: 0
 `
 
 var wantFull = Config{
@@ -101,7 +104,7 @@ var wantFull = Config{
 	},
 	DebugAddr: "127.0.0.1:6060",
 	Storage: Storage{
-		ScrubInterval: durationPtr(24 * time.Hour), MinFreeBytes: 1 << 30,
+		ScrubInterval: durationPtr(24 * time.Hour), MinFreeBytes: 1 << 30, HighWatermark: 95, LowWatermark: 85,
 		Blobs: Blobs{
 			Type: BlobsS3, Endpoint: "https://s3.example.com", Region: "eu-west-1", Bucket: "registry", Prefix: "root/", PathStyle: true,
 			CAFile: "/etc/outpost/s3-ca.crt", AccessKeyFile: "/run/secrets/s3-access", SecretKeyFile: "/run/secrets/s3-secret",
@@ -109,10 +112,12 @@ var wantFull = Config{
 		Metadata: Metadata{Type: MetadataPostgres, DSNFile: "/run/secrets/dsn"},
 		Redirect: true,
 	},
-	GC: GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour)},
+	GC: GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour), ReclaimableThreshold: bytesPtr(0)},
 }
 
 func durationPtr(d time.Duration) *Duration { v := Duration(d); return &v }
+
+func bytesPtr(n int64) *ByteSize { v := ByteSize(n); return &v }
 
 var loadCases = []struct {
 	name    string
@@ -229,8 +234,8 @@ func TestDefaults(t *testing.T) {
 		Auth:            Auth{TokenTTL: Duration(5 * time.Minute)},
 		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second), OnDemandTimeout: Duration(5 * time.Second)},
 		TLS:             TLS{Mode: TLSAuto, Hosts: hosts, CertLifetime: Duration(90 * 24 * time.Hour)},
-		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20, Blobs: Blobs{Type: BlobsFS}, Metadata: Metadata{Type: MetadataBolt}},
-		GC:              GC{Schedule: DefaultGCSchedule, GracePeriod: Duration(time.Hour)},
+		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20, HighWatermark: 90, LowWatermark: 80, Blobs: Blobs{Type: BlobsFS}, Metadata: Metadata{Type: MetadataBolt}},
+		GC:              GC{Schedule: DefaultGCSchedule, GracePeriod: Duration(time.Hour), ReclaimableThreshold: bytesPtr(1 << 30)},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {
@@ -320,6 +325,7 @@ func TestValidate(t *testing.T) {
 			c.Storage.Metadata = Metadata{Type: MetadataPostgres}
 			c.Storage.Redirect = true
 		}, nil},
+		{"watermarks", func(c *Config) { c.Storage.HighWatermark, c.Storage.LowWatermark = 80, 90 }, []string{"storage.lowWatermark 90 and storage.highWatermark 80: want percentages with low < high <= 100"}},
 		{"every problem at once", func(c *Config) {
 			c.Version, c.Addr, c.Sync.Concurrency, c.Parent.Mode = 0, "x", 0, "x"
 		}, []string{"version:", "addr:", "sync.concurrency:", "parent.mode:"}},

@@ -99,7 +99,7 @@ func recordDescendants(tx *auth.Tx, gateway string, ds []*protocol.ConnectedRegi
 		}
 		c.ActivationStatus, c.ConnectionState, c.LastActivity, c.LastSync = d.ActivationStatus, d.ConnectionState, d.LastActivity, d.LastSync
 		c.LastSyncResult, c.LoginServer, c.Version, c.StatusDetails = d.LastSyncResult, d.LoginServer, d.Version, d.StatusDetails
-		c.HeartbeatSeconds = d.HeartbeatSeconds
+		c.HeartbeatSeconds, c.Volume = d.HeartbeatSeconds, d.Volume
 		c.ResyncRequested = false // passed down with this exchange
 		c.Events = append(c.Events, d.Events...)
 		if len(c.Events) > maxEvents {
@@ -126,6 +126,7 @@ func (s *Service) ReplicateDescendants(ds []*protocol.ConnectedRegistry) error {
 				c.ActivationStatus, c.ActivationID, c.ConnectionState, c.LastActivity = old.ActivationStatus, old.ActivationID, old.ConnectionState, old.LastActivity
 				c.LastSync, c.LastSyncResult, c.LoginServer, c.Version, c.StatusDetails = old.LastSync, old.LastSyncResult, old.LoginServer, old.Version, old.StatusDetails
 				c.HeartbeatSeconds, c.Events, c.ResyncRequested = old.HeartbeatSeconds, old.Events, old.ResyncRequested || d.ResyncRequested
+				c.Volume = old.Volume
 			} else {
 				c.ActivationStatus, c.ActivationID, c.ConnectionState = protocol.ActivationInactive, "", protocol.StateOffline
 				c.LastActivity, c.Events = nil, nil
@@ -240,6 +241,9 @@ func (s *Service) RecordHeartbeat(name string, hb protocol.Heartbeat) (*protocol
 			c.LoginServer = hb.LoginServer
 		}
 		c.StatusDetails = hb.StatusDetails
+		if hb.Volume != nil {
+			c.Volume = hb.Volume
+		}
 		if err := recordStaging(tx, name, hb.Staging); err != nil {
 			return err
 		}

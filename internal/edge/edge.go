@@ -23,8 +23,10 @@ import (
 
 	"github.com/outpost-registry/outpost/internal/atomicfile"
 	"github.com/outpost-registry/outpost/internal/auth"
+	"github.com/outpost-registry/outpost/internal/oci"
 	"github.com/outpost-registry/outpost/internal/origin"
 	"github.com/outpost-registry/outpost/internal/protocol"
+	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/syncer"
 )
 
@@ -37,9 +39,12 @@ type Options struct {
 	Parent    *syncer.Parent
 	Engine    *syncer.Engine
 	Identity  *auth.Store
-	DataDir   string
-	Logger    *slog.Logger
-	Version   string
+	// Metadata is the local store: the tags of releases no longer
+	// assigned are removed there (nil: they stay).
+	Metadata storage.Metadata
+	DataDir  string
+	Logger   *slog.Logger
+	Version  string
 	// LoginServer is the address local clients use, reported to the parent.
 	LoginServer string
 	// Heartbeat is the heartbeat interval (default 30 s).
@@ -58,6 +63,8 @@ type Options struct {
 	// connected registries below it, it keeps their records (replicated
 	// from the parent) and answers their activation and heartbeats.
 	Fleet Fleet
+	// Volume, when set, reports the data volume for heartbeats.
+	Volume func() *protocol.Volume
 	// SetLogLevel, when set, applies the log level of the configuration
 	// on every refresh (nil when the level was given locally).
 	SetLogLevel func(level string) error
@@ -314,12 +321,14 @@ func (e *Edge) apply(cfg *protocol.EdgeConfig) error {
 		}
 	}
 	e.mu.Lock()
+	prev := e.cfg
 	prevLevel := ""
 	if e.cfg != nil {
 		prevLevel = e.cfg.LogLevel
 	}
 	e.cfg = cfg
 	e.mu.Unlock()
+	e.releaseRetired(prev, cfg)
 	if e.o.SetLogLevel != nil && cfg.LogLevel != "" && cfg.LogLevel != prevLevel {
 		if err := e.o.SetLogLevel(cfg.LogLevel); err != nil {
 			e.log.Warn("the configured log level is not valid; keeping the current one", "level", cfg.LogLevel, "err", err)
@@ -343,6 +352,64 @@ func (e *Edge) apply(cfg *protocol.EdgeConfig) error {
 		}
 	}
 	return nil
+}
+
+// Keep returns what this registry must keep whatever its retention
+// policies say: its sync scope (its own repositories and its
+// descendants') and the images of the staging releases assigned to it
+// or to a descendant it is the gateway of.
+func (e *Edge) Keep() (scope []string, images []protocol.StagedImage) {
+	cfg := e.config()
+	if cfg == nil {
+		return nil, nil
+	}
+	return append(slices.Clone(cfg.Repositories), cfg.DescendantRepositories()...), stagedImages(cfg)
+}
+
+// stagedImages lists the images of the staging releases cfg assigns to
+// this registry or its descendants.
+func stagedImages(cfg *protocol.EdgeConfig) []protocol.StagedImage {
+	var out []protocol.StagedImage
+	for _, task := range cfg.Staging {
+		out = append(out, task.Images...)
+	}
+	for _, j := range cfg.DescendantJobs {
+		out = append(out, j.Images...)
+	}
+	return out
+}
+
+// releaseRetired hands the images of the releases prev assigned and cfg
+// no longer does (retired by a later installed release, or deleted) to
+// garbage collection: it removes the tags they published here, where a
+// tag still points at the release's image, no release still assigned
+// publishes it and the repository is not synced. The removal is marked
+// as sync's, so a read-write registry does not deliver it to its parent.
+func (e *Edge) releaseRetired(prev, cfg *protocol.EdgeConfig) {
+	if prev == nil || e.o.Metadata == nil {
+		return
+	}
+	active := map[string]bool{}
+	for _, im := range stagedImages(cfg) {
+		active[im.Repository+":"+im.Tag] = true
+	}
+	scope := append(slices.Clone(cfg.Repositories), cfg.DescendantRepositories()...)
+	ctx := storage.WithOrigin(context.Background(), storage.OriginSync)
+	for _, im := range stagedImages(prev) {
+		if im.Tag == "" || im.Digest == "" || active[im.Repository+":"+im.Tag] ||
+			slices.ContainsFunc(scope, func(p string) bool { return oci.MatchRepository(p, im.Repository) }) {
+			continue
+		}
+		m, err := e.o.Metadata.GetManifest(ctx, im.Repository, im.Tag)
+		if err != nil || m.Digest != im.Digest {
+			continue
+		}
+		if err := e.o.Metadata.DeleteTag(ctx, im.Repository, im.Tag); err != nil && !errors.Is(err, storage.ErrManifestUnknown) {
+			e.log.Warn("tag of a retired release not removed", "repo", im.Repository, "tag", im.Tag, "err", err)
+			continue
+		}
+		e.log.Info("release no longer assigned: its tag goes to garbage collection", "repo", im.Repository, "tag", im.Tag, "digest", string(im.Digest))
+	}
 }
 
 func (e *Edge) config() *protocol.EdgeConfig {
@@ -510,6 +577,9 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 		LastSyncResult: st.LastSyncResult, Version: e.o.Version, LoginServer: e.o.LoginServer,
 		IntervalSeconds: int(e.o.Heartbeat / time.Second), Events: events, StatusDetails: st.Details,
 		Staging: e.stageReports(),
+	}
+	if e.o.Volume != nil {
+		hb.Volume = e.o.Volume()
 	}
 	if e.o.Fleet != nil {
 		hb.Descendants = e.o.Fleet.DescendantStatus()

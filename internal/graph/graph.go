@@ -91,6 +91,13 @@ type Target interface {
 	Tag(ctx context.Context, repo string, desc v1.Descriptor, tag string) error
 }
 
+// TaggedPusher is a Target that can store a manifest and point tags at
+// it in one write. Copy uses it for the root of a copy with tags, after
+// everything below the root and the root's referrers are in.
+type TaggedPusher interface {
+	PushManifestTagged(ctx context.Context, repo string, n Node, tags []string) error
+}
+
 // BlobAborter is a Target that keeps a partial blob between PushBlob
 // calls (to resume it) and is told when Copy gives the blob up.
 type BlobAborter interface {
@@ -168,6 +175,9 @@ func Copy(ctx context.Context, src Source, srcRepo string, dst Target, dstRepo s
 	if n != nil {
 		root = n.Descriptor
 	}
+	if c.rootTagged {
+		return c.stats(), nil
+	}
 	for _, tag := range c.o.Tags {
 		err := c.o.Retry(ctx, "tag "+dstRepo+":"+tag, func() error { return dst.Tag(ctx, dstRepo, root, tag) })
 		if err != nil {
@@ -206,6 +216,9 @@ type copier struct {
 	o                Options
 
 	manifests, blobs, skipped, bytes atomic.Int64
+
+	// rootTagged is set when the root was pushed with the tags.
+	rootTagged bool
 
 	mu       sync.Mutex
 	done     map[digest.Digest]*visit
@@ -289,15 +302,34 @@ func (c *copier) copyNode(ctx context.Context, d digest.Digest, depth int) (*Nod
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	if tp, ok := c.dst.(TaggedPusher); ok && depth == 0 && len(c.o.Tags) > 0 {
+		// The root and its tags in one write, once its referrers are in
+		// too: the graph is complete when the tags appear.
+		if err := c.referrers(ctx, d, depth); err != nil {
+			return nil, err
+		}
+		err = c.o.Retry(ctx, "push manifest "+c.dstRepo+"@"+string(d), func() error { return tp.PushManifestTagged(ctx, c.dstRepo, *n, c.o.Tags) })
+		if err != nil {
+			return nil, fmt.Errorf("store manifest %s: %w", d, err)
+		}
+		c.rootTagged = true
+		c.pushed(n)
+		return n, nil
+	}
 	err = c.o.Retry(ctx, "push manifest "+c.dstRepo+"@"+string(d), func() error { return c.dst.PushManifest(ctx, c.dstRepo, *n) })
 	if err != nil {
 		return nil, fmt.Errorf("store manifest %s: %w", d, err)
 	}
+	c.pushed(n)
+	return n, c.referrers(ctx, d, depth)
+}
+
+// pushed counts a manifest written to the target.
+func (c *copier) pushed(n *Node) {
 	c.manifests.Add(1)
 	if c.o.OnManifest != nil {
 		c.o.OnManifest(n.Descriptor)
 	}
-	return n, c.referrers(ctx, d, depth)
 }
 
 // fetch reads manifest d from the source and checks it against d.

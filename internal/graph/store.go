@@ -256,7 +256,8 @@ func (s *Store) append(ctx context.Context, repo string, id *string, desc v1.Des
 	}
 	n, err := s.Uploads.AppendUpload(ctx, repo, *id, offset, r)
 	if storage.NoSpace(err) {
-		return n, err // retrying cannot help until space is freed
+		// Retrying cannot help until space is freed.
+		return n, storage.NeedSpace(err, desc.Size-offset)
 	}
 	if err != nil {
 		return n, fmt.Errorf("%w: blob %s at byte %d: %w", ErrInterrupted, desc.Digest, n, err)
@@ -272,8 +273,13 @@ func (s *Store) append(ctx context.Context, repo string, id *string, desc v1.Des
 
 // PushManifest implements Target.
 func (s *Store) PushManifest(ctx context.Context, repo string, n Node) error {
+	return s.PushManifestTagged(ctx, repo, n, nil)
+}
+
+// PushManifestTagged implements TaggedPusher.
+func (s *Store) PushManifestTagged(ctx context.Context, repo string, n Node, tags []string) error {
 	rec, optional := storage.NewManifestRecord(n.Descriptor.Digest, n.Manifest, n.Body)
-	return s.Metadata.PutManifest(ctx, repo, rec, nil, optional)
+	return s.Metadata.PutManifest(ctx, repo, rec, tags, optional)
 }
 
 // Tag implements Target.

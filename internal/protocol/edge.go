@@ -83,6 +83,8 @@ type Heartbeat struct {
 	Events []Event `json:"events,omitempty"`
 	// Staging reports progress on staging jobs.
 	Staging []StageReport `json:"staging,omitempty"`
+	// Volume is the registry's data volume.
+	Volume *Volume `json:"volume,omitempty"`
 	// Descendants carries the status of the registries below a gateway.
 	Descendants []*ConnectedRegistry `json:"descendants,omitempty"`
 	// DescendantStaging is the staging progress of the registries below a

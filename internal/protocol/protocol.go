@@ -110,6 +110,19 @@ type ConnectedRegistry struct {
 	ResyncRequested bool `json:"resyncRequested,omitempty"`
 	// Events are the last notifications (push/delete) the edge reported.
 	Events []Event `json:"events,omitempty"`
+	// Volume is the data volume the edge reported with its last heartbeat.
+	Volume *Volume `json:"volume,omitempty"`
+}
+
+// Volume is a registry's data volume as its heartbeat reports it.
+type Volume struct {
+	TotalBytes uint64 `json:"totalBytes"`
+	UsedBytes  uint64 `json:"usedBytes"`
+	FreeBytes  uint64 `json:"freeBytes"`
+	// Full is set while the volume is above storage.highWatermark with
+	// nothing left to evict.
+	Full   bool   `json:"full,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // MatchNotification reports whether a push or delete of repo:tag matches

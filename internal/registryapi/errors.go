@@ -3,6 +3,7 @@ package registryapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/outpost-registry/outpost/internal/auth"
@@ -149,7 +150,7 @@ func toAPIError(err error) *Error {
 	case storage.NoSpace(err):
 		// RFC 4918 § 11.5. The spec has no code for it; DENIED (the
 		// request is refused as made) with a message naming the cause.
-		return &Error{Code: CodeDenied, Message: insufficientStorageMessage, Status: http.StatusInsufficientStorage, Err: err}
+		return &Error{Code: CodeDenied, Message: insufficientStorage(err), Status: http.StatusInsufficientStorage, Err: err}
 	default:
 		return newError(CodeUnknown, "", err)
 	}
@@ -204,6 +205,21 @@ func WriteInternalError(w http.ResponseWriter, r *http.Request) {
 // insufficientStorageMessage is the message of a write refused because
 // the registry's data volume is full.
 const insufficientStorageMessage = "insufficient storage: the registry's data volume is full (no space left on device or quota exceeded); the data of this request was not stored; retry once space is freed"
+
+// insufficientStorage names the volume, its free space and what the write
+// needed, when the store said.
+func insufficientStorage(err error) string {
+	var se *storage.SpaceError
+	if !errors.As(err, &se) {
+		return insufficientStorageMessage
+	}
+	need := ""
+	if se.Need > 0 {
+		need = fmt.Sprintf(", %d bytes needed", se.Need)
+	}
+	return fmt.Sprintf("insufficient storage: the registry's data volume is full (%s: %d of %d bytes free%s); the data of this request was not stored; retry once space is freed",
+		se.Volume, se.Free, se.Total, need)
+}
 
 type errorBody struct {
 	Errors []errorEntry `json:"errors"`

@@ -105,6 +105,14 @@ type Options struct {
 	// Redirect answers blob GETs with a redirect to the blob store's URL
 	// for the blob, when the store is a storage.Redirector.
 	Redirect bool
+	// Pulls, when set, is told of each manifest served.
+	Pulls PullObserver
+}
+
+// PullObserver is told of each manifest pull (GET or HEAD answered with
+// the manifest), to know what was pulled last.
+type PullObserver interface {
+	ManifestPulled(repo string, d digest.Digest)
 }
 
 // Handler serves the registry API.
@@ -116,6 +124,7 @@ type Handler struct {
 	limits   Limits
 	log      *slog.Logger
 	observer UploadObserver
+	pulls    PullObserver
 	fallback Fallback
 	// redirect is the blob store when blob GETs are redirected to it.
 	redirect storage.Redirector
@@ -136,7 +145,7 @@ func New(o Options) (*Handler, error) {
 	if o.Blobs == nil || o.Uploads == nil || o.Metadata == nil {
 		return nil, errors.New("registryapi: blob store, uploads and metadata are required")
 	}
-	h := &Handler{blobs: o.Blobs, uploads: o.Uploads, meta: o.Metadata, auth: o.Authorizer, limits: o.Limits, log: o.Logger, observer: o.Observer, fallback: o.Fallback}
+	h := &Handler{blobs: o.Blobs, uploads: o.Uploads, meta: o.Metadata, auth: o.Authorizer, limits: o.Limits, log: o.Logger, observer: o.Observer, pulls: o.Pulls, fallback: o.Fallback}
 	if r, ok := o.Blobs.(storage.Redirector); ok && o.Redirect {
 		h.redirect = r
 	}

@@ -28,6 +28,9 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	if err != nil {
 		return err
 	}
+	if h.pulls != nil {
+		h.pulls.ManifestPulled(rt.Name, m.Digest)
+	}
 	hd := w.Header()
 	hd.Set("Content-Type", m.MediaType)
 	hd.Set("Docker-Content-Digest", string(m.Digest))

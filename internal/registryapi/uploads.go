@@ -174,7 +174,7 @@ func (h *Handler) appendRequest(r *http.Request, rt Route, id string, offset int
 	if err != nil && body.err != nil {
 		return size, newError(CodeBlobUploadInvalid, "reading the request body failed; the upload holds "+itoa(size)+" bytes", err)
 	}
-	return size, err
+	return size, storage.NeedSpace(err, r.ContentLength)
 }
 
 // appendBody appends the request body to the session, checking

@@ -29,7 +29,8 @@ type parentSettings struct {
 // relies on the same checks, so what validates also starts.
 func CheckConfig(cfg config.Config) error {
 	_, err := parentSettingsOf(cfg, false)
-	return err
+	_, perr := configPolicies(cfg.Retention)
+	return errors.Join(err, perr)
 }
 
 // parentSettingsOf checks and parses the parent settings of cfg; it

@@ -58,10 +58,10 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 		setLogLevel = s.logLevel.Set
 	}
 	ed, err := edge.New(edge.Options{
-		Name: name, SyncToken: sync, Parent: parent, Engine: engine, Identity: s.identity, DataDir: cfg.Data,
+		Name: name, SyncToken: sync, Parent: parent, Engine: engine, Identity: s.identity, Metadata: meta, DataDir: cfg.Data,
 		Logger: s.log, Version: version, LoginServer: login, Heartbeat: time.Duration(cfg.Sync.HeartbeatInterval), Static: static,
 		OutboxCursors: outboxCursors, MessageTTL: time.Duration(cfg.Sync.MessageTTL), Fleet: fleet,
-		SetLogLevel: setLogLevel,
+		SetLogLevel: setLogLevel, Volume: s.volume,
 	})
 
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 	"github.com/outpost-registry/outpost/internal/storage/fs"
 	"github.com/outpost-registry/outpost/internal/storage/gc"
+	"github.com/outpost-registry/outpost/internal/storage/retention"
 )
 
 // gcStateFile, in the data directory, remembers the last garbage
@@ -36,7 +38,13 @@ type gcRunner struct {
 	data  string
 	log   *slog.Logger
 	sched cron.Schedule // nil: off
-	next  atomic.Int64  // Unix seconds of the next scheduled run
+	// policies and protect, when set, give the retention policies each
+	// run applies and what the site must keep whatever they say.
+	policies *policies
+	protect  func(context.Context) (gc.Protection, error)
+	// deletes is signalled after each deletion in the metadata store.
+	deletes chan struct{}
+	next    atomic.Int64 // Unix seconds of the next scheduled run
 
 	runs, failed         prometheus.Counter
 	bytes                prometheus.Counter
@@ -46,11 +54,11 @@ type gcRunner struct {
 }
 
 func newGCRunner(c *gc.Collector, cfg config.GC, data string, log *slog.Logger, m *Metrics) *gcRunner {
-	g := &gcRunner{c: c, cfg: cfg, data: data, log: log,
+	g := &gcRunner{c: c, cfg: cfg, data: data, log: log, deletes: make(chan struct{}, 1),
 		runs:       prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_gc_runs_total", Help: "Garbage collections run (not dry), whatever their outcome."}),
 		failed:     prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_gc_runs_failed_total", Help: "Garbage collections that ended with an error."}),
 		bytes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_gc_reclaimed_bytes_total", Help: "Bytes of blob and quarantine files garbage collection removed."}),
-		items:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_gc_reclaimed_items_total", Help: "Items garbage collection removed, by kind (manifest, link, blob, quarantine)."}, []string{"kind"}),
+		items:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_gc_reclaimed_items_total", Help: "Items garbage collection removed, by kind (tag (by retention policies), manifest, link, blob, quarantine)."}, []string{"kind"}),
 		duration:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_gc_last_duration_seconds", Help: "Duration of the last garbage collection."}),
 		lastSucess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_gc_last_success_timestamp_seconds", Help: "End of the last garbage collection that succeeded, in Unix seconds (0: none yet)."}),
 		live:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_storage_blob_bytes", Help: "Bytes of blob files kept by the last garbage collection (each blob once)."}),
@@ -73,9 +81,30 @@ func newGCRunner(c *gc.Collector, cfg config.GC, data string, log *slog.Logger, 
 	return g
 }
 
-// run runs one collection now; dry runs are not recorded.
-func (g *gcRunner) run(ctx context.Context, dry bool, trigger string) (gc.Report, error) {
-	rep, err := g.c.TryRun(ctx, gc.Options{GracePeriod: time.Duration(g.cfg.GracePeriod), DryRun: dry, Trigger: trigger})
+// gcRun is what one run is asked to do.
+type gcRun struct {
+	dry     bool
+	trigger string
+	// only, when set, names the only retention policies applied.
+	only []string
+}
+
+// run runs one collection now, applying the retention policies; dry runs
+// are not recorded.
+func (g *gcRunner) run(ctx context.Context, req gcRun) (gc.Report, error) {
+	dry := req.dry
+	o := gc.Options{GracePeriod: time.Duration(g.cfg.GracePeriod), DryRun: dry, Trigger: req.trigger, Protect: g.protect}
+	if g.policies != nil {
+		all, err := g.policies.all()
+		if err != nil {
+			return gc.Report{}, err
+		}
+		if req.only != nil {
+			all = slices.DeleteFunc(all, func(p retention.Policy) bool { return !slices.Contains(req.only, p.Name) })
+		}
+		o.Policies = all
+	}
+	rep, err := g.c.TryRun(ctx, o)
 	if errors.Is(err, gc.ErrRunning) {
 		return rep, err
 	}
@@ -90,6 +119,7 @@ func (g *gcRunner) run(ctx context.Context, dry bool, trigger string) (gc.Report
 	g.runs.Inc()
 	g.duration.Set(rep.Finished.Sub(rep.Started).Seconds())
 	g.bytes.Add(float64(rep.Bytes()))
+	g.items.WithLabelValues("tag").Add(float64(rep.Tags))
 	g.items.WithLabelValues("manifest").Add(float64(rep.Manifests))
 	g.items.WithLabelValues("link").Add(float64(rep.Links))
 	g.items.WithLabelValues("blob").Add(float64(rep.Blobs))
@@ -109,6 +139,50 @@ func (g *gcRunner) run(ctx context.Context, dry bool, trigger string) (gc.Report
 	return rep, err
 }
 
+// deleted notes a deletion without blocking (bolt.Store.SetOnDelete).
+func (g *gcRunner) deleted() {
+	select {
+	case g.deletes <- struct{}{}:
+	default:
+	}
+}
+
+// afterDeletesQuiet is how long deletions must pause before a dry
+// collection checks what they made reclaimable (the grace period when
+// shorter).
+const afterDeletesQuiet = 30 * time.Second
+
+// afterDeletes runs, once deletions have paused, a dry collection and, when
+// it finds at least gc.reclaimableThreshold bytes, a real one.
+func (g *gcRunner) afterDeletes(ctx context.Context) {
+	threshold := int64(1 << 30)
+	if g.cfg.ReclaimableThreshold != nil {
+		threshold = int64(*g.cfg.ReclaimableThreshold)
+	}
+	if threshold <= 0 {
+		return
+	}
+	quiet := min(afterDeletesQuiet, time.Duration(g.cfg.GracePeriod))
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-g.deletes:
+			t.Reset(quiet)
+			continue
+		case <-t.C:
+		}
+		dry, err := g.run(ctx, gcRun{dry: true, trigger: "deletions"})
+		if err != nil || dry.Bytes() < threshold {
+			continue
+		}
+		_, _ = g.run(ctx, gcRun{trigger: "deletions"}) // logged by the collector
+	}
+}
+
 // loop runs a collection at each time of gc.schedule until ctx ends.
 func (g *gcRunner) loop(ctx context.Context) {
 	if g.sched == nil {
@@ -124,7 +198,7 @@ func (g *gcRunner) loop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		_, _ = g.run(ctx, false, "schedule") // logged by the collector
+		_, _ = g.run(ctx, gcRun{trigger: "schedule"}) // logged by the collector
 	}
 }
 
@@ -167,15 +241,21 @@ func (g *gcRunner) register(api *adminapi.API) {
 				return 0, nil, err
 			}
 		}
-		rep, err := g.run(r.Context(), req.DryRun, "api")
-		if errors.Is(err, gc.ErrRunning) {
-			return 0, nil, fmt.Errorf("%w: %w", auth.ErrInUse, err)
-		}
-		if err != nil {
-			return 0, nil, err
-		}
-		return http.StatusOK, rep, nil
+		return g.respondRun(r.Context(), gcRun{dry: req.DryRun, trigger: "api"})
 	})
+}
+
+// respondRun runs a collection for an API request and answers with its
+// report.
+func (g *gcRunner) respondRun(ctx context.Context, req gcRun) (int, any, error) {
+	rep, err := g.run(ctx, req)
+	if errors.Is(err, gc.ErrRunning) {
+		return 0, nil, fmt.Errorf("%w: %w", auth.ErrInUse, err)
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, rep, nil
 }
 
 // StorageUsage is the body of GET /api/v1/storage.
@@ -191,18 +271,21 @@ type StorageUsage struct {
 	// ReclaimableBytes is what a collection now would free (asked with
 	// ?reclaimable=true: it runs a dry collection).
 	ReclaimableBytes *int64 `json:"reclaimableBytes,omitempty"`
+	// Pressure is the volume against the watermarks and the last
+	// eviction (a connected registry's).
+	Pressure PressureState `json:"pressure"`
 }
 
 // registerUsage adds GET /api/v1/storage: bytes per repository, in total
 // (shared blobs once), the data volume's figures and, on request, what a
 // collection would reclaim.
-func (g *gcRunner) registerUsage(api *adminapi.API, meta *bolt.Store, blobs *fs.Store) {
+func (g *gcRunner) registerUsage(api *adminapi.API, meta *bolt.Store, blobs *fs.Store, pr *pressure) {
 	api.Handle("GET /api/v1/storage", func(r *http.Request) (int, any, error) {
 		u, err := meta.Usage(r.Context())
 		if err != nil {
 			return 0, nil, err
 		}
-		out := StorageUsage{Usage: u}
+		out := StorageUsage{Usage: u, Pressure: pr.State()}
 		if sp, err := blobs.Space(); err == nil {
 			out.Volume.Total, out.Volume.Free = sp.Total, sp.Free
 			if sp.Total > sp.Free {
@@ -210,7 +293,7 @@ func (g *gcRunner) registerUsage(api *adminapi.API, meta *bolt.Store, blobs *fs.
 			}
 		}
 		if r.URL.Query().Get("reclaimable") == "true" {
-			rep, err := g.run(r.Context(), true, "usage")
+			rep, err := g.run(r.Context(), gcRun{dry: true, trigger: "usage"})
 			if errors.Is(err, gc.ErrRunning) {
 				return 0, nil, fmt.Errorf("%w: %w", auth.ErrInUse, err)
 			}

@@ -46,6 +46,7 @@ type Server struct {
 	api      *registryapi.Handler
 	scrub    *scrubber
 	gc       *gcRunner
+	pressure *pressure
 	handler  http.Handler
 	logLevel *logging.Level
 }
@@ -76,7 +77,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	for _, o := range opts {
 		o(s)
 	}
-	written, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
+	written, startPassword, err := auth.BootstrapAdmin(identity, cfg.Data, adminPassword)
 	if err != nil {
 		_ = s.Close()
 		return nil, err
@@ -94,8 +95,9 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		_ = s.Close()
 		return nil, err
 	}
+	authSvc.PrimeAdmin(startPassword)
 	go func() {
-		if err := authSvc.RecheckAdmin(adminPassword); err != nil {
+		if err := authSvc.RecheckAdmin(startPassword); err != nil {
 			log.Error("admin password not updated", "err", err)
 		}
 	}()
@@ -111,8 +113,9 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	if eng.local != nil && eng.embedded != nil {
 		// Before anything links blobs: the collector makes links check files.
 		s.gc = newGCRunner(gc.New(eng.embedded, eng.local, log), cfg.GC, cfg.Data, log, metrics)
+		eng.embedded.SetOnDelete(s.gc.deleted)
 	} else {
-		log.Info("garbage collection is off: it needs the embedded stores (storage.blobs fs and storage.metadata bolt)")
+		log.Info("garbage collection, retention and eviction are off: they need the embedded stores (storage.blobs fs and storage.metadata bolt)")
 	}
 	fleet := controlplane.NewService(identity)
 	fleet.SetLoginServer(cfg.LoginServer)
@@ -122,6 +125,17 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		return nil, err
 	}
 	s.edge = ep
+	fixed, err := configPolicies(cfg.Retention)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	clock := &pullClock{}
+	if s.gc != nil {
+		s.gc.policies = &policies{fixed: fixed, store: identity}
+		s.gc.protect = protection(ep, fleet)
+		s.pressure = newPressure(cfg.Storage, eng.local, eng.embedded, s.gc, ep, clock, log, metrics)
+	}
 	if eng.local != nil {
 		s.scrub = newScrubber(cfg.Data, eng.local, meta, ep, log)
 		metrics.registerStorage(eng.local, s.scrub)
@@ -147,6 +161,7 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		},
 		Logger:     log,
 		Observer:   metrics,
+		Pulls:      clock,
 		Authorizer: z,
 	})
 	if err != nil {
@@ -174,7 +189,8 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	registerStatus(mgmt, ep)
 	if s.gc != nil {
 		s.gc.register(mgmt)
-		s.gc.registerUsage(mgmt, eng.embedded, eng.local)
+		s.gc.registerUsage(mgmt, eng.embedded, eng.local, s.pressure)
+		s.gc.policies.register(mgmt, s.gc)
 	}
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
@@ -253,6 +269,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	if s.gc != nil {
 		go s.gc.loop(ctx)
+		go s.gc.afterDeletes(ctx)
+		go s.pressure.loop(ctx)
 	}
 	srv := &http.Server{
 		Handler:           s.handler,

@@ -9,6 +9,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"syscall"
 	"time"
@@ -38,6 +39,46 @@ var (
 	// (EDQUOT).
 	ErrInsufficientStorage = errors.New("insufficient storage: the data volume is full")
 )
+
+// SpaceError is a write refused for lack of space, with what is known of
+// the volume: it matches ErrInsufficientStorage with errors.Is.
+type SpaceError struct {
+	// Volume is the directory of the data volume.
+	Volume string
+	// Free and Total are the volume's bytes available and size just after
+	// the failure.
+	Free, Total uint64
+	// Need is the number of bytes the refused write wanted to store, when
+	// the caller knows it (0: unknown).
+	Need int64
+	Err  error
+}
+
+func (e *SpaceError) Error() string {
+	msg := fmt.Sprintf("insufficient storage: the data volume %s is full (%d of %d bytes free)", e.Volume, e.Free, e.Total)
+	if e.Need > 0 {
+		msg += fmt.Sprintf("; %d bytes are needed", e.Need)
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is makes a SpaceError match ErrInsufficientStorage.
+func (e *SpaceError) Is(target error) bool { return target == ErrInsufficientStorage }
+
+func (e *SpaceError) Unwrap() error { return e.Err }
+
+// NeedSpace records on a SpaceError in err's chain that the refused write
+// wanted n bytes (when not known already), and returns err.
+func NeedSpace(err error, n int64) error {
+	var se *SpaceError
+	if n > 0 && errors.As(err, &se) && se.Need == 0 {
+		se.Need = n
+	}
+	return err
+}
 
 // NoSpace reports whether err is a write that failed for lack of space:
 // ErrInsufficientStorage, or ENOSPC or EDQUOT from the operating system

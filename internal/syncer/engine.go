@@ -524,6 +524,9 @@ const repoConcurrency = 4
 
 // syncTag brings one tag to the parent's state.
 func (e *Engine) syncTag(ctx context.Context, repo, tag string) error {
+	if _, err := e.o.Metadata.GetManifest(ctx, repo, tag); errors.Is(err, storage.ErrManifestUnknown) {
+		return e.newTag(ctx, repo, tag)
+	}
 	var d digest.Digest
 	err := e.retry(ctx, "resolve "+repo+":"+tag, func() error {
 		var err error
@@ -537,6 +540,53 @@ func (e *Engine) syncTag(ctx context.Context, repo, tag string) error {
 		return err
 	}
 	return e.copyTag(ctx, repo, tag, d)
+}
+
+// newTag copies a tag this registry does not have yet. Its manifest is
+// fetched by tag, which tells its digest too: one request where a tag
+// to compare takes a HEAD and then, if it moved, a GET.
+func (e *Engine) newTag(ctx context.Context, repo, tag string) error {
+	var (
+		body []byte
+		mt   string
+		d    digest.Digest
+	)
+	err := e.retry(ctx, "fetch "+repo+":"+tag, func() error {
+		var err error
+		body, mt, d, err = e.o.Parent.Manifest(ctx, repo, tag, e.o.ManifestMaxBytes)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if e.held(ctx, repo, tag, d) {
+		return nil
+	}
+	src := fetchedRoot{Source: e.src, d: d, body: body, mediaType: mt}
+	if _, err := graph.Copy(ctx, src, repo, e.store, repo, v1.Descriptor{Digest: d}, e.copyOptions(tag)); err != nil {
+		return err
+	}
+	e.log.Info("tag synced", "repo", repo, "tag", tag, "digest", string(d))
+	return nil
+}
+
+// fetchedRoot is a source whose root manifest was already fetched: the
+// copy reads it from memory (and verifies its digest like any other).
+type fetchedRoot struct {
+	graph.Source
+	d         digest.Digest
+	body      []byte
+	mediaType string
+}
+
+func (f fetchedRoot) Manifest(ctx context.Context, repo string, d digest.Digest, maxBytes int64) ([]byte, string, error) {
+	if d == f.d {
+		return f.body, f.mediaType, nil
+	}
+	return f.Source.Manifest(ctx, repo, d, maxBytes)
 }
 
 func (e *Engine) localTags(ctx context.Context, repo string) ([]string, error) {

@@ -53,6 +53,23 @@ type Store struct {
 	// blobPresent, when set, is asked inside LinkBlob's write transaction
 	// whether the blob is in the blob store (see SetBlobCheck).
 	blobPresent func(digest.Digest) error
+	// commits groups concurrent write transactions (commit.go).
+	commits committer
+	// onDelete, when set, is called after each committed deletion.
+	onDelete func()
+}
+
+// SetOnDelete makes every committed DeleteManifest, DeleteTag and
+// UnlinkBlob call fn (garbage collection's own removals do not). Call it
+// before serving; fn must not block.
+func (s *Store) SetOnDelete(fn func()) { s.onDelete = fn }
+
+// deleted calls the deletion hook after a committed deletion.
+func (s *Store) deleted(err error) error {
+	if err == nil && s.onDelete != nil {
+		s.onDelete()
+	}
+	return err
 }
 
 // SetBlobCheck makes LinkBlob verify, inside its write transaction, that
@@ -110,7 +127,7 @@ func ensureRepo(tx *bolt.Tx, repo string) (*bolt.Bucket, error) {
 
 // LinkBlob implements storage.Metadata.
 func (s *Store) LinkBlob(_ context.Context, repo string, d digest.Digest, size int64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb, err := ensureRepo(tx, repo)
 		if err != nil {
 			return err
@@ -164,7 +181,7 @@ func (s *Store) BlobRepositories(_ context.Context, d digest.Digest) ([]string, 
 
 // UnlinkBlob implements storage.Metadata.
 func (s *Store) UnlinkBlob(_ context.Context, repo string, d digest.Digest) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.deleted(s.update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil || rb.Bucket(bucketBlobs).Get([]byte(d)) == nil {
 			return fmt.Errorf("%w: %s in %s", storage.ErrBlobUnknown, d, repo)
@@ -173,7 +190,7 @@ func (s *Store) UnlinkBlob(_ context.Context, repo string, d digest.Digest) erro
 			return fmt.Errorf("unindex blob %s: %w", d, err)
 		}
 		return rb.Bucket(bucketBlobs).Delete([]byte(d))
-	})
+	}))
 }
 
 func encodeRecord(m *storage.ManifestRecord) ([]byte, error) {
@@ -254,7 +271,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifes
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb, err := ensureRepo(tx, repo)
 		if err != nil {
 			return err
@@ -343,7 +360,7 @@ func (s *Store) GetManifest(_ context.Context, repo, ref string) (*storage.Manif
 // DeleteManifest implements storage.Metadata.
 func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
 	origin := storage.OriginFrom(ctx)
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.deleted(s.update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil {
 			return fmt.Errorf("%w: %s@%s", storage.ErrManifestUnknown, repo, d)
@@ -352,7 +369,7 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 			return fmt.Errorf("%w: %s@%s", storage.ErrManifestUnknown, repo, d)
 		}
 		return deleteManifestTx(rb, d, origin)
-	})
+	}))
 }
 
 // deleteManifestTx removes manifest d, present in rb, with its tags, its
@@ -398,7 +415,7 @@ func deleteManifestTx(rb *bolt.Bucket, d digest.Digest, origin string) error {
 
 // DeleteTag implements storage.Metadata.
 func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.deleted(s.update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil || rb.Bucket(bucketTags).Get([]byte(tag)) == nil {
 			return fmt.Errorf("%w: %s:%s", storage.ErrManifestUnknown, repo, tag)
@@ -408,7 +425,7 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 			return err
 		}
 		return recordChange(rb, storage.Change{Tag: tag, Prev: prev, Op: storage.ChangeDelete, Origin: storage.OriginFrom(ctx)})
-	})
+	}))
 }
 
 // recordChange appends c to the repository's change feed.

@@ -6,10 +6,15 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-registry/outpost/internal/storage"
 )
 
 // stampPut records that manifest d was put in rb at t.
@@ -42,6 +47,8 @@ type RepoSweep struct {
 	// (the bytes only come back when no repository links a blob).
 	Links     []digest.Digest `json:"links,omitempty"`
 	LinkBytes int64           `json:"linkBytes"`
+	// Tags are the tags a retention policy removed.
+	Tags []string `json:"tags,omitempty"`
 	// Live counts the manifests and blob links kept.
 	LiveManifests int `json:"liveManifests"`
 	LiveLinks     int `json:"liveLinks"`
@@ -54,16 +61,48 @@ type refs struct {
 	Manifests []digest.Digest `json:"manifests,omitempty"`
 }
 
+// TagTime is a tag as a retention decision sees it.
+type TagTime struct {
+	Tag    string
+	Digest digest.Digest
+	// Pushed is when the manifest was last put (zero: unknown).
+	Pushed time.Time
+}
+
+// SweepOptions configure SweepRepository.
+type SweepOptions struct {
+	// Cutoff: manifests put, and blob links made, at or after it are live.
+	Cutoff time.Time
+	// UntaggedCutoff, when before Cutoff, is the cutoff of manifests
+	// instead (a retention policy keeping untagged manifests longer).
+	UntaggedCutoff time.Time
+	// Dry reports and changes nothing.
+	Dry bool
+	// Keep are manifests live whatever their tags (staged by digest).
+	Keep []digest.Digest
+	// Retain, when set, is given the repository's tags and returns those
+	// to remove, inside the sweep's transaction. A tag naming a referrer
+	// of live content (by subject, or a sha256-HEX.sig/.att/.sbom tag of
+	// a live digest) is kept all the same.
+	Retain func(tags []TagTime) []string
+}
+
 // SweepRepository collects garbage in repo, marking and sweeping inside
 // one write transaction (one read transaction when dry), so that no push,
-// tag move or link interleaves with the decision. Live are: the manifests
-// tags point at, those put at or after cutoff, what they reference
-// (index children, blobs), recursively, and the referrers of live
-// manifests; and blob links made at or after cutoff. The rest is removed:
+// tag move or link interleaves with the decision. It first removes the
+// tags o.Retain names. Live are then: the manifests tags point at, those
+// put at or after the cutoff, o.Keep, what they reference (index
+// children, blobs), recursively, and the referrers of live manifests;
+// and blob links made at or after the cutoff. The rest is removed:
 // manifest records with their referrer entries, and blob links. Blob
 // files are not touched here (see DeleteUnlinkedBlobs).
-func (s *Store) SweepRepository(ctx context.Context, repo string, cutoff time.Time, dry bool) (RepoSweep, error) {
+func (s *Store) SweepRepository(ctx context.Context, repo string, o SweepOptions) (RepoSweep, error) {
 	res := RepoSweep{Repository: repo}
+	cutoff, dry := o.Cutoff, o.Dry
+	mcutoff := cutoff
+	if !o.UntaggedCutoff.IsZero() && o.UntaggedCutoff.Before(cutoff) {
+		mcutoff = o.UntaggedCutoff
+	}
 	fn := func(tx *bolt.Tx) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -77,7 +116,7 @@ func (s *Store) SweepRepository(ctx context.Context, repo string, cutoff time.Ti
 		all := map[digest.Digest]refs{}
 		sizes := map[digest.Digest]int64{}
 		referrers := map[digest.Digest][]digest.Digest{}
-		var roots []digest.Digest
+		roots := slices.Clone(o.Keep)
 		err := manifests.ForEach(func(k, v []byte) error {
 			meta, err := recordMeta(v)
 			if err != nil {
@@ -93,7 +132,7 @@ func (s *Store) SweepRepository(ctx context.Context, repo string, cutoff time.Ti
 			if r.Subject != "" {
 				referrers[r.Subject] = append(referrers[r.Subject], d)
 			}
-			if puts != nil && !stamp(puts.Get(k), 0).Before(cutoff) {
+			if puts != nil && !stamp(puts.Get(k), 0).Before(mcutoff) {
 				roots = append(roots, d)
 			}
 			return nil
@@ -101,32 +140,33 @@ func (s *Store) SweepRepository(ctx context.Context, repo string, cutoff time.Ti
 		if err != nil {
 			return err
 		}
-		err = rb.Bucket(bucketTags).ForEach(func(_, v []byte) error {
-			roots = append(roots, digest.Digest(bytes.Clone(v)))
+		tags := map[string]digest.Digest{}
+		err = rb.Bucket(bucketTags).ForEach(func(k, v []byte) error {
+			tags[string(k)] = digest.Digest(bytes.Clone(v))
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		live := map[digest.Digest]bool{}
-		liveBlobs := map[digest.Digest]bool{}
-		for len(roots) > 0 {
-			d := roots[len(roots)-1]
-			roots = roots[:len(roots)-1]
-			if live[d] {
-				continue
+		if o.Retain != nil {
+			drop := retainTags(tags, puts, all, roots, o.Retain)
+			for _, t := range drop {
+				res.Tags = append(res.Tags, t)
+				if !dry {
+					if err := rb.Bucket(bucketTags).Delete([]byte(t)); err != nil {
+						return fmt.Errorf("remove tag %s: %w", t, err)
+					}
+					if err := recordChange(rb, storage.Change{Tag: t, Prev: tags[t], Op: "delete", Origin: storage.OriginFrom(ctx)}); err != nil {
+						return err
+					}
+				}
+				delete(tags, t)
 			}
-			r, ok := all[d]
-			if !ok {
-				continue
-			}
-			live[d] = true
-			for _, b := range r.Blobs {
-				liveBlobs[b] = true
-			}
-			roots = append(roots, r.Manifests...)
-			roots = append(roots, referrers[d]...)
 		}
+		for _, d := range tags {
+			roots = append(roots, d)
+		}
+		live, liveBlobs := mark(all, referrers, roots)
 		res.LiveManifests = len(live)
 		for d, r := range all {
 			if live[d] {
@@ -189,6 +229,95 @@ func (s *Store) SweepRepository(ctx context.Context, repo string, cutoff time.Ti
 		return RepoSweep{Repository: repo}, fmt.Errorf("collect %s: %w", repo, err)
 	}
 	return res, nil
+}
+
+// mark returns the manifests reachable from roots (index children and
+// referrers, recursively) and the blobs they name.
+func mark(all map[digest.Digest]refs, referrers map[digest.Digest][]digest.Digest, roots []digest.Digest) (live, liveBlobs map[digest.Digest]bool) {
+	live, liveBlobs = map[digest.Digest]bool{}, map[digest.Digest]bool{}
+	roots = slices.Clone(roots)
+	for len(roots) > 0 {
+		d := roots[len(roots)-1]
+		roots = roots[:len(roots)-1]
+		if live[d] {
+			continue
+		}
+		r, ok := all[d]
+		if !ok {
+			continue
+		}
+		live[d] = true
+		for _, b := range r.Blobs {
+			liveBlobs[b] = true
+		}
+		roots = append(roots, r.Manifests...)
+		roots = append(roots, referrers[d]...)
+	}
+	return live, liveBlobs
+}
+
+// retainTags asks retain which tags to remove, then gives back those that
+// name a referrer of what stays live: a manifest whose subject is live,
+// or a tag sha256-HEX.sig (.att, .sbom, any suffix) of a live digest, as
+// cosign and older tools tag signatures and attestations.
+func retainTags(tags map[string]digest.Digest, puts *bolt.Bucket, all map[digest.Digest]refs, roots []digest.Digest, retain func([]TagTime) []string) []string {
+	list := make([]TagTime, 0, len(tags))
+	for t, d := range tags {
+		tt := TagTime{Tag: t, Digest: d}
+		if puts != nil {
+			tt.Pushed = stamp(puts.Get([]byte(d)), 0)
+		}
+		list = append(list, tt)
+	}
+	slices.SortFunc(list, func(a, b TagTime) int { return strings.Compare(a.Tag, b.Tag) })
+	drop := map[string]bool{}
+	for _, t := range retain(list) {
+		if _, ok := tags[t]; ok {
+			drop[t] = true
+		}
+	}
+	referrers := map[digest.Digest][]digest.Digest{}
+	for d, r := range all {
+		if r.Subject != "" {
+			referrers[r.Subject] = append(referrers[r.Subject], d)
+		}
+	}
+	// Each pass gives back at least one tag, or ends.
+	for range len(drop) + 1 {
+		kept := slices.Clone(roots)
+		for t, d := range tags {
+			if !drop[t] {
+				kept = append(kept, d)
+			}
+		}
+		live, _ := mark(all, referrers, kept)
+		back := false
+		for t := range drop {
+			d := tags[t]
+			if live[all[d].Subject] || live[tagSubject(t)] {
+				delete(drop, t)
+				back = true
+			}
+		}
+		if !back {
+			break
+		}
+	}
+	return slices.Sorted(maps.Keys(drop))
+}
+
+// tagSubject returns the digest a tag such as sha256-HEX.sig names, or "".
+func tagSubject(tag string) digest.Digest {
+	alg, rest, ok := strings.Cut(tag, "-")
+	if !ok {
+		return ""
+	}
+	hex, _, _ := strings.Cut(rest, ".")
+	d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+	if d.Validate() != nil {
+		return ""
+	}
+	return d
 }
 
 // linked reports whether any repository links blob d, not counting the

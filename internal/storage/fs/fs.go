@@ -72,6 +72,9 @@ type Options struct {
 	MinFreeBytes uint64
 }
 
+// Root returns the store's directory, on the data volume.
+func (s *Store) Root() string { return s.root }
+
 // DefaultMinFreeBytes is the default of Options.MinFreeBytes.
 const DefaultMinFreeBytes = 64 << 20
 

@@ -28,7 +28,7 @@ func (s *Store) noSpace(err error) error {
 		return err
 	}
 	s.stats.noSpace.Add(1)
-	free, _, _ := volumeSpace(s.root)
+	free, total, _ := volumeSpace(s.root)
 	s.space.mu.Lock()
 	first := s.space.at.IsZero()
 	s.space.at, s.space.free = time.Now(), free
@@ -36,7 +36,7 @@ func (s *Store) noSpace(err error) error {
 	if first {
 		s.log.Error("the data volume is full: writes fail until space is freed; pulls are still served", "data", s.root, "free_bytes", free, "err", err)
 	}
-	return fmt.Errorf("%w: %w", storage.ErrInsufficientStorage, err)
+	return &storage.SpaceError{Volume: s.root, Free: free, Total: total, Err: err}
 }
 
 // undoAppend handles an append that ran out of space: it gives the bytes

@@ -1,4 +1,5 @@
-// Package gc collects the garbage of a registry's stores while it serves:
+// Package gc applies retention policies and collects the garbage of a
+// registry's stores while it serves:
 // manifests neither tagged nor referenced by live content, blob links no
 // live manifest names, blob files no repository links, and quarantined
 // corrupt blobs. docs/architecture.md ("Garbage collection") gives the
@@ -11,13 +12,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/outpost-registry/outpost/internal/oci"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 	"github.com/outpost-registry/outpost/internal/storage/fs"
+	"github.com/outpost-registry/outpost/internal/storage/retention"
 )
 
 // DefaultGracePeriod is how old content must be before it can be
@@ -65,6 +69,32 @@ type Options struct {
 	Progress func(Progress)
 	// Trigger says why the run started (schedule, api, cli), for the report.
 	Trigger string
+	// Policies are the retention policies applied before collecting, the
+	// first covering a repository applying to it.
+	Policies []retention.Policy
+	// Protect, when set, returns what the site must keep whatever the
+	// policies say; it is called once per run, before the first phase.
+	Protect func(ctx context.Context) (Protection, error)
+}
+
+// Protection is content a site must keep whatever its retention
+// policies say. Untagged manifests it names also outlive the grace
+// period.
+type Protection struct {
+	// Repositories are patterns of repositories no policy removes tags
+	// from (a connected registry's sync scope: its parent decides what
+	// stays there, and sync removes what the parent no longer tags).
+	Repositories []string `json:"repositories,omitempty"`
+	// Tags are, per repository, tags no policy removes (the images of
+	// staging releases).
+	Tags map[string][]string `json:"tags,omitempty"`
+	// Manifests are, per repository, manifests kept even untagged.
+	Manifests map[string][]digest.Digest `json:"manifests,omitempty"`
+}
+
+// covers reports whether p protects every tag of repo.
+func (p *Protection) covers(repo string) bool {
+	return slices.ContainsFunc(p.Repositories, func(pat string) bool { return oci.MatchRepository(pat, repo) })
 }
 
 // Progress is where a run is.
@@ -76,21 +106,23 @@ type Progress struct {
 
 // Report is the outcome of a run.
 type Report struct {
-	Started         time.Time `json:"started"`
-	Finished        time.Time `json:"finished,omitzero"`
-	Trigger         string    `json:"trigger,omitempty"`
-	DryRun          bool      `json:"dryRun"`
-	GracePeriod     string    `json:"gracePeriod"`
-	Repositories    int       `json:"repositories"`
-	Manifests       int       `json:"manifests"`
-	ManifestBytes   int64     `json:"manifestBytes"`
-	Links           int       `json:"links"`
-	Blobs           int       `json:"blobs"`
-	BlobBytes       int64     `json:"blobBytes"`
-	Quarantined     int       `json:"quarantined"`
-	QuarantineBytes int64     `json:"quarantineBytes"`
-	LiveBlobs       int       `json:"liveBlobs"`
-	LiveBytes       int64     `json:"liveBytes"`
+	Started      time.Time `json:"started"`
+	Finished     time.Time `json:"finished,omitzero"`
+	Trigger      string    `json:"trigger,omitempty"`
+	DryRun       bool      `json:"dryRun"`
+	GracePeriod  string    `json:"gracePeriod"`
+	Repositories int       `json:"repositories"`
+	// Tags counts the tags retention policies removed.
+	Tags            int   `json:"tags"`
+	Manifests       int   `json:"manifests"`
+	ManifestBytes   int64 `json:"manifestBytes"`
+	Links           int   `json:"links"`
+	Blobs           int   `json:"blobs"`
+	BlobBytes       int64 `json:"blobBytes"`
+	Quarantined     int   `json:"quarantined"`
+	QuarantineBytes int64 `json:"quarantineBytes"`
+	LiveBlobs       int   `json:"liveBlobs"`
+	LiveBytes       int64 `json:"liveBytes"`
 	// Removed lists, per repository, the manifests and links removed.
 	Removed []bolt.RepoSweep `json:"removed,omitempty"`
 	Error   string           `json:"error,omitempty"`
@@ -171,9 +203,35 @@ func (c *Collector) run(ctx context.Context, o Options) (Report, error) {
 		c.last = rep
 	}
 	c.lastMu.Unlock()
-	c.log.Info("garbage collection finished", "dry_run", o.DryRun, "trigger", o.Trigger, "manifests", rep.Manifests,
+	c.log.Info("garbage collection finished", "dry_run", o.DryRun, "trigger", o.Trigger, "tags", rep.Tags, "manifests", rep.Manifests,
 		"links", rep.Links, "blobs", rep.Blobs, "bytes", rep.Bytes(), "duration", rep.Finished.Sub(rep.Started).Round(time.Millisecond).String(), "err", err)
 	return rep, err
+}
+
+// sweepOptions applies the policy covering repo, and what the site must
+// keep, to the sweep of repo.
+func sweepOptions(o Options, repo string, cutoff, now time.Time, prot *Protection) bolt.SweepOptions {
+	so := bolt.SweepOptions{Cutoff: cutoff, Dry: o.DryRun, Keep: prot.Manifests[repo]}
+	p := retention.For(o.Policies, repo)
+	if p == nil {
+		return so
+	}
+	if p.UntaggedOlderThan > 0 {
+		so.UntaggedCutoff = now.Add(-time.Duration(p.UntaggedOlderThan))
+	}
+	if !p.RemovesTags() || prot.covers(repo) {
+		return so
+	}
+	keepTags, keepDigests := prot.Tags[repo], prot.Manifests[repo]
+	so.Retain = func(tags []bolt.TagTime) []string {
+		in := make([]retention.Tag, len(tags))
+		for i, t := range tags {
+			in[i] = retention.Tag{Name: t.Tag, Pushed: t.Pushed,
+				Protected: slices.Contains(keepTags, t.Tag) || slices.Contains(keepDigests, t.Digest)}
+		}
+		return p.Removed(in, now)
+	}
+	return so
 }
 
 func (c *Collector) collect(ctx context.Context, o Options, cutoff time.Time, progress func(Progress), rep *Report) error {
@@ -193,12 +251,21 @@ func (c *Collector) collect(ctx context.Context, o Options, cutoff time.Time, pr
 		last = page[len(page)-1]
 	}
 	rep.Repositories = len(repos)
+	var prot Protection
+	if o.Protect != nil {
+		p, err := o.Protect(ctx)
+		if err != nil {
+			return fmt.Errorf("content to keep: %w", err)
+		}
+		prot = p
+	}
 	dryUnlinked := map[digest.Digest]map[string]bool{}
 	for i, repo := range repos {
-		sw, err := c.meta.SweepRepository(ctx, repo, cutoff, o.DryRun)
+		sw, err := c.meta.SweepRepository(ctx, repo, sweepOptions(o, repo, cutoff, rep.Started, &prot))
 		if err != nil {
 			return err
 		}
+		rep.Tags += len(sw.Tags)
 		rep.Manifests += len(sw.Manifests)
 		rep.ManifestBytes += sw.ManifestBytes
 		rep.Links += len(sw.Links)
@@ -210,7 +277,7 @@ func (c *Collector) collect(ctx context.Context, o Options, cutoff time.Time, pr
 				dryUnlinked[d][repo] = true
 			}
 		}
-		if len(sw.Manifests)+len(sw.Links) > 0 {
+		if len(sw.Tags)+len(sw.Manifests)+len(sw.Links) > 0 {
 			rep.Removed = append(rep.Removed, sw)
 		}
 		progress(Progress{Phase: "manifests", Done: i + 1, Total: len(repos)})

@@ -23,6 +23,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
 	"github.com/outpost-registry/outpost/internal/storage/fs"
 	"github.com/outpost-registry/outpost/internal/storage/gc"
+	"github.com/outpost-registry/outpost/internal/syncer"
 )
 
 var amd64 = v1.Platform{OS: "linux", Architecture: "amd64"}
@@ -243,12 +244,16 @@ func (p pusher) image(repo, tag string, layers [][]byte, mountFrom string) (dige
 
 // TestCollectWhilePushing runs collections back to back while clients
 // push images whose layers are shared with images being deleted (some
-// mounted from another repository), and while uploads are mid-way. Every
-// push succeeds, afterwards every tag pulls complete, and once the grace
+// mounted from another repository), while uploads are mid-way, and while
+// a sync engine copies into the same stores a parent's moving tags whose
+// layers are shared with the deleted images. Every push and sync run
+// succeeds, afterwards every tag (the synced ones at the parent's digest)
+// pulls complete, and once the grace
 // period has passed a collection leaves nothing unreferenced: a dry run
 // finds nothing more and every blob file is part of a tagged image.
 func TestCollectWhilePushing(t *testing.T) {
 	s := newSite(t)
+	parent := newSite(t)
 	const grace = 1500 * time.Millisecond
 	pool := make([][]byte, 6)
 	for i := range pool {
@@ -271,6 +276,33 @@ func TestCollectWhilePushing(t *testing.T) {
 	var mu sync.Mutex
 	tags := map[string]digest.Digest{} // repo:tag -> digest, of live tags
 	deadline := time.Now().Add(4 * time.Second)
+	// A sync from a parent into the same stores: the parent moves its
+	// tags, with layers shared with what the pushers delete, and the
+	// engine copies them, while collections run.
+	src, err := syncer.NewParent(syncer.ParentOptions{URL: parent.c.Base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := syncer.NewEngine(syncer.Options{Parent: src, Blobs: s.blobs, Uploads: s.blobs, Metadata: s.meta})
+	engine.SetScope([]string{"mirror/app"})
+	var syncs atomic.Int64
+	pushers.Add(1)
+	go func() {
+		defer pushers.Done()
+		pp := pusher{c: parent.c}
+		for i := 0; time.Now().Before(deadline) && i < 200; i++ {
+			layers := [][]byte{pool[i%len(pool)], ocitest.Random(uint64(9_000_000+i), 2048)}
+			if _, err := pp.image("mirror/app", fmt.Sprintf("m%d", i%5), layers, ""); err != nil {
+				t.Errorf("push to the parent: %v", err)
+				return
+			}
+			if res := engine.Run(ctx, "test"); res.Err != nil {
+				t.Errorf("sync during collections: %v", res.Err)
+				return
+			}
+			syncs.Add(1)
+		}
+	}()
 	for w := range 4 {
 		pushers.Add(1)
 		go func() {
@@ -341,12 +373,24 @@ func TestCollectWhilePushing(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	t.Logf("%d collections ran while %d tags were pushed and kept", runs.Load(), len(tags))
-	if runs.Load() < 3 {
-		t.Fatalf("only %d collections ran during the pushes; the test proves little", runs.Load())
+	t.Logf("%d collections ran while %d tags were pushed and kept and %d sync runs copied the parent's", runs.Load(), len(tags), syncs.Load())
+	if runs.Load() < 3 || syncs.Load() < 3 {
+		t.Fatalf("only %d collections and %d sync runs ran during the pushes; the test proves little", runs.Load(), syncs.Load())
+	}
+	// What the last sync run copied is what the parent tags, complete.
+	for i := range 5 {
+		tag := fmt.Sprintf("m%d", i)
+		want, _, err := parent.c.ManifestDigest("mirror/app", tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := s.c.ManifestDigest("mirror/app", tag); got != want {
+			t.Errorf("synced mirror/app:%s resolves to %q, want the parent's %s", tag, got, want)
+		}
+		tags["mirror/app:"+tag] = want
 	}
 	for ref, d := range tags {
-		repo, tag := ref[:len("team/r0")], ref[len("team/r0")+1:]
+		repo, tag, _ := strings.Cut(ref, ":")
 		if got, _, _ := s.c.ManifestDigest(repo, tag); got != d {
 			t.Errorf("%s resolves to %q, want %s", ref, got, d)
 		}
@@ -364,6 +408,7 @@ func TestCollectWhilePushing(t *testing.T) {
 		t.Errorf("after a collection past the grace period, %d manifests, %d links and %d blobs are still unreferenced", dry.Manifests, dry.Links, dry.Blobs)
 	}
 	for ref := range tags {
-		checkPulls(t, s.c, ref[:len("team/r0")], ref[len("team/r0")+1:])
+		repo, tag, _ := strings.Cut(ref, ":")
+		checkPulls(t, s.c, repo, tag)
 	}
 }
