@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a bare Debian machine with Go:
-# Debian packages (skopeo, containerd, kubectl, postgresql-15, haproxy) and the Go tools pinned in
+# Debian packages (skopeo, containerd, kubectl, headless Chromium, postgresql-15, haproxy) and the Go tools pinned in
 # tools/go.mod, built into .tools/bin (the Go build cache keeps warm runs fast).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ apt_install() {
   command -v skopeo >/dev/null || missing+=(skopeo)
   command -v containerd >/dev/null && command -v ctr >/dev/null || missing+=(containerd)
   command -v kubectl >/dev/null || missing+=(kubernetes-client)
+  # The dashboard's browser test (test/e2e/dashboard_test.go).
+  command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null || missing+=(chromium-headless-shell)
   # The PostgreSQL metadata store's tests start their own server
   # (internal/storage/postgres/pgtest); no cluster is configured.
   [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)

@@ -47,6 +47,51 @@ type HandlerFunc func(r *http.Request) (int, any, error)
 // Handle registers an admin-only endpoint.
 func (a *API) Handle(pattern string, h HandlerFunc) { a.route(pattern, h) }
 
+// StreamFunc is an endpoint that writes its own answer (a file
+// download); an error returned before it writes anything becomes the JSON
+// error body, one returned later cuts the connection so that the client
+// sees a truncated answer rather than a complete-looking one.
+type StreamFunc func(w http.ResponseWriter, r *http.Request) error
+
+// HandleStream registers an admin-only endpoint that streams its answer.
+func (a *API) HandleStream(pattern string, h StreamFunc) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := a.admin(r); err != nil {
+			writeError(w, err)
+			return
+		}
+		sw := &startedWriter{ResponseWriter: w}
+		err := h(sw, r)
+		switch {
+		case err == nil:
+		case !sw.started:
+			if s, _, _ := classify(err); s >= 500 {
+				a.log.Error("management request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			}
+			writeError(w, err)
+		default:
+			a.log.Error("management stream broke off", "method", r.Method, "path", r.URL.Path, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	})
+}
+
+// startedWriter records whether an answer has begun.
+type startedWriter struct {
+	http.ResponseWriter
+	started bool
+}
+
+func (w *startedWriter) WriteHeader(code int) { w.started = true; w.ResponseWriter.WriteHeader(code) }
+
+func (w *startedWriter) Write(b []byte) (int, error) {
+	w.started = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *startedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // Authz decides whether an authenticated caller (nil when anonymous) may
 // use an endpoint; it returns an *auth.Denial to refuse.
 type Authz func(r *http.Request, p *auth.Principal) error

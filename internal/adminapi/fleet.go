@@ -108,6 +108,14 @@ func (a *API) registerConnected(s *controlplane.Service) {
 		}
 		return http.StatusOK, out, nil
 	})
+	a.Handle("POST /api/v1/connected-registries/{name}/node-token", func(r *http.Request) (int, any, error) {
+		var req protocol.NodeTokenRequest
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		out, err := s.CreateNodeToken(r.PathValue("name"), req)
+		return http.StatusOK, out, err
+	})
 }
 
 // gatewayAuthz lets a sync token use the gateway routes of its connected

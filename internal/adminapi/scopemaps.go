@@ -1,7 +1,6 @@
 package adminapi
 
 import (
-	"fmt"
 	"net/http"
 
 	"github.com/outpost-registry/outpost/internal/auth"
@@ -21,13 +20,7 @@ func (a *API) createScopeMap(r *http.Request) (int, any, error) {
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	m := &auth.ScopeMap{Name: req.Name, Description: req.Description, Repositories: req.Repositories}
-	err := a.svc.Store().Update(func(tx *auth.Tx) error {
-		if _, err := tx.ScopeMap(m.Name); err == nil {
-			return fmt.Errorf("%w: scope map %q", auth.ErrExists, m.Name)
-		}
-		return tx.PutScopeMap(m)
-	})
+	m, err := a.svc.Store().CreateScopeMap(req)
 	return http.StatusCreated, m, err
 }
 

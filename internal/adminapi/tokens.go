@@ -1,7 +1,6 @@
 package adminapi
 
 import (
-	"fmt"
 	"net/http"
 
 	"github.com/outpost-registry/outpost/internal/auth"
@@ -28,49 +27,7 @@ func (a *API) createToken(r *http.Request) (int, any, error) {
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	status := auth.StatusEnabled
-	if req.Status != "" {
-		var err error
-		if status, err = auth.ParseTokenStatus(req.Status); err != nil {
-			return 0, nil, err
-		}
-	}
-	if (req.ScopeMap == "") == (len(req.Repositories) == 0) {
-		return 0, nil, fmt.Errorf("%w: give either scopeMapName or repositories", auth.ErrInvalid)
-	}
-	values := map[auth.PasswordName]string{}
-	var view auth.TokenView
-	err := a.svc.Store().Update(func(tx *auth.Tx) error {
-		if _, err := tx.Token(req.Name); err == nil {
-			return fmt.Errorf("%w: token %q", auth.ErrExists, req.Name)
-		}
-		t := &auth.Token{Name: req.Name, ScopeMap: req.ScopeMap, Status: status}
-		if len(req.Repositories) > 0 {
-			m := &auth.ScopeMap{Name: req.Name + "-scope-map", Description: "Scope map of token " + req.Name, Repositories: req.Repositories}
-			if _, err := tx.ScopeMap(m.Name); err == nil {
-				return fmt.Errorf("%w: scope map %q", auth.ErrExists, m.Name)
-			}
-			if err := tx.PutScopeMap(m); err != nil {
-				return err
-			}
-			t.ScopeMap = m.Name
-		}
-		if !req.NoPasswords {
-			for _, n := range []auth.PasswordName{auth.Password1, auth.Password2} {
-				p, v, err := auth.NewPassword(n, tx.Now(), req.ExpirationInDays)
-				if err != nil {
-					return err
-				}
-				t.Passwords = append(t.Passwords, p)
-				values[n] = v
-			}
-		}
-		if err := tx.PutToken(t); err != nil {
-			return err
-		}
-		view = auth.ViewTokenWith(t, values)
-		return nil
-	})
+	view, err := a.svc.Store().CreateToken(req)
 	return http.StatusCreated, view, err
 }
 
@@ -79,27 +36,7 @@ func (a *API) updateToken(r *http.Request) (int, any, error) {
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	var view auth.TokenView
-	err := a.svc.Store().Update(func(tx *auth.Tx) error {
-		old, err := tx.Token(r.PathValue("name"))
-		if err != nil {
-			return err
-		}
-		t := *old
-		if req.ScopeMap != "" {
-			t.ScopeMap = req.ScopeMap
-		}
-		if req.Status != "" {
-			if t.Status, err = auth.ParseTokenStatus(req.Status); err != nil {
-				return err
-			}
-		}
-		if err := tx.PutToken(&t); err != nil {
-			return err
-		}
-		view = auth.ViewToken(&t)
-		return nil
-	})
+	view, err := a.svc.Store().UpdateToken(r.PathValue("name"), req)
 	return http.StatusOK, view, err
 }
 

@@ -25,6 +25,9 @@ type DoctorOptions struct {
 	ContainerdConfig   string // node path of containerd's config.toml
 	ContainerdCertsDir string // the certs directory config_path must name
 	MirrorOf           []string
+	// CRISocket, when set, is checked too: the pre-pull agent pulls
+	// through it (a path in the agent's own filesystem, not under Root).
+	CRISocket string
 	// Dial opens the connection for the served-certificate check; nil
 	// uses a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -114,7 +117,30 @@ func Doctor(ctx context.Context, o DoctorOptions) Report {
 		d.mirror(up)
 	}
 	d.served(ctx)
+	if o.CRISocket != "" {
+		d.cri(ctx)
+	}
 	return d.r
+}
+
+// cri checks that the CRI socket answers a Version call.
+func (d *doctor) cri(ctx context.Context) {
+	name := "CRI socket " + d.o.CRISocket
+	fix := "mount the runtime's socket into the agent (chart: prePull.criSocket) or give --cri-socket the socket's path"
+	c, err := DialCRI(d.o.CRISocket)
+	if err != nil {
+		d.add(Fail, name, err.Error(), fix)
+		return
+	}
+	defer c.Close()
+	cctx, cancel := context.WithTimeout(ctx, d.o.Timeout)
+	defer cancel()
+	v, err := c.Version(cctx)
+	if err != nil {
+		d.add(Fail, name, err.Error(), fix)
+		return
+	}
+	d.add(OK, name, "reachable: "+v, "")
 }
 
 func (d *doctor) add(s Status, name, detail, fix string) {

@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 )
 
+// syncFile flushes a file to stable storage. It is a variable so that a
+// test can see Write sync the new content before the rename.
+var syncFile = (*os.File).Sync
+
 // Write replaces path with data through a synced temporary file in the
 // same directory (created 0600, then set to perm) and a rename.
 func Write(path string, data []byte, perm os.FileMode) error {
@@ -21,7 +25,7 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		err = f.Chmod(perm)
 	}
 	if err == nil {
-		err = f.Sync()
+		err = syncFile(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

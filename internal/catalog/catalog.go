@@ -112,25 +112,9 @@ func (c *Catalog) List(r *http.Request, p *auth.Principal) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	out := []string{}
-	last := ""
-	for {
-		names, more, err := c.meta.Repositories(r.Context(), last, 1000)
-		if err != nil {
-			return 0, nil, fmt.Errorf("list repositories: %w", err)
-		}
-		for _, n := range names {
-			if c.auth.Allowed(p, n, auth.MetadataRead) {
-				out = append(out, n)
-			}
-		}
-		if !more || len(names) == 0 || (top > 0 && len(out) >= top) {
-			break
-		}
-		last = names[len(names)-1]
-	}
-	if top > 0 && len(out) > top {
-		out = out[:top]
+	out, err := c.Repositories(r.Context(), p, top)
+	if err != nil {
+		return 0, nil, err
 	}
 	return http.StatusOK, out, nil
 }

@@ -85,7 +85,7 @@ func newConnectedRegistryCommand() *cobra.Command {
 	perms := &cobra.Command{Use: "permissions", Short: "Show or change the repositories a connected registry syncs"}
 	perms.AddCommand(newCRPermissionsShow(), newCRPermissionsUpdate())
 	cmd.AddCommand(newCRCreate(), newCRList(), newCRShow(), newCRUpdate(), newCRDelete(), newCRDeactivate(),
-		newCRGetSettings(), newCRListClientTokens(), newCRResync(), perms)
+		newCRGetSettings(), newCRListClientTokens(), newCRResync(), newCRNodeToken(), perms)
 	return cmd
 }
 

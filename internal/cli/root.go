@@ -55,7 +55,7 @@ Start a registry with the embedded defaults (local disk):
 	}
 	root.AddCommand(newServeCommand(), newVersionCommand(), newConfigCommand(),
 		newLoginCommand(), newScopeMapCommand(), newTokenCommand(), newRetentionCommand(), newConnectedRegistryCommand(),
-		newStatusCommand(), newPKICommand(), newStageCommand(), newStorageCommand(), newGCCommand(), newRepositoryCommand(), newImportCommand())
+		newStatusCommand(), newPKICommand(), newStageCommand(), newStorageCommand(), newGCCommand(), newRepositoryCommand(), newImportCommand(), newBundleCommand())
 	root.AddCommand(newTrustCommand(), newHelmValuesCommand())
 	return root
 }

@@ -45,6 +45,7 @@ type serveOptions struct {
 	syncSchedule   string
 	syncWindow     string
 	syncConc       int
+	prePullNodes   int
 	syncBandwidth  string
 	heartbeat      string
 	loginServer    string
@@ -57,6 +58,7 @@ type serveOptions struct {
 	tlsLifetime string
 	tlsCADir    string
 	debugAddr   string
+	ui          bool
 }
 
 func (o *serveOptions) bind(fs *pflag.FlagSet) {
@@ -79,6 +81,7 @@ func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.syncSchedule, "sync-schedule", "", "cron schedule of sync runs with a generic parent (default * * * * *)")
 	fs.StringVar(&o.syncWindow, "sync-window", "", "ISO 8601 duration a run may last with a generic parent (default: continuous)")
 	fs.IntVar(&o.syncConc, "sync-concurrency", 4, "blobs downloaded at once")
+	fs.IntVar(&o.prePullNodes, "pre-pull-nodes", 10, "node agents that may pull a pre-pull job from this registry at once")
 	fs.StringVar(&o.syncBandwidth, "sync-bandwidth-limit", "0", "download bytes per second, e.g. 10MiB (0: unlimited)")
 	fs.StringVar(&o.heartbeat, "heartbeat-interval", "30s", "how often a connected registry reports its status")
 	fs.StringVar(&o.loginServer, "login-server", "", "host:port clients use: reported to the parent, and the parent endpoint of the connection strings this registry hands out (default: from --addr; for connection strings, the address the request reached)")
@@ -90,6 +93,7 @@ func (o *serveOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tlsCADir, "tls-ca-dir", "", "directory of the auto-mode CA, ca.crt and ca.key (default <data>/pki; created on first start unless both exist)")
 	fs.StringVar(&o.tlsLifetime, "tls-cert-lifetime", "", "lifetime of auto-mode certificates (default 2160h); for testing renewal")
 	_ = fs.MarkHidden("tls-cert-lifetime")
+	fs.BoolVar(&o.ui, "ui", true, "serve the web dashboard at /ui/ (config ui.enabled; docs/dashboard.md)")
 	fs.StringVar(&o.debugAddr, "debug-addr", "", "serve pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default)")
 }
 
@@ -125,6 +129,9 @@ func (o *serveOptions) load(fs *pflag.FlagSet) (config.Config, error) {
 	if fs.Changed("anonymous-pull") {
 		cfg.Auth.AnonymousPull = o.anonPull
 	}
+	if fs.Changed("ui") {
+		cfg.UI.Enabled = &o.ui
+	}
 	if fs.Changed("admin-password-file") {
 		cfg.Auth.AdminPasswordFile = o.adminFile
 	}
@@ -144,6 +151,8 @@ func newServeCommand() *cobra.Command {
 		Long: `Run the Outpost registry.
 
 With no flags it listens on :5000 and keeps its data in ./outpost-data.
+The web dashboard is at /ui/ on the same listener (--ui=false turns it
+off): sign in with the admin or a token, as with outpost login.
 Flags override the values of the --config file. SIGINT or SIGTERM stop it
 gracefully: in-flight requests finish, upload sessions resume after restart.`,
 		Args: cobra.NoArgs,
@@ -261,6 +270,9 @@ func (o *serveOptions) applyEdgeFlags(fs *pflag.FlagSet, cfg *config.Config) err
 	}
 	if fs.Changed("sync-concurrency") {
 		cfg.Sync.Concurrency = o.syncConc
+	}
+	if fs.Changed("pre-pull-nodes") {
+		cfg.Sync.PrePullNodes = o.prePullNodes
 	}
 	if fs.Changed("sync-bandwidth-limit") {
 		if err := cfg.Sync.BandwidthLimit.UnmarshalText([]byte(o.syncBandwidth)); err != nil {

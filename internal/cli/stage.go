@@ -25,6 +25,9 @@ type stageOptions struct {
 	images        []string
 	manifests     []string
 	respectWindow bool
+	prePull       bool
+	nodeSelector  map[string]string
+	nodes         bool
 	watch         bool
 	aliases       []string
 	job           string
@@ -50,7 +53,7 @@ func newStageCommand() *cobra.Command {
 func newStageCreate() *cobra.Command {
 	o := &stageOptions{}
 	cmd := &cobra.Command{
-		Use:   "create --name NAME --connected-registry C [C2...] (--image REF... | --from-manifests PATH... [--registry-alias HOST...]) [--respect-window]",
+		Use:   "create --name NAME --connected-registry C [C2...] (--image REF... | --from-manifests PATH... [--registry-alias HOST...]) [--respect-window] [--pre-pull [--node-selector K=V...]]",
 		Short: "Create a staging job: the sites fetch the images at once",
 		Long: `Create a staging job on the root. Images are resolved to digests now, so the
 job is immutable. The sites fetch the images with priority over scheduled
@@ -64,7 +67,17 @@ login server of any connected registry (as sites name them, e.g.
 <clusterIP>:443/apps/web:1 or <clusterIP>/apps/web:1), or with a
 --registry-alias host; and names without a registry host (apps/web:1,
 nginx:1 meaning library/nginx:1) that the root has. Every other name is
-skipped with a warning.`,
+skipped with a warning.
+
+--pre-pull adds the node stage: once a site has staged the job, the node
+agents there (outpost trust pre-pull, the chart's prePull.enabled) pull
+every image by digest into their node's container runtime (containerd's
+k8s.io namespace, through CRI), a limited number of nodes at a time.
+--node-selector limits it to nodes with those labels (the agents learn
+their node's labels with --node-labels-from-api, the chart's
+prePull.nodeLabels, or --node-label). With
+--respect-window the nodes also pull only inside the site's sync window.
+Progress per node: outpost stage show --name NAME --nodes.`,
 		Example: `  outpost stage create --name release-42 --connected-registry factory1 factory2 --image apps/web:4.2 apps/api@sha256:…
   helm template ./chart | tee release.yaml; outpost stage create --name release-42 --connected-registry factory1 --from-manifests release.yaml
   outpost stage create --name release-43 --connected-registry factory1 --from-manifests k8s/ --registry-alias registry.factory1.example`,
@@ -89,7 +102,11 @@ skipped with a warning.`,
 			if len(images) == 0 {
 				return errors.New("no image to stage: give --image or --from-manifests naming images of the root")
 			}
-			req := protocol.StagingRequest{Name: o.name, Targets: o.targets, Images: images, RespectWindow: o.respectWindow}
+			if len(o.nodeSelector) > 0 && !o.prePull {
+				return errors.New("--node-selector needs --pre-pull")
+			}
+			req := protocol.StagingRequest{Name: o.name, Targets: o.targets, Images: images, RespectWindow: o.respectWindow,
+				PrePull: o.prePull, NodeSelector: o.nodeSelector}
 			var out protocol.StagingJob
 			if err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/staging", req, &out); err != nil {
 				return err
@@ -104,7 +121,9 @@ skipped with a warning.`,
 	listFlag(cmd.Flags(), &o.images, listNames, "image", "images, repository:tag or repository@digest")
 	listFlag(cmd.Flags(), &o.manifests, listPaths, "from-manifests", "Kubernetes YAML files or directories naming the images")
 	listFlag(cmd.Flags(), &o.aliases, listNames, "registry-alias", "other registry hosts (host or host:port) that name the root's repositories in --from-manifests")
-	cmd.Flags().BoolVar(&o.respectWindow, "respect-window", false, "stage only inside the sites' sync windows")
+	cmd.Flags().BoolVar(&o.respectWindow, "respect-window", false, "stage (and pre-pull) only inside the sites' sync windows")
+	cmd.Flags().BoolVar(&o.prePull, "pre-pull", false, "also pull the images into every node's container runtime once a site has staged them")
+	cmd.Flags().StringToStringVar(&o.nodeSelector, "node-selector", nil, "with --pre-pull, only nodes with this label (k=v, repeatable)")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("connected-registry")
 	return cmd
@@ -112,7 +131,7 @@ skipped with a warning.`,
 
 // stageSitesTable shows a job's progress, one row per site.
 var stageSitesTable = table{
-	headers: []string{"SITE", "STATE", "IMAGES", "BYTES", "UPDATED(UTC)", "REASON"},
+	headers: []string{"SITE", "STATE", "IMAGES", "BYTES", "NODES", "UPDATED(UTC)", "REASON"},
 	rows: func(v any) [][]string {
 		sites, _ := field(v, "sites").(map[string]any)
 		names := make([]string, 0, len(sites))
@@ -124,7 +143,37 @@ var stageSitesTable = table{
 		for _, n := range names {
 			s := sites[n]
 			rows = append(rows, []string{n, cell(field(s, "state")), cell(field(s, "imagesDone")) + "/" + cell(field(s, "imagesTotal")),
-				cell(field(s, "bytes")), cell(field(s, "lastUpdate")), cell(field(s, "reason"))})
+				cell(field(s, "bytes")), nodesCell(field(s, "nodes")), cell(field(s, "lastUpdate")), cell(field(s, "reason"))})
+		}
+		return rows
+	},
+}
+
+// nodesCell is a site's node stage: "done/total" nodes pulled, with the
+// failing count; "-" for a job without pre-pull.
+func nodesCell(n any) string {
+	if n == nil {
+		return "-"
+	}
+	out := cell(field(n, "done")) + "/" + cell(field(n, "total"))
+	if f := cell(field(n, "failed")); f != "" && f != "0" {
+		out += " (" + f + " failed)"
+	}
+	return out
+}
+
+// stageNodesTable lists every node of every site of a pre-pull job.
+var stageNodesTable = table{
+	headers: []string{"SITE", "NODE", "STATE", "IMAGES", "UPDATED(UTC)", "REASON"},
+	rows: func(v any) [][]string {
+		sites, _ := field(v, "sites").(map[string]any)
+		rows := [][]string{}
+		for _, n := range slices.Sorted(maps.Keys(sites)) {
+			list, _ := field(field(sites[n], "nodes"), "list").([]any)
+			for _, nd := range list {
+				rows = append(rows, []string{n, cell(field(nd, "node")), cell(field(nd, "state")),
+					cell(field(nd, "imagesDone")) + "/" + cell(field(nd, "imagesTotal")), cell(field(nd, "lastUpdate")), cell(field(nd, "reason"))})
+			}
 		}
 		return rows
 	},
@@ -188,9 +237,14 @@ func progressBar(done, total int) string {
 func newStageShow() *cobra.Command {
 	o := &stageOptions{}
 	cmd := &cobra.Command{
-		Use:   "show --name NAME [--watch]",
-		Short: "Show a staging job's progress per site",
-		Args:  cobra.NoArgs,
+		Use:   "show --name NAME [--watch] [--nodes]",
+		Short: "Show a staging job's progress per site (and per node with --nodes)",
+		Long: `Show a staging job's progress, one row per site. For a --pre-pull job the
+NODES column counts the nodes that report every image pulled into their
+container runtime, of the nodes that reported; --nodes lists the nodes
+instead (state Pending, Pulling, Pulled or Failed with the reason), failing
+ones first.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := o.client()
 			if err != nil {
@@ -201,8 +255,12 @@ func newStageShow() *cobra.Command {
 				if err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/staging/"+url.PathEscape(o.name), nil, &job); err != nil {
 					return err
 				}
+				tbl := stageSitesTable
+				if o.nodes {
+					tbl = stageNodesTable
+				}
 				if !o.watch {
-					return o.render(cmd.OutOrStdout(), job, stageSitesTable)
+					return o.render(cmd.OutOrStdout(), job, tbl)
 				}
 				done, all := 0, true
 				total := 0
@@ -213,7 +271,7 @@ func newStageShow() *cobra.Command {
 				}
 				w := cmd.OutOrStdout()
 				fmt.Fprintf(w, "\n%s %s %d/%d images\n", time.Now().UTC().Format(time.TimeOnly), progressBar(done, total), done, total)
-				if err := o.render(w, job, stageSitesTable); err != nil {
+				if err := o.render(w, job, tbl); err != nil {
 					return err
 				}
 				if all || i > 100000 {
@@ -231,6 +289,7 @@ func newStageShow() *cobra.Command {
 	o.outputOptions.bind(cmd.Flags())
 	cmd.Flags().StringVarP(&o.name, "name", "n", "", "job name")
 	cmd.Flags().BoolVar(&o.watch, "watch", false, "refresh every 2 s until every site is Staged or Failed")
+	cmd.Flags().BoolVar(&o.nodes, "nodes", false, "list the nodes of a --pre-pull job with their state")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
 }

@@ -24,19 +24,26 @@ type stageWaitOptions struct {
 	targets  []string
 	timeout  time.Duration
 	interval time.Duration
+	nodes    bool
+	minNodes int
 }
 
 func newStageWait() *cobra.Command {
 	o := &stageWaitOptions{}
 	cmd := &cobra.Command{
-		Use:   "wait --name NAME [--connected-registry C...] [--timeout 2h]",
+		Use:   "wait --name NAME [--connected-registry C...] [--timeout 2h] [--nodes [--min-nodes N]]",
 		Short: "Block until a release is Staged at its sites; fail naming the sites that failed",
 		Long: `Wait until the release is Staged (or Installed) at every named site (default:
 every site of the job), printing each site's progress as it changes. Exits
 0 when they are; non-zero at once when a site has Failed, naming it and its
 reason (such as an image its parent no longer has), or when --timeout
 passes, naming the sites still staging. A deployment pipeline runs
-stage create, stage wait, its own helm upgrade, then stage mark-installed.`,
+stage create, stage wait, its own helm upgrade, then stage mark-installed.
+
+With --nodes (a --pre-pull job) a site counts only once every node that
+reports the job there (at least --min-nodes of them) has pulled it; nodes
+that fail are retried by their agents, so they are printed, not fatal,
+and named when --timeout passes.`,
 		Example: `  outpost stage wait --name release-42 --timeout 2h && helm upgrade … && outpost stage mark-installed --name release-42`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -54,19 +61,38 @@ stage create, stage wait, its own helm upgrade, then stage mark-installed.`,
 	listFlag(cmd.Flags(), &o.targets, listNames, "connected-registry", "sites to wait for (default: every site of the job)")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 2*time.Hour, "give up after this long")
 	cmd.Flags().DurationVar(&o.interval, "interval", 2*time.Second, "how often to poll the root")
+	cmd.Flags().BoolVar(&o.nodes, "nodes", false, "also wait until the nodes at each site have pulled the release (--pre-pull)")
+	cmd.Flags().IntVar(&o.minNodes, "min-nodes", 1, "with --nodes, how many nodes must report at each site")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
+}
+
+// nodesLine describes a site's node stage for stage wait, and reports
+// whether it is complete: at least min nodes report, all Pulled.
+func nodesLine(n *protocol.NodeRollup, min int) (string, bool) {
+	line := fmt.Sprintf(", nodes %d/%d pulled", n.Done, n.Total)
+	var failing []string
+	for _, nd := range n.Nodes {
+		if nd.State == protocol.NodeFailed {
+			failing = append(failing, nd.Node+": "+nd.Reason)
+		}
+	}
+	if len(failing) > 0 {
+		line += fmt.Sprintf(", %d failing (%s)", n.Failed, strings.Join(failing, "; "))
+	}
+	return line, n.Total >= min && n.Done == n.Total
 }
 
 // waitStaged polls the job until the sites are done, printing a line per
 // site whenever its progress changes.
 func waitStaged(ctx context.Context, c *client.Client, o *stageWaitOptions, w io.Writer) error {
 	last := map[string]string{}
+	var lastWaiting []string
 	for {
 		var job protocol.StagingJob
 		err := c.Do(ctx, http.MethodGet, "/api/v1/staging/"+url.PathEscape(o.name), nil, &job)
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-			return timedOut(o, last)
+			return timedOut(o, lastWaiting)
 		}
 		if err != nil {
 			return err
@@ -75,8 +101,7 @@ func waitStaged(ctx context.Context, c *client.Client, o *stageWaitOptions, w io
 		if len(sites) == 0 {
 			sites = slices.Sorted(maps.Keys(job.Sites))
 		}
-		var failed []string
-		pending := 0
+		var failed, waiting []string
 		for _, s := range sites {
 			p, ok := job.Sites[s]
 			if !ok {
@@ -86,40 +111,47 @@ func waitStaged(ctx context.Context, c *client.Client, o *stageWaitOptions, w io
 			if p.Reason != "" {
 				line += ": " + p.Reason
 			}
+			nodesDone := true
+			if o.nodes {
+				if p.Nodes == nil {
+					return fmt.Errorf("release %s is not a --pre-pull job: it has no node stage at %s", o.name, s)
+				}
+				var more string
+				more, nodesDone = nodesLine(p.Nodes, o.minNodes)
+				line += more
+			}
 			if last[s] != line {
 				fmt.Fprintf(w, "%s %s %s\n", time.Now().UTC().Format(time.TimeOnly), s, line)
 				last[s] = line
 			}
-			switch p.State {
-			case protocol.StageFailed:
+			switch {
+			case p.State == protocol.StageFailed:
 				failed = append(failed, s+": "+p.Reason)
-			case protocol.StageStaged:
-			default:
-				pending++
+			case p.State != protocol.StageStaged || !nodesDone:
+				waiting = append(waiting, s+" ("+line+")")
 			}
 		}
 		if len(failed) > 0 {
 			return fmt.Errorf("release %s failed at %d site(s): %s", o.name, len(failed), strings.Join(failed, "; "))
 		}
-		if pending == 0 {
-			fmt.Fprintf(w, "release %s is Staged at %s\n", o.name, strings.Join(sites, ", "))
+		if len(waiting) == 0 {
+			what := "Staged"
+			if o.nodes {
+				what = "Staged and pulled by the nodes"
+			}
+			fmt.Fprintf(w, "release %s is %s at %s\n", o.name, what, strings.Join(sites, ", "))
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return timedOut(o, last)
+			return timedOut(o, waiting)
 		case <-time.After(o.interval):
 		}
+		lastWaiting = waiting
 	}
 }
 
-func timedOut(o *stageWaitOptions, last map[string]string) error {
-	var waiting []string
-	for _, s := range slices.Sorted(maps.Keys(last)) {
-		if !strings.HasPrefix(last[s], string(protocol.StageStaged)+" ") {
-			waiting = append(waiting, s+" ("+last[s]+")")
-		}
-	}
+func timedOut(o *stageWaitOptions, waiting []string) error {
 	return fmt.Errorf("release %s: timed out after %s; still waiting for %s", o.name, o.timeout, strings.Join(waiting, ", "))
 }
 

@@ -41,7 +41,7 @@ trust an Outpost registry's CA: certs.d/<host:port>/hosts.toml and ca.crt for
 containerd, certs.d/<host:port>/ca.crt for docker. Optionally make Outpost a
 transparent mirror of upstream registries, so images keep their names.`,
 	}
-	cmd.AddCommand(newTrustInstall(), newTrustUninstall(), newTrustDoctor())
+	cmd.AddCommand(newTrustInstall(), newTrustUninstall(), newTrustDoctor(), newTrustPrePull())
 	return cmd
 }
 
@@ -161,6 +161,7 @@ func newTrustDoctor() *cobra.Command {
   ca.crt                   the CA that hosts.toml names is a PEM CA certificate
   mirror <upstream>        for each --mirror-of: its hosts.toml sends pulls to Outpost
   served certificate       a TLS connection to the host (5 s timeout) verifies against that CA
+  CRI socket               with --cri-socket: the runtime answers a CRI Version call (pre-pull)
 Exits non-zero when a check does not pass. Nothing is changed.`,
 		Example: `  outpost trust doctor --host 10.0.0.5:5000
   outpost trust doctor --root /host --host 10.96.0.50:443 --mirror-of docker.io`,
@@ -188,6 +189,7 @@ Exits non-zero when a check does not pass. Nothing is changed.`,
 	f.StringVar(&o.ContainerdConfig, "containerd-config", agent.DefaultContainerdConfig, "containerd's config file")
 	f.StringVar(&o.ContainerdCertsDir, "containerd-certs-dir", agent.DefaultContainerdCertsDir, "containerd's certs directory (its config_path)")
 	f.StringSliceVar(&o.MirrorOf, "mirror-of", nil, "upstream registry host that should be mirrored (repeatable)")
+	f.StringVar(&o.CRISocket, "cri-socket", "", "also check this CRI socket (the pre-pull agent's), a path in this process's filesystem")
 	_ = cmd.MarkFlagRequired("host")
 	return cmd
 }

@@ -63,6 +63,8 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	// GC schedules garbage collection of the stores.
 	GC GC `yaml:"gc"`
+	// UI configures the web dashboard under /ui/.
+	UI UI `yaml:"ui"`
 	// Retention lists the retention policies the garbage collection
 	// applies (besides those made with `outpost retention create`).
 	Retention Retention `yaml:"retention,omitempty"`
@@ -92,6 +94,18 @@ type RetentionPolicy struct {
 	// is removed (default gc.gracePeriod).
 	UntaggedOlderThan Duration `yaml:"untaggedOlderThan,omitempty"`
 }
+
+// UI configures the web dashboard (docs/dashboard.md).
+type UI struct {
+	// Enabled serves the dashboard at /ui/ (default true; --ui=false).
+	Enabled *bool `yaml:"enabled"`
+	// SessionTimeout ends a dashboard session idle this long (1m..12h,
+	// default 1h); a session never lasts more than 12h.
+	SessionTimeout Duration `yaml:"sessionTimeout"`
+}
+
+// UIEnabled reports whether the dashboard is served.
+func (c *Config) UIEnabled() bool { return c.UI.Enabled == nil || *c.UI.Enabled }
 
 // GC schedules online garbage collection (docs/operations.md).
 type GC struct {
@@ -364,6 +378,9 @@ type Sync struct {
 	// (a client pull that missed locally); a parent that stays silent that
 	// long is skipped for 30s, so the next misses answer at once.
 	OnDemandTimeout Duration `yaml:"onDemandTimeout"`
+	// PrePullNodes is how many node agents may pull a pre-pull job from
+	// this registry at once (the slots it leases to them).
+	PrePullNodes int `yaml:"prePullNodes"`
 }
 
 // Auth configures authentication. It is always on; AnonymousPull opens
@@ -471,6 +488,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Sync.HeartbeatInterval == 0 {
 		c.Sync.HeartbeatInterval = Duration(30 * time.Second)
 	}
+	if c.Sync.PrePullNodes == 0 {
+		c.Sync.PrePullNodes = 10
+	}
 	if c.Sync.OnDemandTimeout == 0 {
 		c.Sync.OnDemandTimeout = Duration(5 * time.Second)
 	}
@@ -484,6 +504,13 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Auth.TokenTTL == 0 {
 		c.Auth.TokenTTL = Duration(5 * time.Minute)
+	}
+	if c.UI.Enabled == nil {
+		on := true
+		c.UI.Enabled = &on
+	}
+	if c.UI.SessionTimeout == 0 {
+		c.UI.SessionTimeout = Duration(time.Hour)
 	}
 	if c.Storage.ScrubInterval == nil {
 		d := DefaultScrubInterval
@@ -534,6 +561,9 @@ func (c *Config) Validate() error {
 	if c.Data == "" {
 		errs = append(errs, errors.New("data: must not be empty"))
 	}
+	if d := time.Duration(c.UI.SessionTimeout); d < time.Minute || d > 12*time.Hour {
+		errs = append(errs, fmt.Errorf("ui.sessionTimeout: %s is outside 1m..12h", d))
+	}
 	if c.Limits.ManifestMaxBytes < 1024 || c.Limits.ManifestMaxBytes > 64<<20 {
 		errs = append(errs, fmt.Errorf("limits.manifestMaxBytes: %d is outside 1KiB..64MiB", c.Limits.ManifestMaxBytes))
 	}
@@ -575,6 +605,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Sync.Concurrency < 1 || c.Sync.Concurrency > 64 {
 		errs = append(errs, fmt.Errorf("sync.concurrency: %d is outside 1..64", c.Sync.Concurrency))
+	}
+	if c.Sync.PrePullNodes < 1 || c.Sync.PrePullNodes > 10000 {
+		errs = append(errs, fmt.Errorf("sync.prePullNodes: %d is outside 1..10000", c.Sync.PrePullNodes))
 	}
 	if c.Sync.HeartbeatInterval < Duration(time.Second) {
 		errs = append(errs, fmt.Errorf("sync.heartbeatInterval: %s is shorter than 1s", c.Sync.HeartbeatInterval))

@@ -46,6 +46,7 @@ sync:
   heartbeatInterval: 15s
   messageTTL: 1h
   onDemandTimeout: 3s
+  prePullNodes: 25
 loginServer: edge.example.com:5443
 tls:
   mode: files
@@ -78,6 +79,9 @@ gc:
   schedule: "0 2 * * 0"
   gracePeriod: 2h
   reclaimableThreshold: 0
+ui:
+  enabled: false
+  sessionTimeout: 30m
 `
 
 var wantFull = Config{
@@ -96,7 +100,7 @@ var wantFull = Config{
 		URL: "https://registry.example.com", Username: "mirror", PasswordFile: "/run/secrets/parent", CAFile: "/etc/ssl/parent.pem",
 		Repositories: []string{"library/alpine", "library/nginx"}, Mode: "ReadWrite", SyncSchedule: "*/5 * * * *", SyncWindow: "PT2H",
 	},
-	Sync:        Sync{Concurrency: 8, BandwidthLimit: 10e6, HeartbeatInterval: Duration(15 * time.Second), MessageTTL: Duration(time.Hour), OnDemandTimeout: Duration(3 * time.Second)},
+	Sync:        Sync{Concurrency: 8, BandwidthLimit: 10e6, HeartbeatInterval: Duration(15 * time.Second), MessageTTL: Duration(time.Hour), OnDemandTimeout: Duration(3 * time.Second), PrePullNodes: 25},
 	LoginServer: "edge.example.com:5443",
 	TLS: TLS{
 		Mode: TLSFiles, Hosts: []string{"edge.example.com"}, CertFile: "/etc/outpost/tls.crt", KeyFile: "/etc/outpost/tls.key",
@@ -113,7 +117,10 @@ var wantFull = Config{
 		Redirect: true,
 	},
 	GC: GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour), ReclaimableThreshold: bytesPtr(0)},
+	UI: UI{Enabled: boolPtr(false), SessionTimeout: Duration(30 * time.Minute)},
 }
+
+func boolPtr(b bool) *bool { return &b }
 
 func durationPtr(d time.Duration) *Duration { v := Duration(d); return &v }
 
@@ -232,10 +239,11 @@ func TestDefaults(t *testing.T) {
 		},
 		ShutdownTimeout: Duration(30 * time.Second),
 		Auth:            Auth{TokenTTL: Duration(5 * time.Minute)},
-		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second), OnDemandTimeout: Duration(5 * time.Second)},
+		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second), OnDemandTimeout: Duration(5 * time.Second), PrePullNodes: 10},
 		TLS:             TLS{Mode: TLSAuto, Hosts: hosts, CertLifetime: Duration(90 * 24 * time.Hour)},
 		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20, HighWatermark: 90, LowWatermark: 80, Blobs: Blobs{Type: BlobsFS}, Metadata: Metadata{Type: MetadataBolt}},
 		GC:              GC{Schedule: DefaultGCSchedule, GracePeriod: Duration(time.Hour), ReclaimableThreshold: bytesPtr(1 << 30)},
+		UI:              UI{Enabled: boolPtr(true), SessionTimeout: Duration(time.Hour)},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {
@@ -325,6 +333,8 @@ func TestValidate(t *testing.T) {
 			c.Storage.Metadata = Metadata{Type: MetadataPostgres}
 			c.Storage.Redirect = true
 		}, nil},
+		{"ui session timeout", func(c *Config) { c.UI.SessionTimeout = Duration(13 * time.Hour) }, []string{"ui.sessionTimeout: 13h0m0s is outside 1m..12h"}},
+		{"pre-pull nodes", func(c *Config) { c.Sync.PrePullNodes = 0 }, []string{"sync.prePullNodes: 0 is outside 1..10000"}},
 		{"watermarks", func(c *Config) { c.Storage.HighWatermark, c.Storage.LowWatermark = 80, 90 }, []string{"storage.lowWatermark 90 and storage.highWatermark 80: want percentages with low < high <= 100"}},
 		{"every problem at once", func(c *Config) {
 			c.Version, c.Addr, c.Sync.Concurrency, c.Parent.Mode = 0, "x", 0, "x"

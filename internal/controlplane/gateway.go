@@ -12,6 +12,9 @@ import (
 // maxEvents is how many notifications the root keeps per registry.
 const maxEvents = 100
 
+// maxBundles is how many imported bundles the root keeps per registry.
+const maxBundles = 20
+
 // ErrConflict reports a second live activation.
 var ErrConflict = fmt.Errorf("%w: already active", auth.ErrExists)
 
@@ -21,6 +24,7 @@ func (s *Service) edgeConfig(c *protocol.ConnectedRegistry) *protocol.EdgeConfig
 		Name: c.Name, Mode: c.Mode, Repositories: c.Repositories, SyncSchedule: c.SyncSchedule,
 		SyncWindow: c.SyncWindow, SyncMessageTTL: c.SyncMessageTTL, LogLevel: c.LogLevel,
 		Notifications: c.Notifications, ClientTokens: []*auth.Token{}, ScopeMaps: []*auth.ScopeMap{},
+		BundleKey: s.BundleKey(),
 	}
 	addScopeMap := func(t *auth.Token) {
 		if m, err := s.store.ScopeMap(t.ScopeMap); err == nil && !slices.ContainsFunc(cfg.ScopeMaps, func(x *auth.ScopeMap) bool { return x.Name == m.Name }) {
@@ -101,6 +105,9 @@ func recordDescendants(tx *auth.Tx, gateway string, ds []*protocol.ConnectedRegi
 		c.LastSyncResult, c.LoginServer, c.Version, c.StatusDetails = d.LastSyncResult, d.LoginServer, d.Version, d.StatusDetails
 		c.HeartbeatSeconds, c.Volume = d.HeartbeatSeconds, d.Volume
 		c.ResyncRequested = false // passed down with this exchange
+		if len(d.Bundles) > 0 {
+			c.Bundles = d.Bundles // the gateway keeps the last ones in full
+		}
 		c.Events = append(c.Events, d.Events...)
 		if len(c.Events) > maxEvents {
 			c.Events = c.Events[len(c.Events)-maxEvents:]
@@ -126,6 +133,7 @@ func (s *Service) ReplicateDescendants(ds []*protocol.ConnectedRegistry) error {
 				c.ActivationStatus, c.ActivationID, c.ConnectionState, c.LastActivity = old.ActivationStatus, old.ActivationID, old.ConnectionState, old.LastActivity
 				c.LastSync, c.LastSyncResult, c.LoginServer, c.Version, c.StatusDetails = old.LastSync, old.LastSyncResult, old.LoginServer, old.Version, old.StatusDetails
 				c.HeartbeatSeconds, c.Events, c.ResyncRequested = old.HeartbeatSeconds, old.Events, old.ResyncRequested || d.ResyncRequested
+				c.Bundles = old.Bundles
 				c.Volume = old.Volume
 			} else {
 				c.ActivationStatus, c.ActivationID, c.ConnectionState = protocol.ActivationInactive, "", protocol.StateOffline
@@ -233,6 +241,9 @@ func (s *Service) RecordHeartbeat(name string, hb protocol.Heartbeat) (*protocol
 		}
 		if hb.LastSyncResult != nil {
 			c.LastSyncResult = hb.LastSyncResult
+			if err := recordRun(tx, name, hb.LastSyncResult); err != nil {
+				return err
+			}
 		}
 		if hb.Version != "" {
 			c.Version = hb.Version
@@ -258,6 +269,10 @@ func (s *Service) RecordHeartbeat(name string, hb protocol.Heartbeat) (*protocol
 				}
 				s.noteFinished([]protocol.StageReport{r.StageReport})
 			}
+		}
+		c.Bundles = append(c.Bundles, hb.Bundles...)
+		if len(c.Bundles) > maxBundles {
+			c.Bundles = c.Bundles[len(c.Bundles)-maxBundles:]
 		}
 		c.Events = append(c.Events, hb.Events...)
 		if len(c.Events) > maxEvents {

@@ -10,8 +10,10 @@ package controlplane
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-registry/outpost/internal/auth"
@@ -32,6 +34,20 @@ type Service struct {
 	// loginServer is the address this registry's children use (empty:
 	// the address a get-settings request reached).
 	loginServer string
+	// bundleKey is the root's bundle public key (PEM) handed to children.
+	bundleKey atomic.Pointer[string]
+}
+
+// SetBundleKey sets the bundle public key (PEM) sent to this registry's
+// children: the root's own, or at a gateway the one its parent sent.
+func (s *Service) SetBundleKey(pem string) { s.bundleKey.Store(&pem) }
+
+// BundleKey returns the key SetBundleKey set ("" when none).
+func (s *Service) BundleKey() string {
+	if p := s.bundleKey.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // SetLoginServer sets the address written into the connection strings of
@@ -200,6 +216,9 @@ func rebuildSyncScopeMaps(tx *auth.Tx) error {
 		if err := tx.PutScopeMap(m); err != nil {
 			return fmt.Errorf("sync scope map of %s: %w", c.Name, err)
 		}
+		if err := nodeScopeMap(tx, c, jobs); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -347,6 +366,9 @@ func (s *Service) Delete(name string, cleanup bool) error {
 			}
 		}
 		if err := tx.DeleteRecord(bucket, name); err != nil {
+			return err
+		}
+		if err := tx.DeleteRecord(historyBucket, name); err != nil && !errors.Is(err, auth.ErrNotFound) {
 			return err
 		}
 		if cleanup {

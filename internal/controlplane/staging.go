@@ -55,7 +55,14 @@ func (s *Service) CreateStaging(req protocol.StagingRequest, resolve func(repo, 
 	if len(req.Targets) == 0 || len(req.Images) == 0 {
 		return nil, fmt.Errorf("%w: a job needs at least one connected registry and one image", auth.ErrInvalid)
 	}
-	job := &protocol.StagingJob{Name: req.Name, Targets: req.Targets, RespectWindow: req.RespectWindow, Sites: map[string]protocol.SiteProgress{}}
+	if err := protocol.ValidateNodeSelector(req.NodeSelector); err != nil {
+		return nil, err
+	}
+	if len(req.NodeSelector) > 0 && !req.PrePull {
+		return nil, fmt.Errorf("%w: nodeSelector: only for a pre-pull job (prePull)", auth.ErrInvalid)
+	}
+	job := &protocol.StagingJob{Name: req.Name, Targets: req.Targets, RespectWindow: req.RespectWindow, PrePull: req.PrePull,
+		NodeSelector: req.NodeSelector, Sites: map[string]protocol.SiteProgress{}}
 	var missing []string
 	for _, ref := range req.Images {
 		repo, r, err := protocol.ParseImageRef(ref)
@@ -86,7 +93,11 @@ func (s *Service) CreateStaging(req protocol.StagingRequest, resolve func(repo, 
 			if _, err := getCR(tx, t); err != nil {
 				return fmt.Errorf("%w: connectedRegistries: %q does not exist", auth.ErrInvalid, t)
 			}
-			job.Sites[t] = protocol.SiteProgress{State: protocol.StagePending, ImagesTotal: len(job.Images)}
+			p := protocol.SiteProgress{State: protocol.StagePending, ImagesTotal: len(job.Images)}
+			if job.PrePull {
+				p.Nodes = &protocol.NodeRollup{}
+			}
+			job.Sites[t] = p
 		}
 		job.Created = tx.Now()
 		if err := tx.PutRecord(stagingBucket, job.Name, job); err != nil {
@@ -228,7 +239,14 @@ func retire(jobs []*protocol.StagingJob, installed *protocol.StagingJob, site st
 func (s *Service) tasksFor(names ...string) []protocol.StageTask {
 	var out []protocol.StageTask
 	for _, j := range s.jobsFor(names...) {
-		out = append(out, protocol.StageTask{Job: j.Name, Images: j.Images, RespectWindow: j.RespectWindow})
+		// Only the registry's own nodes pre-pull: a job staged here only
+		// as the source of a descendant stays off this site's nodes.
+		own := j.PrePull && j.AssignedTo(names[0])
+		t := protocol.StageTask{Job: j.Name, Images: j.Images, RespectWindow: j.RespectWindow, PrePull: own}
+		if own {
+			t.NodeSelector = j.NodeSelector
+		}
+		out = append(out, t)
 	}
 	return out
 }

@@ -1,13 +1,10 @@
 package controlplane_test
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/outpost-registry/outpost/internal/auth"
-	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
@@ -16,12 +13,7 @@ import (
 // finished job signals StagingFinished (so a gateway relays it up at
 // once); progress that is not an end does not.
 func TestStagingFinished(t *testing.T) {
-	store, err := auth.OpenStore(filepath.Join(t.TempDir(), "identity.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	svc := controlplane.NewService(store)
+	svc, _ := newService(t)
 	for _, c := range []*protocol.ConnectedRegistry{{Name: "factory", Repositories: []string{"apps/web"}}, {Name: "line1", Parent: "factory", Repositories: []string{"apps/web"}}, {Name: "other", Repositories: []string{"apps/web"}}} {
 		if _, _, err := svc.Create(c); err != nil {
 			t.Fatal(err)

@@ -46,7 +46,7 @@ func TestCorruptionReported(t *testing.T) {
 	ld := digest.FromBytes(layer)
 	resp, body, err := ec.Do(http.MethodGet, "/v2/apps/web/blobs/"+string(ld), nil, nil)
 	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, layer) {
-		t.Fatalf("layer at the edge after a corrupted transfer: %v %v", err, resp.Status)
+		t.Fatalf("layer at the edge after a corrupted transfer: %v, want 200 with the layer", statusOf(resp, err))
 	}
 	if l := logs.String(); !strings.Contains(l, "blob "+string(ld)) || !strings.Contains(l, "level=WARN") {
 		t.Errorf("no warning naming %s in the edge's log:\n%s", ld, l)

@@ -101,7 +101,7 @@ func TestDigestMismatchOverHTTP(t *testing.T) {
 
 	resp, body, err := ec.Do(http.MethodGet, "/v2/apps/web/blobs/"+string(ld), nil, nil)
 	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, layer) {
-		t.Fatalf("layer at the edge after the corrupted transfer: %v %v", err, resp.Status)
+		t.Fatalf("layer at the edge after the corrupted transfer: %v, want 200 with the layer", statusOf(resp, err))
 	}
 	l := logs.String()
 	if !strings.Contains(l, `msg="blob digest mismatch from the parent; fetching again"`) || !strings.Contains(l, "digest="+string(ld)) {

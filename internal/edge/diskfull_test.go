@@ -61,6 +61,6 @@ func TestSyncOnFullVolume(t *testing.T) {
 	}
 	resp, body, err = edge.admin().Do(http.MethodGet, "/readyz", nil, nil)
 	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "writes degraded") {
-		t.Errorf("/readyz of the full edge: %v %v %q, want 200 saying writes are degraded", err, resp.Status, body)
+		t.Errorf("/readyz of the full edge: %v %q, want 200 saying writes are degraded", statusOf(resp, err), body)
 	}
 }

@@ -68,6 +68,9 @@ type Options struct {
 	// SetLogLevel, when set, applies the log level of the configuration
 	// on every refresh (nil when the level was given locally).
 	SetLogLevel func(level string) error
+	// PrePullNodes is how many node agents may pull at once (default
+	// DefaultPrePullNodes).
+	PrePullNodes int
 }
 
 // Fleet is what a gateway keeps of the connected registries below it:
@@ -84,6 +87,8 @@ type Fleet interface {
 	DescendantStaging() []protocol.SiteReport
 	// StagingFinished is signalled when one of them finished a job.
 	StagingFinished() <-chan struct{}
+	// SetBundleKey hands the root's bundle key down to them.
+	SetBundleKey(pem string)
 }
 
 // Status is what `outpost status` shows at the edge.
@@ -108,6 +113,8 @@ type Status struct {
 	Outbox *OutboxStatus `json:"outbox,omitempty"`
 	// Details are conflicts and dropped messages, also sent to the parent.
 	Details []string `json:"statusDetails,omitempty"`
+	// Bundles are the last air-gap bundles imported here.
+	Bundles []protocol.BundleImport `json:"importedBundles,omitempty"`
 }
 
 // OutboxStatus counts the outbox's messages.
@@ -135,8 +142,13 @@ type Edge struct {
 	running      bool
 	outbox       *syncer.Outbox
 	events       []protocol.Event
-	stages       map[string]*protocol.StageReport
-	stageWake    chan struct{}
+	// bundles are the last bundles imported (shown in the status);
+	// bundlesOut those not yet reported to the parent.
+	bundles, bundlesOut []protocol.BundleImport
+	stages              map[string]*protocol.StageReport
+	stageWake           chan struct{}
+	// nodes is the node stage of pre-pull jobs (its own lock).
+	nodes *nodeBoard
 	// deactivated is set once the parent refused a heartbeat for a
 	// deactivation; nothing talks to the parent again until restart.
 	deactivated bool
@@ -165,7 +177,8 @@ func New(o Options) (*Edge, error) {
 	if o.OutboxInterval <= 0 {
 		o.OutboxInterval = 2 * time.Second
 	}
-	e := &Edge{o: o, log: o.Logger, wake: make(chan protocol.Trigger, 4), stages: map[string]*protocol.StageReport{}, stageWake: make(chan struct{}, 1), beat: make(chan struct{}, 1)}
+	e := &Edge{o: o, log: o.Logger, wake: make(chan protocol.Trigger, 4), stages: map[string]*protocol.StageReport{}, stageWake: make(chan struct{}, 1), beat: make(chan struct{}, 1),
+		nodes: newNodeBoard(o.PrePullNodes)}
 	if o.OutboxCursors != nil {
 		e.outbox = syncer.NewOutbox(o.Engine, o.OutboxCursors, e.messageTTL, e.notify)
 	}
@@ -312,6 +325,9 @@ func (e *Edge) apply(cfg *protocol.EdgeConfig) error {
 	if err != nil {
 		return fmt.Errorf("apply configuration: %w", err)
 	}
+	if e.o.Fleet != nil && cfg.BundleKey != "" {
+		e.o.Fleet.SetBundleKey(cfg.BundleKey) // handed down to the registries below
+	}
 	if e.o.Fleet != nil && e.o.Static == nil {
 		if err := e.o.Fleet.ReplicateDescendants(cfg.Descendants); err != nil {
 			return fmt.Errorf("apply descendants: %w", err)
@@ -352,6 +368,39 @@ func (e *Edge) apply(cfg *protocol.EdgeConfig) error {
 		}
 	}
 	return nil
+}
+
+// BundleKey returns the bundle public key (PEM) the parent sent ("" when
+// none: a generic parent, or not yet activated).
+func (e *Edge) BundleKey() string {
+	if cfg := e.config(); cfg != nil {
+		return cfg.BundleKey
+	}
+	return ""
+}
+
+// maxBundles bounds the imported bundles kept for the status and the next
+// heartbeat.
+const maxBundles = 20
+
+// RecordBundle notes an air-gap bundle imported here: it is reported to
+// the parent with the next heartbeat (sent at once), so that the root's
+// view of what the site holds stays true.
+func (e *Edge) RecordBundle(b protocol.BundleImport) {
+	e.mu.Lock()
+	e.bundlesOut = append(e.bundlesOut, b)
+	if len(e.bundlesOut) > maxBundles {
+		e.bundlesOut = e.bundlesOut[len(e.bundlesOut)-maxBundles:]
+	}
+	e.bundles = append(e.bundles, b)
+	if len(e.bundles) > maxBundles {
+		e.bundles = e.bundles[len(e.bundles)-maxBundles:]
+	}
+	e.mu.Unlock()
+	select {
+	case e.beat <- struct{}{}:
+	default:
+	}
 }
 
 // Keep returns what this registry must keep whatever its retention
@@ -569,14 +618,14 @@ func (e *Edge) activate(ctx context.Context) error {
 func (e *Edge) heartbeat(ctx context.Context) error {
 	st := e.Status()
 	e.mu.Lock()
-	events := e.events
-	e.events = nil
+	events, bundles := e.events, e.bundlesOut
+	e.events, e.bundlesOut = nil, nil
 	e.mu.Unlock()
 	hb := protocol.Heartbeat{
 		ActivationID: e.activationID, ConnectionState: st.ConnectionState, LastSyncTime: st.LastSyncTime,
 		LastSyncResult: st.LastSyncResult, Version: e.o.Version, LoginServer: e.o.LoginServer,
 		IntervalSeconds: int(e.o.Heartbeat / time.Second), Events: events, StatusDetails: st.Details,
-		Staging: e.stageReports(),
+		Staging: e.stageReports(), Bundles: bundles,
 	}
 	if e.o.Volume != nil {
 		hb.Volume = e.o.Volume()
@@ -594,6 +643,7 @@ func (e *Edge) heartbeat(ctx context.Context) error {
 	if err := e.o.Parent.JSON(cctx, "POST", "/api/v1/gateway/"+e.o.Name+"/heartbeat", hb, &cfg); err != nil {
 		e.mu.Lock()
 		e.events = append(events, e.events...)
+		e.bundlesOut = append(bundles, e.bundlesOut...)
 		e.mu.Unlock()
 		var se *syncer.StatusError
 		if errors.As(err, &se) && se.Status == 409 {
@@ -619,7 +669,8 @@ func (e *Edge) Status() Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := Status{Role: "connected-registry", Name: e.o.Name, Parent: e.o.Parent.URL(), LastContact: e.lastContact,
-		LastSyncTime: e.lastSync, LastSyncResult: e.lastResult, Progress: e.o.Engine.Progress(), LastError: e.lastErr}
+		LastSyncTime: e.lastSync, LastSyncResult: e.lastResult, Progress: e.o.Engine.Progress(), LastError: e.lastErr,
+		Bundles: e.bundles}
 	if e.cfg != nil {
 		st.Mode, st.Repositories, st.SyncSchedule, st.SyncWindow = e.cfg.Mode, e.cfg.Repositories, e.cfg.SyncSchedule, e.cfg.SyncWindow
 		// A refused setting is reported while the parent still sends it.

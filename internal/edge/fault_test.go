@@ -48,7 +48,7 @@ func TestResumeAfterCut(t *testing.T) {
 	})
 	resp, body, err := ec.Do(http.MethodGet, "/v2/apps/web/blobs/"+string(digest.FromBytes(layer)), nil, nil)
 	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, layer) {
-		t.Fatalf("layer at the edge: %v %v", err, resp.Status)
+		t.Fatalf("layer at the edge: %v, want 200 with the layer", statusOf(resp, err))
 	}
 	// Everything that crossed the proxy: the blob, manifests, control calls.
 	if got, limit := p.Downstream.Load(), int64(bigBlob)*11/10; got > limit {
@@ -67,7 +67,7 @@ func TestCorruptedTransfer(t *testing.T) {
 	})
 	resp, body, err := ec.Do(http.MethodGet, "/v2/apps/web/blobs/"+string(digest.FromBytes(layer)), nil, nil)
 	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, layer) {
-		t.Fatalf("layer at the edge after a corrupted transfer: %v %v", err, resp.Status)
+		t.Fatalf("layer at the edge after a corrupted transfer: %v, want 200 with the layer", statusOf(resp, err))
 	}
 }
 

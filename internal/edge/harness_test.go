@@ -142,7 +142,7 @@ func startEdge(t testing.TB, root *node, data, connString string) *node {
 		c.ConnectionString = connString
 		c.Parent.CAFile = root.ca
 	})
-	ocitest.Eventually(t, 20*time.Second, "the edge to activate", func() bool {
+	ocitest.Eventually(t, 60*time.Second, "the edge to activate", func() bool {
 		var st struct {
 			Activation string `json:"activationStatus"`
 		}

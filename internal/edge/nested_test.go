@@ -53,7 +53,7 @@ func TestNestedHierarchy(t *testing.T) {
 	// line1's client token is line1's: its gateway keeps it only to hand
 	// it down, and refuses it.
 	if resp, _, err := plant.client("line-puller", pullerPW).Do(http.MethodGet, "/v2/apps/web/manifests/v1", nil, nil); err != nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("line1.s client token at its gateway plant: %v %v, want 401", err, resp.Status)
+		t.Fatalf("line1.s client token at its gateway plant: %v, want 401", statusOf(resp, err))
 	}
 	fromPlant := pc.Image(t, "apps/web", "plant-1", v1.Platform{OS: "linux", Architecture: "amd64"}, ocitest.Random(61, 16<<10))
 	ocitest.Eventually(t, 30*time.Second, "plant's push at the root and at line", func() bool {

@@ -48,7 +48,7 @@ func TestReadWriteOutbox(t *testing.T) {
 	// The graph is complete at the root: a layer pulls.
 	resp, _, err := rc.Do(http.MethodGet, "/v2/apps/web/blobs/"+string(ocitestDigest(ocitest.Random(31, 16<<10))), nil, nil)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("edge layer at the root: %v %v", err, resp.Status)
+		t.Fatalf("edge layer at the root: %v, want 200", statusOf(resp, err))
 	}
 	ocitest.Eventually(t, 20*time.Second, "notifications at the root", func() bool {
 		return len(root.crStatus(t, "plant").Events) >= 3

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/outpost-registry/outpost/internal/protocol"
@@ -51,6 +52,9 @@ func (e *Edge) stageOnce(ctx context.Context) {
 		}
 	}
 	e.mu.Unlock()
+	e.nodes.forget(func(job string) bool {
+		return slices.ContainsFunc(cfg.Staging, func(t protocol.StageTask) bool { return t.Job == job && t.PrePull })
+	})
 	for _, task := range cfg.Staging {
 		if ctx.Err() != nil {
 			return
@@ -131,13 +135,25 @@ func (e *Edge) setStage(rep *protocol.StageReport, f func(*protocol.SiteProgress
 	e.mu.Unlock()
 }
 
-// stageReports copies the staging reports for a heartbeat.
+// stageReports copies the staging reports for a heartbeat, with the node
+// stage of pre-pull jobs.
 func (e *Edge) stageReports() []protocol.StageReport {
+	prePull := map[string]bool{}
+	if cfg := e.config(); cfg != nil {
+		for _, t := range cfg.Staging {
+			prePull[t.Job] = t.PrePull
+		}
+	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	out := make([]protocol.StageReport, 0, len(e.stages))
 	for _, r := range e.stages {
 		out = append(out, *r)
+	}
+	e.mu.Unlock()
+	for i := range out {
+		if prePull[out[i].Job] {
+			out[i].Nodes = e.nodes.rollup(out[i].Job)
+		}
 	}
 	return out
 }

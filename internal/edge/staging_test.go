@@ -133,7 +133,7 @@ spec:
 	// naming it, and nothing is created.
 	resp, body, err := rc.Do(http.MethodPost, "/api/v1/staging", nil, mustJSON(t, protocol.StagingRequest{Name: "release-43", Targets: []string{"factory1"}, Images: []string{"release/web:4.2", "release/web:nope"}}))
 	if err != nil || resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "release/web:nope") || strings.Contains(string(body), "release/web:4.2") {
-		t.Fatalf("job with a missing image: %v %v %s; want 400 naming release/web:nope only", err, resp.Status, body)
+		t.Fatalf("job with a missing image: %v %s; want 400 naming release/web:nope only", statusOf(resp, err), body)
 	}
 	if resp, _, err := rc.Do(http.MethodGet, "/api/v1/staging/release-43", nil, nil); err != nil || resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("the refused job exists: %v, want 404", statusOf(resp, err))

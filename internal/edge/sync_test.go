@@ -48,7 +48,7 @@ func TestSyncEndToEnd(t *testing.T) {
 		want := ocitest.Random(seed, size)
 		resp, body, err := ec.Do(http.MethodGet, "/v2/apps/web/blobs/"+string(digest.FromBytes(want)), nil, nil)
 		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
-			t.Fatalf("layer %d at the edge: %v %v", seed, err, resp.Status)
+			t.Fatalf("layer %d at the edge: %v, want 200 with the layer", seed, statusOf(resp, err))
 		}
 	}
 	ocitest.Eventually(t, 10*time.Second, "the signature at the edge", func() bool {

@@ -111,12 +111,22 @@ func (s *Store) HasBlob(ctx context.Context, repo string, desc v1.Descriptor) (b
 
 // PushBlob implements Target.
 func (s *Store) PushBlob(ctx context.Context, repo string, desc v1.Descriptor, open Opener) error {
-	_, err, _ := s.flight.Do(string(desc.Digest), func() (any, error) {
-		if _, err := s.Blobs.Stat(ctx, desc.Digest); err == nil {
-			return nil, nil
+	var err error
+	for range maxJoins {
+		var shared bool
+		_, err, shared = s.flight.Do(string(desc.Digest), func() (any, error) {
+			if _, err := s.Blobs.Stat(ctx, desc.Digest); err == nil {
+				return nil, nil
+			}
+			return nil, s.transfer(ctx, repo, desc, open)
+		})
+		// A transfer shared with a copy that gave up (its context
+		// cancelled: another blob of its graph failed) ends for that copy
+		// only; this one starts or joins another.
+		if !shared || ctx.Err() != nil || !(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			break
 		}
-		return nil, s.transfer(ctx, repo, desc, open)
-	})
+	}
 	if err != nil {
 		return err
 	}
@@ -126,6 +136,10 @@ func (s *Store) PushBlob(ctx context.Context, repo string, desc v1.Descriptor, o
 	}
 	return s.Metadata.LinkBlob(ctx, repo, desc.Digest, n)
 }
+
+// maxJoins bounds how often PushBlob joins a shared transfer that another
+// copy abandoned before it runs one itself.
+const maxJoins = 8
 
 func partialKey(repo string, d digest.Digest) string { return repo + "@" + string(d) }
 

@@ -51,11 +51,18 @@ func ParseAction(s string) (Action, error) {
 }
 
 // isGatewayAction recognises gateway/<name>/{config,message}/{read,write},
-// the actions of connected-registry sync tokens.
+// the actions of connected-registry sync tokens, and
+// gateway/<name>/nodes/write, that of a site's node token (its node
+// agents leasing pull slots and reporting pre-pull progress).
 func isGatewayAction(s string) bool {
 	parts := strings.Split(s, "/")
-	return len(parts) == 4 && parts[0] == "gateway" && parts[1] != "" &&
-		(parts[2] == "config" || parts[2] == "message") && (parts[3] == "read" || parts[3] == "write")
+	if len(parts) != 4 || parts[0] != "gateway" || parts[1] == "" {
+		return false
+	}
+	if parts[2] == "nodes" {
+		return parts[3] == "write"
+	}
+	return (parts[2] == "config" || parts[2] == "message") && (parts[3] == "read" || parts[3] == "write")
 }
 
 // RepositoryGrant grants actions on the repositories matching a pattern:

@@ -62,6 +62,23 @@ type StagingRequest struct {
 	Targets       []string `json:"connectedRegistries"`
 	Images        []string `json:"images"`
 	RespectWindow bool     `json:"respectWindow,omitempty"`
+	// PrePull and NodeSelector: see StagingJob.
+	PrePull      bool              `json:"prePull,omitempty"`
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+}
+
+// NodeTokenRequest is the body of POST …/{name}/node-token.
+type NodeTokenRequest struct {
+	// GeneratePassword is the password slot to (re)generate, 1 or 2
+	// (default 1).
+	GeneratePassword int `json:"generatePassword"`
+}
+
+// NodeToken is the answer of POST …/{name}/node-token.
+type NodeToken struct {
+	TokenName string `json:"tokenName"`
+	Password  string `json:"password"`
+	ScopeMap  string `json:"scopeMap"`
 }
 
 // InstallRequest is the body of POST /api/v1/staging/{name}/installed.

@@ -46,6 +46,9 @@ type EdgeConfig struct {
 	// gateway hands them down as its children's tasks and reports their
 	// progress back up.
 	DescendantJobs []*StagingJob `json:"descendantJobs,omitempty"`
+	// BundleKey is the root's public key for air-gap bundles (PEM), the
+	// key the registry verifies imported bundles with.
+	BundleKey string `json:"bundleKey,omitempty"`
 }
 
 // DescendantRepositories lists the repositories of every descendant.
@@ -90,6 +93,8 @@ type Heartbeat struct {
 	// DescendantStaging is the staging progress of the registries below a
 	// gateway, as they reported it to the gateway.
 	DescendantStaging []SiteReport `json:"descendantStaging,omitempty"`
+	// Bundles are the air-gap bundles imported since the last heartbeat.
+	Bundles []BundleImport `json:"bundles,omitempty"`
 }
 
 // EventAction is what a notification reports.
@@ -149,4 +154,21 @@ type ChangesResponse struct {
 	// Next is the cursor to ask from next; Head the latest cursor.
 	Next uint64 `json:"next"`
 	Head uint64 `json:"head"`
+}
+
+// BundleImport is an air-gap bundle a connected registry imported: what
+// the root then knows the site holds.
+type BundleImport struct {
+	ID           string          `json:"id"`
+	Time         time.Time       `json:"time"`
+	Images       []ImportedImage `json:"images"`
+	BlobsWritten int64           `json:"blobsWritten"`
+	BytesWritten int64           `json:"bytesWritten"`
+}
+
+// ImportedImage is one image a bundle delivered.
+type ImportedImage struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag,omitempty"`
+	Digest     string `json:"digest"`
 }

@@ -110,6 +110,8 @@ type ConnectedRegistry struct {
 	ResyncRequested bool `json:"resyncRequested,omitempty"`
 	// Events are the last notifications (push/delete) the edge reported.
 	Events []Event `json:"events,omitempty"`
+	// Bundles are the last air-gap bundles the registry imported.
+	Bundles []BundleImport `json:"importedBundles,omitempty"`
 	// Volume is the data volume the edge reported with its last heartbeat.
 	Volume *Volume `json:"volume,omitempty"`
 }

@@ -54,16 +54,24 @@ type SiteProgress struct {
 	StagedAt    *time.Time `json:"stagedTime,omitempty"`
 	InstalledAt *time.Time `json:"installedTime,omitempty"`
 	RetiredAt   *time.Time `json:"retiredTime,omitempty"`
+	// Nodes is the node stage of a pre-pull job, as the site's node
+	// agents reported it (nil for a job without prePull).
+	Nodes *NodeRollup `json:"nodes,omitempty"`
 }
 
 // StagingJob asks connected registries to pre-download images.
 type StagingJob struct {
-	Name          string                  `json:"name"`
-	Targets       []string                `json:"connectedRegistries"`
-	Images        []StagedImage           `json:"images"`
-	RespectWindow bool                    `json:"respectWindow"`
-	Created       time.Time               `json:"creationDate"`
-	Sites         map[string]SiteProgress `json:"sites"`
+	Name          string        `json:"name"`
+	Targets       []string      `json:"connectedRegistries"`
+	Images        []StagedImage `json:"images"`
+	RespectWindow bool          `json:"respectWindow"`
+	// PrePull adds the node stage: once a site has staged the job, its
+	// node agents pull the images into each node's container runtime.
+	PrePull bool `json:"prePull,omitempty"`
+	// NodeSelector limits the node stage to nodes with these labels.
+	NodeSelector map[string]string       `json:"nodeSelector,omitempty"`
+	Created      time.Time               `json:"creationDate"`
+	Sites        map[string]SiteProgress `json:"sites"`
 	// State is the release's lifecycle, derived from its sites on every
 	// read: Staging, Staged (every site complete), Failed (a site failed)
 	// or Installed (marked installed at every site).
@@ -103,6 +111,10 @@ type StageTask struct {
 	Job           string        `json:"job"`
 	Images        []StagedImage `json:"images"`
 	RespectWindow bool          `json:"respectWindow,omitempty"`
+	// PrePull is set when the site's own nodes pre-pull the job (a
+	// gateway staging a job for its descendants only does not).
+	PrePull      bool              `json:"prePull,omitempty"`
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 }
 
 // StageReport is a site's progress on a job, sent with heartbeats.

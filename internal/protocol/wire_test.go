@@ -48,6 +48,9 @@ func wireValues() map[string]any {
 	scopeMap := &identity.ScopeMap{Name: "site-scope", Description: "d", Repositories: []identity.RepositoryGrant{{Repository: "apps/*", Actions: []identity.Action{identity.ContentRead}}},
 		Gateway: []identity.Action{"gateway/site-one/config/read"}, Created: t0, Modified: t1}
 	window := "PT2H"
+	nodes := &p.NodeRollup{Done: 1, Total: 2, Pulling: 0, Failed: 1, Nodes: []p.NodeProgress{
+		{Node: "node-b", State: p.NodeFailed, ImagesDone: 0, ImagesTotal: 1, Reason: "cri socket gone", Updated: &t1},
+		{Node: "node-a", State: p.NodePulled, ImagesDone: 1, ImagesTotal: 1, Updated: &t0}}}
 	return map[string]any{
 		"connected-registry": cr,
 		"edge-config": &p.EdgeConfig{
@@ -82,6 +85,25 @@ func wireValues() map[string]any {
 		"settings":         p.Settings{ConnectionString: "ConnectedRegistryName=site-one;…", SyncTokenName: "site-one-sync-token", Password: "secret", Note: "n"},
 		"staging-request":  p.StagingRequest{Name: "release-1", Targets: []string{"site-one"}, Images: []string{"apps/web:v1"}, RespectWindow: true},
 		"install-request":  p.InstallRequest{Targets: []string{"site-one"}, Keep: 3},
+		// The node stage of a pre-pull job (fields an older peer omits).
+		"staging-job-pre-pull": &p.StagingJob{Name: "release-2", Targets: []string{"site-one"}, Images: []p.StagedImage{image},
+			PrePull: true, NodeSelector: map[string]string{"pool": "line-1"}, Created: t0, State: p.StageStaged,
+			Sites: map[string]p.SiteProgress{"site-one": {State: p.StageStaged, ImagesDone: 1, ImagesTotal: 1, Updated: &t1, Nodes: nodes}}},
+		"stage-task-pre-pull": p.StageTask{Job: "release-2", Images: []p.StagedImage{image}, PrePull: true, NodeSelector: map[string]string{"pool": "line-1"}},
+		"staging-request-pre-pull": p.StagingRequest{Name: "release-2", Targets: []string{"site-one"}, Images: []string{"apps/web:v1"},
+			PrePull: true, NodeSelector: map[string]string{"pool": "line-1"}},
+		"node-job":           p.NodeJob{Job: "release-2", Images: []p.StagedImage{image}, NodeSelector: map[string]string{"pool": "line-1"}, PullNow: true},
+		"node-report":        p.NodeReport{Job: "release-2", NodeProgress: nodes.Nodes[0]},
+		"lease":              p.Lease{Granted: true, Holders: 3, Limit: 10, TTLSeconds: 30},
+		"node-token-request": p.NodeTokenRequest{GeneratePassword: 2},
+		"node-token":         p.NodeToken{TokenName: "site-one-node-token", Password: "secret", ScopeMap: "site-one-node-scope-map"},
+		// Air-gap bundles: the key a root hands out, and the imports a
+		// site reports (new golden files: the older ones stay as they were).
+		"edge-config-bundle-key": p.EdgeConfig{BundleKey: "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n"},
+		"heartbeat-bundles": p.Heartbeat{ActivationID: "6f1c", Bundles: []p.BundleImport{{ID: "6bca6a54", Time: t0,
+			Images: []p.ImportedImage{{Repository: "apps/web", Tag: "v1", Digest: d1}}, BlobsWritten: 3, BytesWritten: 1 << 20}}},
+		"connected-registry-bundles": &p.ConnectedRegistry{Name: "site-one", Bundles: []p.BundleImport{{ID: "6bca6a54", Time: t0,
+			Images: []p.ImportedImage{{Repository: "apps/web", Digest: d1}}}}},
 		// The zero values: which fields an older peer sees omitted.
 		"heartbeat-empty":   p.Heartbeat{},
 		"edge-config-empty": p.EdgeConfig{},

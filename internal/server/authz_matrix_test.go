@@ -236,19 +236,24 @@ func azDigest(b []byte) string {
 func (s *azServer) push(t testing.TB, repo, tag string) azImage {
 	t.Helper()
 	img := newAzImage(repo)
-	admin := azBasic(auth.AdminUser, azAdminPW)
+	s.pushAs(t, azBasic(auth.AdminUser, azAdminPW), repo, tag, img)
+	return img
+}
+
+// pushAs pushes img's blobs and manifest (as repo:tag) with cred.
+func (s *azServer) pushAs(t testing.TB, cred azCred, repo, tag string, img azImage) {
+	t.Helper()
 	for _, b := range [][]byte{img.config, img.layer} {
-		rec := s.do(http.MethodPost, "/v2/"+repo+"/blobs/uploads/?digest="+azDigest(b), nil, b, admin)
+		rec := s.do(http.MethodPost, "/v2/"+repo+"/blobs/uploads/?digest="+azDigest(b), nil, b, cred)
 		if rec.Code != http.StatusCreated {
 			t.Fatalf("push blob to %s: got %d %s, want 201", repo, rec.Code, rec.Body)
 		}
 	}
 	hdr := http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}
-	rec := s.do(http.MethodPut, "/v2/"+repo+"/manifests/"+tag, hdr, img.manifest, admin)
+	rec := s.do(http.MethodPut, "/v2/"+repo+"/manifests/"+tag, hdr, img.manifest, cred)
 	if rec.Code != http.StatusCreated {
 		t.Fatalf("push manifest %s:%s: got %d %s, want 201", repo, tag, rec.Code, rec.Body)
 	}
-	return img
 }
 
 // azCheckOCIError checks a registry API error: its status, its JSON body
@@ -622,6 +627,43 @@ func azCatalog(t testing.TB, rec *httptest.ResponseRecorder) []string {
 		t.Fatalf("catalog body %s: %v", rec.Body, err)
 	}
 	return out.Repositories
+}
+
+// TestAuthorizationHoldersChangeContent: a token holding content/write
+// pushes and one holding content/delete deletes existing content, with
+// Basic credentials and registry tokens. The matrix deletes absent
+// content (so that its cases do not change what others read), where the
+// admin's answer is a 404 that a refusal could imitate; here the deletes
+// must answer 202 and take effect.
+func TestAuthorizationHoldersChangeContent(t *testing.T) {
+	t.Parallel()
+	s := azStart(t, azMatrixSeed(t), nil)
+	writer, deleter := "only-"+azSlug(auth.ContentWrite), "only-"+azSlug(auth.ContentDelete)
+	creds := map[string][2]azCred{
+		"basic": {azBasic(writer, azPW), azBasic(deleter, azPW)},
+		"bearer": {
+			azBearer(s.token(t, azBasic(writer, azPW), "repository:"+azRepo+":push")),
+			azBearer(s.token(t, azBasic(deleter, azPW), "repository:"+azRepo+":delete")),
+		},
+	}
+	admin := azBasic(auth.AdminUser, azAdminPW)
+	for mode, c := range creds {
+		// Content of its own per mode: one mode's deletes leave the other's.
+		img := newAzImage(azRepo + " " + mode)
+		s.pushAs(t, c[0], azRepo, mode, img)
+		for _, path := range []string{
+			"/v2/" + azRepo + "/manifests/" + mode,
+			"/v2/" + azRepo + "/manifests/" + azDigest(img.manifest),
+			"/v2/" + azRepo + "/blobs/" + azDigest(img.layer),
+		} {
+			if rec := s.do(http.MethodDelete, path, nil, nil, c[1]); rec.Code != http.StatusAccepted {
+				t.Errorf("%s: DELETE %s as %s: got %d %s, want 202", mode, path, deleter, rec.Code, rec.Body)
+			}
+			if rec := s.do(http.MethodGet, path, nil, nil, admin); rec.Code != http.StatusNotFound {
+				t.Errorf("%s: GET %s after its delete: got %d, want 404", mode, path, rec.Code)
+			}
+		}
+	}
 }
 
 // TestAuthorizationBearerWithoutScope: a caller whose scope map allows an

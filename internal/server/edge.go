@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/controlplane"
 	"github.com/outpost-registry/outpost/internal/edge"
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/syncer"
 )
@@ -20,6 +22,7 @@ import (
 type edgeParts struct {
 	engine *syncer.Engine
 	edge   *edge.Edge
+	name   string
 }
 
 // newEdge builds the sync engine and edge runtime when cfg names a parent
@@ -61,14 +64,15 @@ func newEdge(cfg config.Config, s *Server, blobs storage.BlobStore, uploads stor
 		Name: name, SyncToken: sync, Parent: parent, Engine: engine, Identity: s.identity, Metadata: meta, DataDir: cfg.Data,
 		Logger: s.log, Version: version, LoginServer: login, Heartbeat: time.Duration(cfg.Sync.HeartbeatInterval), Static: static,
 		OutboxCursors: outboxCursors, MessageTTL: time.Duration(cfg.Sync.MessageTTL), Fleet: fleet,
-		SetLogLevel: setLogLevel, Volume: s.volume,
+		SetLogLevel: setLogLevel, Volume: s.volume, PrePullNodes: cfg.Sync.PrePullNodes,
 	})
 
 	if err != nil {
 		return nil, err
 	}
 	s.metrics.registerEdge(engine.Pending, ed.OutboxCounts)
-	return &edgeParts{engine: engine, edge: ed}, nil
+	s.metrics.registerNodes(ed.NodeStats)
+	return &edgeParts{engine: engine, edge: ed, name: name}, nil
 }
 
 // loginServerFromAddr turns a listening address into one clients can use.
@@ -93,6 +97,62 @@ func registerStatus(api *adminapi.API, ep *edgeParts) {
 			return http.StatusOK, map[string]string{"role": "root"}, nil
 		}
 		return http.StatusOK, ep.edge.Status(), nil
+	})
+}
+
+// registerNodes adds the routes of a site's node agents (pre-pull):
+//
+//	GET    /api/v1/nodes/jobs              the pre-pull jobs this site has staged
+//	POST   /api/v1/nodes/{node}/lease      take or renew a pull slot
+//	DELETE /api/v1/nodes/{node}/lease      give it back
+//	PUT    /api/v1/nodes/{node}/jobs/{job} the node's progress on a job
+//
+// They take the site's node token (a token whose scope map grants
+// gateway/<site>/nodes/write) or the admin; a root has no node stage.
+func registerNodes(api *adminapi.API, svc *auth.Service, ep *edgeParts) {
+	authz := func(r *http.Request, p *auth.Principal) error {
+		if p == nil {
+			return &auth.Denial{Status: http.StatusUnauthorized, Message: "authentication required", Challenge: auth.BasicChallenge}
+		}
+		if ep == nil || ep.edge.Name() == "" {
+			return &auth.Denial{Status: http.StatusForbidden, Message: "only a connected registry has node agents: use the admin"}
+		}
+		a := auth.Action("gateway/" + ep.edge.Name() + "/nodes/write")
+		if !svc.AllowedGateway(p, a) {
+			return &auth.Denial{Status: http.StatusForbidden, Message: fmt.Sprintf("%s may not use %s: give the node agents the site's node token", p.Name, a)}
+		}
+		return nil
+	}
+	noEdge := fmt.Errorf("%w: this registry is not a connected registry: it has no pre-pull jobs", auth.ErrNotFound)
+	api.HandleWith("GET /api/v1/nodes/jobs", authz, func(*http.Request) (int, any, error) {
+		if ep == nil {
+			return 0, nil, noEdge
+		}
+		return http.StatusOK, ep.edge.NodeJobs(), nil
+	})
+	api.HandleWith("POST /api/v1/nodes/{node}/lease", authz, func(r *http.Request) (int, any, error) {
+		if ep == nil {
+			return 0, nil, noEdge
+		}
+		l, err := ep.edge.AcquireNodeLease(r.PathValue("node"))
+		return http.StatusOK, l, err
+	})
+	api.HandleWith("DELETE /api/v1/nodes/{node}/lease", authz, func(r *http.Request) (int, any, error) {
+		if ep == nil {
+			return 0, nil, noEdge
+		}
+		return http.StatusNoContent, nil, ep.edge.ReleaseNodeLease(r.PathValue("node"))
+	})
+	api.HandleWith("PUT /api/v1/nodes/{node}/jobs/{job}", authz, func(r *http.Request) (int, any, error) {
+		if ep == nil {
+			return 0, nil, noEdge
+		}
+		var p protocol.NodeProgress
+		if err := adminapi.Decode(r, &p); err != nil {
+			return 0, nil, err
+		}
+		p.Node = r.PathValue("node")
+		return http.StatusNoContent, nil, ep.edge.ReportNode(protocol.NodeReport{Job: r.PathValue("job"), NodeProgress: p})
 	})
 }
 

@@ -281,19 +281,20 @@ func (t *throttled) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// TestSlowTransfersSurvive: with a one-second idle timeout, a 20 MB upload
-// and a 20 MB download moving at about 4 MB/s, with pauses of half a
-// second, complete intact.
+// TestSlowTransfersSurvive: with a three-second idle timeout, a 12 MiB
+// upload and a 12 MiB download moving at about 4 MB/s, with pauses of one
+// second, complete intact. (The two seconds between a pause and the
+// timeout absorb a busy machine's late wake-ups: TestIdleTimeout checks
+// that a stall longer than the timeout is cut.)
 func TestSlowTransfersSurvive(t *testing.T) {
 	t.Parallel()
-	l := startLive(t, nil, idleCfg)
-	blob := make([]byte, 20<<20)
+	l := startLive(t, nil, func(c *config.Config) { c.Limits.IdleTimeout = config.Duration(3 * time.Second) })
+	blob := make([]byte, 12<<20)
 	if _, err := rand.Read(blob); err != nil {
 		t.Fatal(err)
 	}
 	slow := func(r io.Reader) io.Reader {
-		half := 500 * time.Millisecond
-		return &throttled{r: r, rate: 4e6, pauseEvery: 5 << 20, pauses: []time.Duration{half, half, half}}
+		return &throttled{r: r, rate: 4e6, pauseEvery: 3 << 20, pauses: []time.Duration{time.Second, time.Second, time.Second}}
 	}
 	t.Run("upload", func(t *testing.T) {
 		t.Parallel()

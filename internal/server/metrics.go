@@ -5,9 +5,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/outpost-registry/outpost/internal/edge"
+	"github.com/outpost-registry/outpost/internal/protocol"
 )
 
 // Metrics are the HTTP and storage metrics exposed on /metrics.
@@ -138,6 +140,50 @@ func (m *Metrics) SyncRun(state protocol.SyncState, end time.Time) {
 // ParentRequest implements syncer.RequestObserver.
 func (m *Metrics) ParentRequest(method string, code int, d time.Duration) {
 	m.parent.WithLabelValues(method, strconv.Itoa(code)).Observe(d.Seconds())
+}
+
+// registerNodes adds the node stage's series (pre-pull), read at each
+// scrape.
+func (m *Metrics) registerNodes(stats func() edge.NodeStats) {
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_prepull_leases_held",
+			Help: "Pull slots held by node agents now (pre-pull), at most sync.prePullNodes.",
+		}, func() float64 { return float64(stats().Held) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_prepull_leases_peak",
+			Help: "The most pull slots node agents held at once since start (never above the limit).",
+		}, func() float64 { return float64(stats().Peak) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_prepull_leases_limit",
+			Help: "Node agents that may pull from this registry at once (sync.prePullNodes).",
+		}, func() float64 { return float64(stats().Limit) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "outpost_prepull_leases_granted_total",
+			Help: "Pull slots granted to node agents.",
+		}, func() float64 { return float64(stats().Granted) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "outpost_prepull_leases_refused_total",
+			Help: "Pull slot requests refused because every slot was held; the node asks again.",
+		}, func() float64 { return float64(stats().Refused) }),
+		&nodeTransitions{stats: stats, desc: prometheus.NewDesc("outpost_prepull_node_transitions_total",
+			"Node reports that changed a node's pre-pull state, by the new state (Pending, Pulling, Pulled, Failed).", []string{"state"}, nil)},
+	)
+}
+
+// nodeTransitions exports NodeStats.Transitions as a labelled counter.
+type nodeTransitions struct {
+	stats func() edge.NodeStats
+	desc  *prometheus.Desc
+}
+
+func (c *nodeTransitions) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *nodeTransitions) Collect(ch chan<- prometheus.Metric) {
+	t := c.stats().Transitions
+	for _, s := range []protocol.NodeState{protocol.NodePending, protocol.NodePulling, protocol.NodePulled, protocol.NodeFailed} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(t[s]), string(s))
+	}
 }
 
 // registerEdge adds the gauges read from a connected registry's engine

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,6 +32,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/registryapi"
 	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/storage/gc"
+	"github.com/outpost-registry/outpost/internal/ui"
 )
 
 // Server is a running Outpost registry.
@@ -184,9 +186,30 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		}
 		return nil
 	}
-	mgmt.RegisterRepositories(catalog.New(authSvc, meta, blobs, writable))
+	browser := catalog.New(authSvc, meta, blobs, writable)
+	mgmt.RegisterRepositories(browser)
+	if cfg.UIEnabled() {
+		dash, err := ui.New(ui.Options{
+			Auth: authSvc, Fleet: fleet, Catalog: browser,
+			Version: version, LoginServer: cfg.LoginServer, SessionTimeout: time.Duration(cfg.UI.SessionTimeout), Logger: log,
+		})
+		if err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+		mux.Handle(ui.Prefix, dash)
+		mux.Handle("GET /ui", http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently))
+	}
 	mgmt.RegisterImports(importer.New(blobs, uploads, meta, log), writable)
+	if eng.local != nil && eng.embedded != nil {
+		// Bundles read and write the embedded stores directly.
+		if err := registerBundles(mgmt, mux, cfg, eng.local, eng.embedded, log, ep, fleet); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
 	registerStatus(mgmt, ep)
+	registerNodes(mgmt, authSvc, ep)
 	if s.gc != nil {
 		s.gc.register(mgmt)
 		s.gc.registerUsage(mgmt, eng.embedded, eng.local, s.pressure)
@@ -222,6 +245,8 @@ func routeLabel(r *http.Request) string {
 		return "token"
 	case strings.HasPrefix(p, "/api/"):
 		return "management"
+	case strings.HasPrefix(p, "/ui/") || p == "/ui":
+		return "dashboard"
 	default:
 		return "other"
 	}
@@ -263,14 +288,17 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // resume after a restart, unless idle for limits.uploadMaxAge.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.purgeUploads(ctx, true)
-	go s.purgeLoop(ctx)
+	// The background loops write into the data directory: Serve returns
+	// only once they have stopped.
+	var loops sync.WaitGroup
+	loops.Go(func() { s.purgeLoop(ctx) })
 	if s.scrub != nil {
-		go s.scrub.loop(ctx, scrubInterval(s.cfg))
+		loops.Go(func() { s.scrub.loop(ctx, scrubInterval(s.cfg)) })
 	}
 	if s.gc != nil {
-		go s.gc.loop(ctx)
-		go s.gc.afterDeletes(ctx)
-		go s.pressure.loop(ctx)
+		loops.Go(func() { s.gc.loop(ctx) })
+		loops.Go(func() { s.gc.afterDeletes(ctx) })
+		loops.Go(func() { s.pressure.loop(ctx) })
 	}
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -284,7 +312,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ln = limitConnections(ln, s.cfg.Limits.ConnectionsPerClient, s.log, s.metrics.connRefused.Inc)
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls.TLSConfig())
-		go s.tls.Run(ctx)
+		loops.Go(func() { s.tls.Run(ctx) })
 	} else {
 		s.log.Warn("TLS is off: the registry serves plain HTTP; credentials and content cross the network in clear")
 	}
@@ -312,6 +340,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	<-edgeDone
+	stopped := make(chan struct{})
+	go func() { loops.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		s.log.Warn("background work still running at the end of the shutdown timeout", "timeout", s.cfg.ShutdownTimeout.String())
+	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -210,18 +210,7 @@ func craneLogin(t *testing.T, env []string, r *registry, user, pass string) {
 // repo:multi with crane and returns the index digest.
 func testImage(t *testing.T, env []string, r *registry, repo string) string {
 	t.Helper()
-	dir := t.TempDir()
-	rootfs := filepath.Join(dir, "rootfs")
-	if err := os.MkdirAll(rootfs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "hello.txt"), []byte("hello from "+repo+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	layer := filepath.Join(dir, "layer.tar")
-	if out, err := exec.Command("tar", "-C", rootfs, "-cf", layer, ".").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
+	layer := tarLayer(t, "hello.txt", []byte("hello from "+repo+"\n"))
 	ref := r.host + "/" + repo
 	run(t, env, false, "crane", "append", "--oci-empty-base", "-f", layer, "-t", ref+":base")
 	run(t, env, false, "crane", "mutate", ref+":base", "--set-platform", "linux/amd64", "-t", ref+":amd64")
@@ -229,6 +218,24 @@ func testImage(t *testing.T, env []string, r *registry, repo string) string {
 	run(t, env, false, "crane", "index", "append", "-m", ref+":amd64", "-m", ref+":arm64", "-t", ref+":multi")
 	out, _ := run(t, env, false, "crane", "digest", ref+":multi")
 	return strings.TrimSpace(out)
+}
+
+// tarLayer writes a layer tarball holding one file and returns its path.
+func tarLayer(t *testing.T, name string, content []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, name), content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	layer := filepath.Join(dir, "layer.tar")
+	if out, err := exec.Command("tar", "-C", rootfs, "-cf", layer, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	return layer
 }
 
 func must(t *testing.T, cond bool, format string, args ...any) {

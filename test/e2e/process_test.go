@@ -319,9 +319,15 @@ type link struct {
 	ln       net.Listener
 	upstream string
 	limiter  *rate.Limiter
-	down     atomic.Bool
+	// downLimiter paces bytes towards the edge (setDownloadRate).
+	downLimiter *rate.Limiter
+	down        atomic.Bool
 	// Downstream counts bytes sent from the parent to the edge.
 	Downstream atomic.Int64
+	// cutAt, when above zero, takes the link down once Downstream
+	// reaches it (cutAfter), and cut is closed then.
+	cutAt atomic.Int64
+	cut   chan struct{}
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool
@@ -334,7 +340,7 @@ func newLink(t *testing.T, upstream string) *link {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &link{ln: ln, upstream: upstream, limiter: rate.NewLimiter(rate.Inf, 16<<10), conns: map[net.Conn]bool{}}
+	l := &link{ln: ln, upstream: upstream, limiter: rate.NewLimiter(rate.Inf, 16<<10), downLimiter: rate.NewLimiter(rate.Inf, 64<<10), conns: map[net.Conn]bool{}}
 	l.wg.Add(1)
 	go l.accept()
 	t.Cleanup(l.close)
@@ -342,6 +348,34 @@ func newLink(t *testing.T, upstream string) *link {
 }
 
 func (l *link) addr() string { return l.ln.Addr().String() }
+
+// setDownloadRate limits bytes towards the edge per second (0: unlimited).
+func (l *link) setDownloadRate(bps int) {
+	if bps <= 0 {
+		l.downLimiter.SetLimit(rate.Inf)
+		return
+	}
+	l.downLimiter.SetLimit(rate.Limit(bps))
+}
+
+// cutAfter takes the link down (setDown) once n more bytes went
+// downstream, in the middle of a transfer; the returned channel is
+// closed then.
+func (l *link) cutAfter(n int64) <-chan struct{} {
+	l.cut = make(chan struct{})
+	l.cutAt.Store(l.Downstream.Load() + n)
+	return l.cut
+}
+
+// noteDownstream counts bytes sent downstream and cuts the link when
+// cutAfter asked for it.
+func (l *link) noteDownstream(n int) {
+	total := l.Downstream.Add(int64(n))
+	if at := l.cutAt.Load(); at > 0 && total >= at && l.cutAt.CompareAndSwap(at, 0) {
+		l.setDown(true)
+		close(l.cut)
+	}
+}
 
 // setUploadRate limits bytes towards the parent per second (0: unlimited).
 func (l *link) setUploadRate(bps int) {
@@ -432,7 +466,7 @@ func (l *link) serve(client net.Conn) {
 		done <- struct{}{}
 	}()
 	go func() {
-		_, _ = io.Copy(countingWriter{client, &l.Downstream}, up)
+		_, _ = io.Copy(linkWriter{client, l}, up)
 		_ = client.Close()
 		done <- struct{}{}
 	}()
@@ -440,14 +474,21 @@ func (l *link) serve(client net.Conn) {
 	<-done
 }
 
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
+// linkWriter counts the bytes written downstream through a link.
+type linkWriter struct {
 	w io.Writer
-	n *atomic.Int64
+	l *link
 }
 
-func (c countingWriter) Write(b []byte) (int, error) {
+func (c linkWriter) Write(b []byte) (int, error) {
+	for rest := b; len(rest) > 0; {
+		n := min(len(rest), c.l.downLimiter.Burst())
+		if err := c.l.downLimiter.WaitN(context.Background(), n); err != nil {
+			return 0, err
+		}
+		rest = rest[n:]
+	}
 	n, err := c.w.Write(b)
-	c.n.Add(int64(n))
+	c.l.noteDownstream(n)
 	return n, err
 }

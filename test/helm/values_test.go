@@ -42,7 +42,14 @@ type object struct {
 				NodeSelector map[string]string `yaml:"nodeSelector"`
 				Tolerations  []map[string]any  `yaml:"tolerations"`
 				Containers   []struct {
-					Args []string `yaml:"args"`
+					Name            string   `yaml:"name"`
+					Args            []string `yaml:"args"`
+					SecurityContext struct {
+						ReadOnlyRootFilesystem bool `yaml:"readOnlyRootFilesystem"`
+						Capabilities           struct {
+							Drop []string `yaml:"drop"`
+						} `yaml:"capabilities"`
+					} `yaml:"securityContext"`
 				} `yaml:"containers"`
 				Volumes []struct {
 					Name   string `yaml:"name"`
@@ -436,5 +443,57 @@ func TestRootMode(t *testing.T) {
 	// Still a connected registry by default, with a message naming mode root.
 	if _, err := render(t, "--set", "service.clusterIP=192.100.100.1"); err == nil || !strings.Contains(err.Error(), "mode: root") {
 		t.Errorf("no connection string: got %v", err)
+	}
+}
+
+// TestPrePullContainer: prePull.enabled adds the pre-pull container to the
+// trust DaemonSet, pointed at the CRI socket and the node token Secret,
+// with every capability dropped; it is off by default, and refused
+// without the node token Secret.
+func TestPrePullContainer(t *testing.T) {
+	base := []string{"--set", "connectionString=" + cs, "--set", "service.clusterIP=192.100.100.1", "--set", "cert-manager.install=false"}
+	ds := mustRender(t, base...)["DaemonSet/outpost-trust"]
+	if n := len(ds.Spec.Template.Spec.Containers); n != 1 {
+		t.Fatalf("default: %d containers in the trust DaemonSet, want 1 (pre-pull off)", n)
+	}
+	if _, err := render(t, append(base, "--set", "prePull.enabled=true")...); err == nil || !strings.Contains(err.Error(), "prePull.nodeTokenSecret") {
+		t.Fatalf("prePull without nodeTokenSecret: got %v, want an error naming prePull.nodeTokenSecret", err)
+	}
+	ds = mustRender(t, append(base, "--set", "prePull.enabled=true", "--set", "prePull.nodeTokenSecret=factory-node-token",
+		"--set", "prePull.criSocket=/run/k3s/containerd/containerd.sock")...)["DaemonSet/outpost-trust"]
+	spec := ds.Spec.Template.Spec
+	if len(spec.Containers) != 2 || spec.Containers[1].Name != "pre-pull" {
+		t.Fatalf("containers %+v, want trust and pre-pull", spec.Containers)
+	}
+	c := spec.Containers[1]
+	for _, want := range []string{"pre-pull", "--server=https://192.100.100.1:443", "--cri-socket=/run/k3s/containerd/containerd.sock", "--password-file=/node-token/password", "--node-name=$(NODE_NAME)"} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("pre-pull args %q lack %q", c.Args, want)
+		}
+	}
+	if !c.SecurityContext.ReadOnlyRootFilesystem || !slices.Equal(c.SecurityContext.Capabilities.Drop, []string{"ALL"}) {
+		t.Errorf("pre-pull securityContext %+v, want a read-only root and every capability dropped", c.SecurityContext)
+	}
+	if ds.volumeSecret("node-token") != "factory-node-token" {
+		t.Errorf("node-token volume from %q, want factory-node-token", ds.volumeSecret("node-token"))
+	}
+
+	// Node labels from the Kubernetes API: a service account that may get
+	// nodes, only with prePull.nodeLabels.
+	rbac := []string{"ServiceAccount/outpost-trust-pre-pull", "ClusterRole/outpost-trust-pre-pull-connected-registry", "ClusterRoleBinding/outpost-trust-pre-pull-connected-registry"}
+	objs := mustRender(t, append(base, "--set", "prePull.enabled=true", "--set", "prePull.nodeTokenSecret=factory-node-token")...)
+	for _, k := range rbac {
+		if _, ok := objs[k]; ok {
+			t.Errorf("%s rendered without prePull.nodeLabels", k)
+		}
+	}
+	objs = mustRender(t, append(base, "--set", "prePull.enabled=true", "--set", "prePull.nodeTokenSecret=factory-node-token", "--set", "prePull.nodeLabels=true")...)
+	for _, k := range rbac {
+		if _, ok := objs[k]; !ok {
+			t.Errorf("%s not rendered with prePull.nodeLabels", k)
+		}
+	}
+	if args := objs["DaemonSet/outpost-trust"].Spec.Template.Spec.Containers[1].Args; !slices.Contains(args, "--node-labels-from-api") {
+		t.Errorf("pre-pull args %q lack --node-labels-from-api", args)
 	}
 }

@@ -3,10 +3,12 @@
 package kube
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/outpost-registry/outpost/internal/agent"
 )
 
 // chart is the chart's directory; helm and kubectl run in temporary
@@ -37,8 +41,8 @@ type setup struct {
 	// PersistentVolume so that the claim binds and the pod can be scheduled.
 	storageClass string
 	// trust: the trust DaemonSet is enabled; allNodes: without the node
-	// selector.
-	trust, allNodes bool
+	// selector; prePull: with the pre-pull container.
+	trust, allNodes, prePull bool
 	// prepare creates what the setup expects to exist in its namespace.
 	prepare func(t *testing.T, c *cluster, ns string)
 	// certManager: the cert-manager CRDs must be installed first.
@@ -53,7 +57,8 @@ var setups = []setup{
 		"tls.crt=Y2VydA==", "tls.key=a2V5", "tls.cacrt=Y2E=", "pvc.storageClassName=fast", "trustDistribution.skipNodeSelector=false"},
 		storageClass: "fast", trust: true},
 	{name: "tls-secret", set: []string{"cert-manager.install=false", "cert-manager.enabled=false", "tls.secret=site-tls",
-		"existingConnectionStringSecret=site-connection", "trustDistribution.useNodeSelector=false"}, trust: true, allNodes: true,
+		"existingConnectionStringSecret=site-connection", "trustDistribution.useNodeSelector=false",
+		"prePull.enabled=true", "prePull.nodeTokenSecret=site-node-token", "prePull.nodeLabels=true"}, trust: true, allNodes: true, prePull: true,
 		prepare: func(t *testing.T, c *cluster, ns string) {
 			c.create(t, "/api/v1/namespaces/"+ns+"/secrets", map[string]any{
 				"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "site-tls"},
@@ -63,6 +68,10 @@ var setups = []setup{
 			c.create(t, "/api/v1/namespaces/"+ns+"/secrets", map[string]any{
 				"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "site-connection"},
 				"data": map[string]string{"connectionString": b64(cs)},
+			})
+			c.create(t, "/api/v1/namespaces/"+ns+"/secrets", map[string]any{
+				"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "site-node-token"},
+				"data": map[string]string{"username": b64("factory-node-token"), "password": b64("node-password")},
 			})
 		}},
 	{name: "cert-manager-preinstalled", set: []string{"cert-manager.install=false", "trustDistribution.skipNodeSelector=true"},
@@ -234,6 +243,14 @@ func (c *cluster) installAndCheck(t *testing.T, s setup, clusterIP string) {
 		})
 		// The controller placed every pod it wanted to: nothing more comes.
 		var ds struct {
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers         []struct{ Name string }
+						ServiceAccountName string `json:"serviceAccountName"`
+					}
+				}
+			}
 			Status struct {
 				DesiredNumberScheduled int `json:"desiredNumberScheduled"`
 			}
@@ -243,6 +260,16 @@ func (c *cluster) installAndCheck(t *testing.T, s setup, clusterIP string) {
 		}
 		if ds.Status.DesiredNumberScheduled != len(want) {
 			t.Errorf("DaemonSet wants %d pods, want %d (%v)", ds.Status.DesiredNumberScheduled, len(want), want)
+		}
+		var containers []string
+		for _, c := range ds.Spec.Template.Spec.Containers {
+			containers = append(containers, c.Name)
+		}
+		if wantC := map[bool][]string{false: {"trust"}, true: {"trust", "pre-pull"}}[s.prePull]; !slices.Equal(containers, wantC) {
+			t.Errorf("DaemonSet containers %v, want %v", containers, wantC)
+		}
+		if s.prePull {
+			checkPrePullIdentity(t, c, ns, ds.Spec.Template.Spec.ServiceAccountName)
 		}
 		t.Logf("trust DaemonSet pods on %v", got)
 	}
@@ -428,4 +455,42 @@ func (c *cluster) goModDownload(t *testing.T, module string) download {
 		return download{err: fmt.Errorf("go mod download %s: %s", module, info.Error)}
 	}
 	return download{dir: info.Dir}
+}
+
+// checkPrePullIdentity: the pre-pull agent's service account reads a
+// node's labels through the agent's own reader, and may not read the
+// namespace's Secrets.
+func checkPrePullIdentity(t *testing.T, c *cluster, ns, sa string) {
+	t.Helper()
+	if sa == "" {
+		t.Fatal("the pre-pull DaemonSet has no service account (prePull.nodeLabels)")
+	}
+	var tr struct {
+		Status struct{ Token string }
+	}
+	b, err := c.api("POST", "/api/v1/namespaces/"+ns+"/serviceaccounts/"+sa+"/token", map[string]any{
+		"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": map[string]any{"expirationSeconds": 600}})
+	if err != nil || json.Unmarshal(b, &tr) != nil || tr.Status.Token == "" {
+		t.Fatalf("token of %s: %v %s", sa, err, b)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	writeFile(t, tokenFile, tr.Status.Token)
+	k, err := agent.NewKubeNode(c.server, tokenFile, c.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels, err := k.Labels(context.Background(), nodes[0].name)
+	if err != nil || labels[trustLabel] != trustLabelValue || labels["kubernetes.io/hostname"] != nodes[0].name {
+		t.Errorf("labels of %s read as %s: %v %v", nodes[0].name, sa, labels, err)
+	}
+	req, _ := http.NewRequest("GET", c.server+"/api/v1/namespaces/"+ns+"/secrets", nil)
+	req.Header.Set("Authorization", "Bearer "+tr.Status.Token)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("%s listing Secrets: %s, want 403", sa, resp.Status)
+	}
 }

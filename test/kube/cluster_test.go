@@ -100,6 +100,7 @@ type cluster struct {
 	dir        string // temporary: data, certificates, logs, kubeconfig
 	server     string // https://127.0.0.1:port
 	token      string // static token of a system:masters user
+	ca         string // the API server's certificate, its own CA
 	kubeconfig string
 	client     *http.Client
 	logs       []string
@@ -168,6 +169,7 @@ func startCluster(t *testing.T, bin binaries) *cluster {
 	if err != nil || !pool.AppendCertsFromPEM(caPEM) {
 		t.Fatalf("API server certificate %s: %v", caFile, err)
 	}
+	c.ca = caFile
 	c.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	waitFor(t, "kube-apiserver ready", 120*time.Second, apiserver, func() error {
 		_, err := c.api("GET", "/readyz", nil)
