@@ -3,6 +3,8 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,5 +159,39 @@ func TestServeRefusesWhatValidateRefuses(t *testing.T) {
 				t.Errorf("serve and config validate disagree:\nserve:    %v\nvalidate: %v", err, verr)
 			}
 		})
+	}
+}
+
+// TestConfigValidateConnects: with remote storage configured, config
+// validate connects to it and fails, naming each engine, when neither
+// answers (nothing listens on the addresses); --offline skips that. The
+// DSN's password is not shown.
+func TestConfigValidateConnects(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	_ = ln.Close()
+	dir := t.TempDir()
+	t.Setenv("AWS_ACCESS_KEY_ID", "id")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	host, port, _ := net.SplitHostPort(dead)
+	cfg := cfgWrite(t, "remote.yaml", fmt.Sprintf(`version: 1
+data: %s
+storage:
+  blobs: {type: s3, endpoint: "http://%s", bucket: b, pathStyle: true}
+  metadata: {type: postgres, dsn: "host=%s port=%s user=u password=pg-secret-word dbname=d connect_timeout=2"}
+`, dir, dead, host, port))
+	_, _, err = cfgRun(t, 30*time.Second, "config", "validate", "--config", cfg)
+	if err == nil || !strings.Contains(err.Error(), "storage.blobs") || !strings.Contains(err.Error(), "storage.metadata") {
+		t.Fatalf("config validate with nothing listening: %v; want an error naming storage.blobs and storage.metadata", err)
+	}
+	stdout, _, err := cfgRun(t, 30*time.Second, "config", "validate", "--offline", "--config", cfg)
+	if err != nil {
+		t.Fatalf("config validate --offline: %v", err)
+	}
+	if strings.Contains(stdout, "pg-secret-word") || !strings.Contains(stdout, "type: postgres") {
+		t.Errorf("config validate --offline printed:\n%s\nwant the postgres engine with its password redacted", stdout)
 	}
 }

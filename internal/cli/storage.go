@@ -15,9 +15,9 @@ import (
 func newStorageCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "storage",
-		Short: "Check the data directory of a registry, or show its usage",
+		Short: "Check the data directory of a registry, show its usage, or migrate it to S3 and PostgreSQL",
 	}
-	cmd.AddCommand(newStorageVerify(), newStorageUsage())
+	cmd.AddCommand(newStorageVerify(), newStorageUsage(), newStorageMigrate())
 	return cmd
 }
 

@@ -144,6 +144,163 @@ type Storage struct {
 	// off.
 	HighWatermark int `yaml:"highWatermark"`
 	LowWatermark  int `yaml:"lowWatermark"`
+	// Blobs selects the blob store: the data directory (fs, the default)
+	// or an S3-compatible bucket (s3).
+	Blobs Blobs `yaml:"blobs,omitempty"`
+	// Metadata selects the metadata store: embedded bbolt in the data
+	// directory (bolt, the default) or PostgreSQL (postgres).
+	Metadata Metadata `yaml:"metadata,omitempty"`
+	// Redirect answers blob GETs with a redirect to a presigned URL of
+	// the bucket (s3 only), so that content bypasses the registry.
+	Redirect bool `yaml:"redirect,omitempty"`
+}
+
+// Blobs configures the blob store and its upload sessions.
+type Blobs struct {
+	Type BlobsType `yaml:"type,omitempty"`
+	// Endpoint is the S3 service URL, such as http://minio:9000; empty
+	// means AWS.
+	Endpoint string `yaml:"endpoint,omitempty"`
+	// Region of the bucket; default us-east-1.
+	Region string `yaml:"region,omitempty"`
+	Bucket string `yaml:"bucket,omitempty"`
+	// Prefix of every key, so that a bucket can be shared.
+	Prefix string `yaml:"prefix,omitempty"`
+	// PathStyle addresses <endpoint>/<bucket> rather than
+	// <bucket>.<endpoint> (most non-AWS servers need it).
+	PathStyle bool `yaml:"pathStyle,omitempty"`
+	// CAFile holds extra CAs (PEM) to trust for the endpoint.
+	CAFile string `yaml:"caFile,omitempty"`
+	// AccessKeyFile and SecretKeyFile hold the credentials; without them
+	// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are used.
+	AccessKeyFile string `yaml:"accessKeyFile,omitempty"`
+	SecretKeyFile string `yaml:"secretKeyFile,omitempty"`
+}
+
+// BlobsType is fs or s3.
+type BlobsType string
+
+// The blob store types.
+const (
+	BlobsFS BlobsType = "fs"
+	BlobsS3 BlobsType = "s3"
+)
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (t *BlobsType) UnmarshalText(b []byte) error {
+	switch BlobsType(b) {
+	case BlobsFS, BlobsS3:
+		*t = BlobsType(b)
+		return nil
+	}
+	return fmt.Errorf("storage.blobs.type: %q is not fs or s3", b)
+}
+
+// Metadata configures the metadata store.
+type Metadata struct {
+	Type MetadataType `yaml:"type,omitempty"`
+	// DSN is a PostgreSQL connection string or URL; DSNFile a file that
+	// holds one (better: it keeps the password out of the config). Without
+	// either, OUTPOST_POSTGRES_DSN is used.
+	DSN     string `yaml:"dsn,omitempty"`
+	DSNFile string `yaml:"dsnFile,omitempty"`
+}
+
+// MetadataType is bolt or postgres.
+type MetadataType string
+
+// The metadata store types.
+const (
+	MetadataBolt     MetadataType = "bolt"
+	MetadataPostgres MetadataType = "postgres"
+)
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (t *MetadataType) UnmarshalText(b []byte) error {
+	switch MetadataType(b) {
+	case MetadataBolt, MetadataPostgres:
+		*t = MetadataType(b)
+		return nil
+	}
+	return fmt.Errorf("storage.metadata.type: %q is not bolt or postgres", b)
+}
+
+// validate checks the engine settings; the credentials and the DSN are
+// checked where they are read (they may come from the environment).
+func (st Storage) validate() []error {
+	var errs []error
+	b := st.Blobs
+	if b.Type == BlobsS3 {
+		if b.Bucket == "" {
+			errs = append(errs, errors.New("storage.blobs.bucket: s3 needs a bucket"))
+		}
+		if b.Endpoint != "" && !strings.HasPrefix(b.Endpoint, "http://") && !strings.HasPrefix(b.Endpoint, "https://") {
+			errs = append(errs, fmt.Errorf("storage.blobs.endpoint: %q is not an http:// or https:// URL", b.Endpoint))
+		}
+	} else if b.Endpoint != "" || b.Bucket != "" || b.Prefix != "" || b.AccessKeyFile != "" || b.SecretKeyFile != "" || b.CAFile != "" {
+		errs = append(errs, errors.New("storage.blobs: endpoint, bucket, prefix, caFile and the key files need type s3"))
+	}
+	if (b.AccessKeyFile == "") != (b.SecretKeyFile == "") {
+		errs = append(errs, errors.New("storage.blobs.accessKeyFile and secretKeyFile: give both or neither"))
+	}
+	if st.Redirect && b.Type != BlobsS3 {
+		errs = append(errs, errors.New("storage.redirect: needs storage.blobs.type s3"))
+	}
+	m := st.Metadata
+	if m.Type == MetadataPostgres && m.DSN != "" && m.DSNFile != "" {
+		errs = append(errs, errors.New("storage.metadata: give dsn or dsnFile, not both"))
+	}
+	if m.Type != MetadataPostgres && (m.DSN != "" || m.DSNFile != "") {
+		errs = append(errs, errors.New("storage.metadata: dsn and dsnFile need type postgres"))
+	}
+	return errs
+}
+
+// PostgresDSNEnv names the environment variable that gives the
+// PostgreSQL DSN when the config gives none.
+const PostgresDSNEnv = "OUTPOST_POSTGRES_DSN"
+
+// PostgresDSN returns the DSN of a postgres metadata store: dsn, else
+// the content of dsnFile, else OUTPOST_POSTGRES_DSN.
+func (m Metadata) PostgresDSN() (string, error) {
+	switch {
+	case m.DSN != "":
+		return m.DSN, nil
+	case m.DSNFile != "":
+		b, err := os.ReadFile(m.DSNFile)
+		if err != nil {
+			return "", fmt.Errorf("storage.metadata.dsnFile: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	case os.Getenv(PostgresDSNEnv) != "":
+		return os.Getenv(PostgresDSNEnv), nil
+	}
+	return "", fmt.Errorf("storage.metadata: postgres needs dsn, dsnFile or %s", PostgresDSNEnv)
+}
+
+// Credentials returns the S3 access and secret keys: from the key files
+// when set, else from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+func (b Blobs) Credentials() (access, secret string, err error) {
+	read := func(key, file, env string) (string, error) {
+		if file == "" {
+			if v := os.Getenv(env); v != "" {
+				return v, nil
+			}
+			return "", fmt.Errorf("storage.blobs: s3 needs %s or %s", key, env)
+		}
+		v, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("storage.blobs.%s: %w", key, err)
+		}
+		return strings.TrimSpace(string(v)), nil
+	}
+	if access, err = read("accessKeyFile", b.AccessKeyFile, "AWS_ACCESS_KEY_ID"); err != nil {
+		return "", "", err
+	}
+	if secret, err = read("secretKeyFile", b.SecretKeyFile, "AWS_SECRET_ACCESS_KEY"); err != nil {
+		return "", "", err
+	}
+	return access, secret, nil
 }
 
 // DefaultScrubInterval is the default of storage.scrubInterval.
@@ -371,6 +528,15 @@ func (c *Config) ApplyDefaults() {
 	if c.GC.Schedule == "" {
 		c.GC.Schedule = DefaultGCSchedule
 	}
+	if c.Storage.Blobs.Type == "" {
+		c.Storage.Blobs.Type = BlobsFS
+	}
+	if c.Storage.Blobs.Type == BlobsS3 && c.Storage.Blobs.Region == "" {
+		c.Storage.Blobs.Region = "us-east-1"
+	}
+	if c.Storage.Metadata.Type == "" {
+		c.Storage.Metadata.Type = MetadataBolt
+	}
 	if c.GC.GracePeriod == 0 {
 		c.GC.GracePeriod = Duration(time.Hour)
 	}
@@ -458,6 +624,7 @@ func (c *Config) Validate() error {
 	if c.Storage.MinFreeBytes < 0 {
 		errs = append(errs, fmt.Errorf("storage.minFreeBytes: %d is negative", c.Storage.MinFreeBytes))
 	}
+	errs = append(errs, c.Storage.validate()...)
 	if hi, lo := c.Storage.HighWatermark, c.Storage.LowWatermark; hi < 0 || hi > 100 || lo < 0 || lo > 100 || (hi != 0 && lo != 0 && lo >= hi) {
 		errs = append(errs, fmt.Errorf("storage.lowWatermark %d and storage.highWatermark %d: want percentages with low < high <= 100", lo, hi))
 	}

@@ -61,6 +61,20 @@ storage:
   minFreeBytes: 1GiB
   highWatermark: 95
   lowWatermark: 85
+  blobs:
+    type: s3
+    endpoint: https://s3.example.com
+    region: eu-west-1
+    bucket: registry
+    prefix: root/
+    pathStyle: true
+    caFile: /etc/outpost/s3-ca.crt
+    accessKeyFile: /run/secrets/s3-access
+    secretKeyFile: /run/secrets/s3-secret
+  metadata:
+    type: postgres
+    dsnFile: /run/secrets/dsn
+  redirect: true
 gc:
   schedule: "0 2 * * 0"
   gracePeriod: 2h
@@ -93,9 +107,17 @@ var wantFull = Config{
 		CAFile: "/etc/outpost/ca.crt", CertLifetime: Duration(720 * time.Hour),
 	},
 	DebugAddr: "127.0.0.1:6060",
-	Storage:   Storage{ScrubInterval: durationPtr(24 * time.Hour), MinFreeBytes: 1 << 30, HighWatermark: 95, LowWatermark: 85},
-	GC:        GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour), ReclaimableThreshold: bytesPtr(0)},
-	UI:        UI{Enabled: boolPtr(false), SessionTimeout: Duration(30 * time.Minute)},
+	Storage: Storage{
+		ScrubInterval: durationPtr(24 * time.Hour), MinFreeBytes: 1 << 30, HighWatermark: 95, LowWatermark: 85,
+		Blobs: Blobs{
+			Type: BlobsS3, Endpoint: "https://s3.example.com", Region: "eu-west-1", Bucket: "registry", Prefix: "root/", PathStyle: true,
+			CAFile: "/etc/outpost/s3-ca.crt", AccessKeyFile: "/run/secrets/s3-access", SecretKeyFile: "/run/secrets/s3-secret",
+		},
+		Metadata: Metadata{Type: MetadataPostgres, DSNFile: "/run/secrets/dsn"},
+		Redirect: true,
+	},
+	GC: GC{Schedule: "0 2 * * 0", GracePeriod: Duration(2 * time.Hour), ReclaimableThreshold: bytesPtr(0)},
+	UI: UI{Enabled: boolPtr(false), SessionTimeout: Duration(30 * time.Minute)},
 }
 
 func boolPtr(b bool) *bool { return &b }
@@ -134,6 +156,8 @@ var loadCases = []struct {
 	{name: "negative size", in: "sync:\n  bandwidthLimit: -1MB\n", wantErr: []string{`sync.bandwidthLimit: line 2`, "is not a size"}},
 	{name: "overflowing size", in: "sync:\n  bandwidthLimit: 9999999999GiB\n", wantErr: []string{`sync.bandwidthLimit: line 2: size: "9999999999GiB" is too large`}},
 	{name: "bad tls.mode", in: "tls:\n  mode: on\n", wantErr: []string{`tls.mode: "on" is not auto, files or off`}},
+	{name: "bad blobs type", in: "storage:\n  blobs:\n    type: gcs\n", wantErr: []string{`storage.blobs.type: "gcs" is not fs or s3`}},
+	{name: "bad metadata type", in: "storage:\n  metadata:\n    type: mysql\n", wantErr: []string{`storage.metadata.type: "mysql" is not bolt or postgres`}},
 	{name: "bad log.level", in: "log:\n  level: verbose\n", wantErr: []string{`log.level: log level "verbose" is not one of`}},
 	{name: "bad log.format", in: "log:\n  format: xml\n", wantErr: []string{`log.format: "xml" is not json or text`}},
 	{name: "bad int", in: "limits:\n  pageSizeMax: many\n", wantErr: []string{"line 2", "cannot unmarshal !!str `many` into int"}},
@@ -217,7 +241,7 @@ func TestDefaults(t *testing.T) {
 		Auth:            Auth{TokenTTL: Duration(5 * time.Minute)},
 		Sync:            Sync{Concurrency: 4, HeartbeatInterval: Duration(30 * time.Second), OnDemandTimeout: Duration(5 * time.Second), PrePullNodes: 10},
 		TLS:             TLS{Mode: TLSAuto, Hosts: hosts, CertLifetime: Duration(90 * 24 * time.Hour)},
-		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20, HighWatermark: 90, LowWatermark: 80},
+		Storage:         Storage{ScrubInterval: durationPtr(7 * 24 * time.Hour), MinFreeBytes: 64 << 20, HighWatermark: 90, LowWatermark: 80, Blobs: Blobs{Type: BlobsFS}, Metadata: Metadata{Type: MetadataBolt}},
 		GC:              GC{Schedule: DefaultGCSchedule, GracePeriod: Duration(time.Hour), ReclaimableThreshold: bytesPtr(1 << 30)},
 		UI:              UI{Enabled: boolPtr(true), SessionTimeout: Duration(time.Hour)},
 	}
@@ -291,6 +315,24 @@ func TestValidate(t *testing.T) {
 		{"gc grace", func(c *Config) { c.GC.GracePeriod = -1 }, []string{"gc.gracePeriod: -1ns is negative"}},
 		{"scrub interval", func(c *Config) { c.Storage.ScrubInterval = durationPtr(time.Second) }, []string{"storage.scrubInterval: 1s is shorter than 1m"}},
 		{"min free", func(c *Config) { c.Storage.MinFreeBytes = -1 }, []string{"storage.minFreeBytes: -1 is negative"}},
+		{"s3 without bucket", func(c *Config) { c.Storage.Blobs.Type = BlobsS3 }, []string{"storage.blobs.bucket: s3 needs a bucket"}},
+		{"s3 endpoint", func(c *Config) {
+			c.Storage.Blobs = Blobs{Type: BlobsS3, Bucket: "b", Endpoint: "minio:9000"}
+		}, []string{`storage.blobs.endpoint: "minio:9000" is not an http:// or https:// URL`}},
+		{"bucket without s3", func(c *Config) { c.Storage.Blobs.Bucket = "b" }, []string{"storage.blobs: endpoint, bucket"}},
+		{"one key file", func(c *Config) {
+			c.Storage.Blobs = Blobs{Type: BlobsS3, Bucket: "b", AccessKeyFile: "a"}
+		}, []string{"storage.blobs.accessKeyFile and secretKeyFile: give both or neither"}},
+		{"redirect without s3", func(c *Config) { c.Storage.Redirect = true }, []string{"storage.redirect: needs storage.blobs.type s3"}},
+		{"dsn and dsn file", func(c *Config) {
+			c.Storage.Metadata = Metadata{Type: MetadataPostgres, DSN: "x", DSNFile: "y"}
+		}, []string{"storage.metadata: give dsn or dsnFile, not both"}},
+		{"dsn without postgres", func(c *Config) { c.Storage.Metadata.DSN = "x" }, []string{"storage.metadata: dsn and dsnFile need type postgres"}},
+		{"s3 and postgres", func(c *Config) {
+			c.Storage.Blobs = Blobs{Type: BlobsS3, Bucket: "b", Endpoint: "http://127.0.0.1:9000", PathStyle: true}
+			c.Storage.Metadata = Metadata{Type: MetadataPostgres}
+			c.Storage.Redirect = true
+		}, nil},
 		{"ui session timeout", func(c *Config) { c.UI.SessionTimeout = Duration(13 * time.Hour) }, []string{"ui.sessionTimeout: 13h0m0s is outside 1m..12h"}},
 		{"pre-pull nodes", func(c *Config) { c.Sync.PrePullNodes = 0 }, []string{"sync.prePullNodes: 0 is outside 1..10000"}},
 		{"watermarks", func(c *Config) { c.Storage.HighWatermark, c.Storage.LowWatermark = 80, 90 }, []string{"storage.lowWatermark 90 and storage.highWatermark 80: want percentages with low < high <= 100"}},

@@ -9,13 +9,33 @@ import (
 const RedactedText = "<redacted>"
 
 // Redacted returns a copy of c that is safe to print: the sync token
-// password of the connection string and any password in the parent URL
-// are replaced by RedactedText. The other secrets (admin password, parent
-// password, TLS key) are given as file paths, which are kept.
+// password of the connection string, any password in the parent URL and
+// the password of a PostgreSQL DSN are replaced by RedactedText. The
+// other secrets (admin password, parent password, TLS key, S3 keys) are
+// given as file paths, which are kept.
 func (c Config) Redacted() Config {
 	c.ConnectionString = RedactConnectionString(c.ConnectionString)
 	c.Parent.URL = RedactURL(c.Parent.URL)
+	c.Storage.Metadata.DSN = RedactDSN(c.Storage.Metadata.DSN)
 	return c
+}
+
+// RedactDSN returns a PostgreSQL DSN with its password replaced by
+// RedactedText, in URL form (postgres://user:pw@host/db) or keyword form
+// (host=h password=pw).
+func RedactDSN(s string) string {
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		return RedactURL(s)
+	}
+	f := strings.Fields(s)
+	for i, kv := range f {
+		if k, _, ok := strings.Cut(kv, "="); ok && strings.TrimSpace(k) == "password" {
+			f[i] = "password=" + RedactedText
+		} else if !ok && i > 0 && strings.HasSuffix(f[i-1], "=") {
+			f[i] = RedactedText // "password= pw" spacing
+		}
+	}
+	return strings.Join(f, " ")
 }
 
 // connStringPublic are the connection-string keys whose values may be

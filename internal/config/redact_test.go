@@ -41,3 +41,17 @@ func TestRedact(t *testing.T) {
 		t.Error("Marshal changed the configuration it printed")
 	}
 }
+
+func TestRedactDSN(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"host=db user=outpost password=s3cret dbname=outpost", "host=db user=outpost password=" + RedactedText + " dbname=outpost"},
+		{"postgres://outpost:s3cret@db:5432/outpost?sslmode=require", "postgres://outpost:" + RedactedText + "@db:5432/outpost?sslmode=require"},
+		{"host=/run/pg dbname=outpost", "host=/run/pg dbname=outpost"},
+	} {
+		if got := RedactDSN(tc.in); got != tc.want {
+			t.Errorf("RedactDSN(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

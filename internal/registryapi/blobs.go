@@ -35,6 +35,17 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) erro
 	if err != nil {
 		return err
 	}
+	if h.redirect != nil && h.fallback == nil && r.Method == http.MethodGet {
+		// The repository holds the blob (checked above); the client
+		// fetches it from the blob store (storage.redirect).
+		u, err := h.redirect.BlobURL(r.Context(), d)
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Docker-Content-Digest", string(d))
+		http.Redirect(w, r, u, http.StatusTemporaryRedirect)
+		return nil
+	}
 	f, size, err := h.blobs.Open(r.Context(), d)
 	if errors.Is(err, storage.ErrBlobUnknown) && h.fallback != nil {
 		// Linked here but missing from the store, or found corrupt and

@@ -102,6 +102,9 @@ type Options struct {
 	Limits     Limits
 	Logger     *slog.Logger
 	Observer   UploadObserver
+	// Redirect answers blob GETs with a redirect to the blob store's URL
+	// for the blob, when the store is a storage.Redirector.
+	Redirect bool
 	// Pulls, when set, is told of each manifest served.
 	Pulls PullObserver
 }
@@ -123,6 +126,8 @@ type Handler struct {
 	observer UploadObserver
 	pulls    PullObserver
 	fallback Fallback
+	// redirect is the blob store when blob GETs are redirected to it.
+	redirect storage.Redirector
 	// manifestBytes bounds the manifest bodies held at once (see
 	// readManifest), so that memory stays bounded whatever the
 	// concurrency.
@@ -141,6 +146,9 @@ func New(o Options) (*Handler, error) {
 		return nil, errors.New("registryapi: blob store, uploads and metadata are required")
 	}
 	h := &Handler{blobs: o.Blobs, uploads: o.Uploads, meta: o.Metadata, auth: o.Authorizer, limits: o.Limits, log: o.Logger, observer: o.Observer, pulls: o.Pulls, fallback: o.Fallback}
+	if r, ok := o.Blobs.(storage.Redirector); ok && o.Redirect {
+		h.redirect = r
+	}
 	if h.auth == nil {
 		h.auth = AllowAll{}
 	}

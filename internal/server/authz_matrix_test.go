@@ -209,7 +209,12 @@ type azImage struct {
 }
 
 func newAzImage(repo string) azImage {
-	img := azImage{config: []byte(`{"architecture":"amd64","os":"linux"}`), layer: []byte("layer of " + repo)}
+	return buildAzImage([]byte(`{"architecture":"amd64","os":"linux"}`), []byte("layer of "+repo))
+}
+
+// buildAzImage returns the image of config and layer.
+func buildAzImage(config, layer []byte) azImage {
+	img := azImage{config: config, layer: layer}
 	desc := func(mt string, b []byte) map[string]any {
 		return map[string]any{"mediaType": mt, "digest": azDigest(b), "size": len(b)}
 	}

@@ -348,9 +348,12 @@ func (p *pressure) graphSize(ctx context.Context, repo string, m *storage.Manife
 }
 
 // volume reports the data volume for heartbeats (nil when it cannot be
-// read).
+// read, or when blobs are not in the data directory).
 func (s *Server) volume() *protocol.Volume {
-	sp, err := s.blobs.Space()
+	if s.engines == nil || s.engines.local == nil {
+		return nil
+	}
+	sp, err := s.engines.local.Space()
 	if err != nil {
 		return nil
 	}

@@ -22,7 +22,7 @@ func purgeInterval(maxAge time.Duration) time.Duration {
 // session limits.
 func (s *Server) purgeUploads(ctx context.Context, startup bool) {
 	maxAge := s.uploadMaxAge()
-	n, bytes, err := s.blobs.PurgeUploads(ctx, time.Now().Add(-maxAge), startup)
+	n, bytes, err := s.engines.purger.PurgeUploads(ctx, time.Now().Add(-maxAge), startup)
 	if n > 0 {
 		s.log.Info("removed abandoned upload sessions", "sessions", n, "bytes", bytes, "max_idle", maxAge.String(), "startup", startup)
 	}
@@ -32,17 +32,31 @@ func (s *Server) purgeUploads(ctx context.Context, startup bool) {
 	s.api.SweepUploads(ctx)
 }
 
+// remoteSweepInterval is how often a replica on a shared blob store
+// forgets the sessions it counts that another replica committed or
+// cancelled: a chunked push that started here and ended elsewhere counts
+// against the session limits here until then.
+const remoteSweepInterval = 30 * time.Second
+
 // purgeLoop purges expired upload sessions every purgeInterval until ctx
-// ends.
+// ends, and on a shared blob store sweeps the session counts more often.
 func (s *Server) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(purgeInterval(s.uploadMaxAge()))
 	defer t.Stop()
+	var sweep <-chan time.Time
+	if s.engines.local == nil {
+		st := time.NewTicker(remoteSweepInterval)
+		defer st.Stop()
+		sweep = st.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			s.purgeUploads(ctx, false)
+		case <-sweep:
+			s.api.SweepUploads(ctx)
 		}
 	}
 }

@@ -30,8 +30,7 @@ import (
 	"github.com/outpost-registry/outpost/internal/logging"
 	"github.com/outpost-registry/outpost/internal/pki"
 	"github.com/outpost-registry/outpost/internal/registryapi"
-	"github.com/outpost-registry/outpost/internal/storage/bolt"
-	"github.com/outpost-registry/outpost/internal/storage/fs"
+	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/storage/gc"
 	"github.com/outpost-registry/outpost/internal/ui"
 )
@@ -40,8 +39,8 @@ import (
 type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
-	meta     *bolt.Store
-	blobs    *fs.Store
+	meta     storage.Metadata
+	engines  *engines
 	identity *auth.Store
 	edge     *edgeParts
 	tls      *pki.Source
@@ -104,25 +103,25 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 			log.Error("admin password not updated", "err", err)
 		}
 	}()
-	blobs, err := fs.NewWithOptions(cfg.Data, fs.Options{Logger: log, MinFreeBytes: uint64(cfg.Storage.MinFreeBytes)}) //nolint:gosec // validated non-negative
+	eng, err := openEngines(context.Background(), cfg, log)
 	if err != nil {
 		_ = s.Close()
 		return nil, err
 	}
-	meta, err := bolt.Open(filepath.Join(cfg.Data, "metadata.db"))
-	if err != nil {
-		_ = s.Close()
-		return nil, err
-	}
-	s.meta, s.blobs = meta, blobs
+	s.meta, s.engines = eng.meta, eng
+	blobs, uploads, meta := eng.blobs, eng.uploads, eng.meta
 	metrics := NewMetrics(version)
 	s.metrics = metrics
-	// Before anything links blobs: the collector makes links check files.
-	s.gc = newGCRunner(gc.New(meta, blobs, log), cfg.GC, cfg.Data, log, metrics)
-	meta.SetOnDelete(s.gc.deleted)
+	if eng.local != nil && eng.embedded != nil {
+		// Before anything links blobs: the collector makes links check files.
+		s.gc = newGCRunner(gc.New(eng.embedded, eng.local, log), cfg.GC, cfg.Data, log, metrics)
+		eng.embedded.SetOnDelete(s.gc.deleted)
+	} else {
+		log.Info("garbage collection, retention and eviction are off: they need the embedded stores (storage.blobs fs and storage.metadata bolt)")
+	}
 	fleet := controlplane.NewService(identity)
 	fleet.SetLoginServer(cfg.LoginServer)
-	ep, err := newEdge(cfg, s, blobs, blobs, meta, version, fleet)
+	ep, err := newEdge(cfg, s, blobs, uploads, meta, version, fleet)
 	if err != nil {
 		_ = s.Close()
 		return nil, err
@@ -133,12 +132,16 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		_ = s.Close()
 		return nil, err
 	}
-	s.gc.policies = &policies{fixed: fixed, store: identity}
-	s.gc.protect = protection(ep, fleet)
-	s.scrub = newScrubber(cfg.Data, blobs, meta, ep, log)
-	metrics.registerStorage(blobs, s.scrub)
 	clock := &pullClock{}
-	s.pressure = newPressure(cfg.Storage, blobs, meta, s.gc, ep, clock, log, metrics)
+	if s.gc != nil {
+		s.gc.policies = &policies{fixed: fixed, store: identity}
+		s.gc.protect = protection(ep, fleet)
+		s.pressure = newPressure(cfg.Storage, eng.local, eng.embedded, s.gc, ep, clock, log, metrics)
+	}
+	if eng.local != nil {
+		s.scrub = newScrubber(cfg.Data, eng.local, meta, ep, log)
+		metrics.registerStorage(eng.local, s.scrub)
+	}
 	var fallback registryapi.Fallback
 	z := authorizer{svc: authSvc}
 	if ep != nil {
@@ -148,8 +151,9 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	api, err := registryapi.New(registryapi.Options{
 		Fallback: fallback,
 		Blobs:    blobs,
-		Uploads:  blobs,
+		Uploads:  uploads,
 		Metadata: meta,
+		Redirect: cfg.Storage.Redirect,
 		Limits: registryapi.Limits{
 			ManifestMaxBytes: int64(cfg.Limits.ManifestMaxBytes),
 			PageSizeMax:      cfg.Limits.PageSizeMax,
@@ -196,16 +200,21 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 		mux.Handle(ui.Prefix, dash)
 		mux.Handle("GET /ui", http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently))
 	}
-	mgmt.RegisterImports(importer.New(blobs, blobs, meta, log), writable)
-	if err := registerBundles(mgmt, mux, cfg, blobs, meta, log, ep, fleet); err != nil {
-		_ = s.Close()
-		return nil, err
+	mgmt.RegisterImports(importer.New(blobs, uploads, meta, log), writable)
+	if eng.local != nil && eng.embedded != nil {
+		// Bundles read and write the embedded stores directly.
+		if err := registerBundles(mgmt, mux, cfg, eng.local, eng.embedded, log, ep, fleet); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
 	}
 	registerStatus(mgmt, ep)
 	registerNodes(mgmt, authSvc, ep)
-	s.gc.register(mgmt)
-	s.gc.registerUsage(mgmt, meta, blobs, s.pressure)
-	s.gc.policies.register(mgmt, s.gc)
+	if s.gc != nil {
+		s.gc.register(mgmt)
+		s.gc.registerUsage(mgmt, eng.embedded, eng.local, s.pressure)
+		s.gc.policies.register(mgmt, s.gc)
+	}
 	mux.Handle("/api/v1/", mgmt)
 	mux.Handle("/v2/", api)
 	mux.Handle("/v2", api)
@@ -265,6 +274,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "metadata store unavailable", http.StatusServiceUnavailable)
 		return
 	}
+	if err := s.engines.check(r.Context()); err != nil {
+		s.log.WarnContext(r.Context(), "readiness: a storage engine does not answer", "err", err)
+		http.Error(w, "storage unavailable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	s.writeReadiness(w, r)
 }
 
@@ -278,10 +292,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// only once they have stopped.
 	var loops sync.WaitGroup
 	loops.Go(func() { s.purgeLoop(ctx) })
-	loops.Go(func() { s.scrub.loop(ctx, scrubInterval(s.cfg)) })
-	loops.Go(func() { s.gc.loop(ctx) })
-	loops.Go(func() { s.gc.afterDeletes(ctx) })
-	loops.Go(func() { s.pressure.loop(ctx) })
+	if s.scrub != nil {
+		loops.Go(func() { s.scrub.loop(ctx, scrubInterval(s.cfg)) })
+	}
+	if s.gc != nil {
+		loops.Go(func() { s.gc.loop(ctx) })
+		loops.Go(func() { s.gc.afterDeletes(ctx) })
+		loops.Go(func() { s.pressure.loop(ctx) })
+	}
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,

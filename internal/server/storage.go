@@ -257,14 +257,16 @@ type readiness struct {
 
 func (s *Server) writeReadiness(w http.ResponseWriter, r *http.Request) {
 	rd := readiness{Status: "ok", Pulls: "ok", Writes: "ok"}
-	sp, err := s.blobs.Space()
-	switch {
-	case err != nil:
-		s.log.DebugContext(r.Context(), "readiness: free space unknown", "err", err)
-	case sp.WritesDegraded:
-		rd.Status, rd.Writes, rd.Reason = "degraded", "degraded", sp.Reason
+	if s.engines.local != nil {
+		sp, err := s.engines.local.Space()
+		switch {
+		case err != nil:
+			s.log.DebugContext(r.Context(), "readiness: free space unknown", "err", err)
+		case sp.WritesDegraded:
+			rd.Status, rd.Writes, rd.Reason = "degraded", "degraded", sp.Reason
+		}
+		rd.FreeBytes = sp.Free
 	}
-	rd.FreeBytes = sp.Free
 	if strings.Contains(r.Header.Get("Accept"), "application/json") {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(rd)

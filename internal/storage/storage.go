@@ -101,6 +101,13 @@ type BlobStore interface {
 	Delete(ctx context.Context, d digest.Digest) error
 }
 
+// Redirector is an optional ability of a BlobStore whose content clients
+// can fetch without the registry: BlobURL returns a URL, valid for a
+// while, from which a GET returns blob d.
+type Redirector interface {
+	BlobURL(ctx context.Context, d digest.Digest) (string, error)
+}
+
 // Uploads manages resumable upload sessions whose content becomes a blob
 // only when it is complete and its digest verified. A session belongs to
 // the repository it was started for: every method but StartUpload returns
@@ -259,6 +266,18 @@ const (
 	// ChangeRefer: manifest Digest, which has a subject, was added.
 	ChangeRefer ChangeOp = "refer"
 )
+
+// RepositoryDump is everything a metadata store holds about one
+// repository, to move it to another store (outpost storage migrate).
+type RepositoryDump struct {
+	// Blobs are the linked blobs and their sizes.
+	Blobs     map[digest.Digest]int64
+	Manifests []*ManifestRecord
+	Tags      map[string]digest.Digest
+	// Changes is the whole change feed, in order; Head its last cursor.
+	Changes []Change
+	Head    uint64
+}
 
 // OriginSync marks writes made by synchronization from the parent.
 const OriginSync = "sync"
