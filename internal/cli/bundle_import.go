@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -70,13 +71,9 @@ func (o *bundleImportOptions) run(cmd *cobra.Command, file string) error {
 	req := bundle.OpenRequest{Contents: r.Contents, Signature: r.Signature}
 	var contents *bundle.Contents
 	if o.key != "" {
-		b, err := os.ReadFile(o.key)
+		b, pub, err := readBundleKey(o.key)
 		if err != nil {
-			return fmt.Errorf("--bundle-key: %w", err)
-		}
-		pub, err := bundle.ParsePublicKey(b)
-		if err != nil {
-			return fmt.Errorf("--bundle-key %s: %w", o.key, err)
+			return err
 		}
 		// Checked here too, so that a bad bundle fails before any upload.
 		if contents, err = bundle.Verify(r.Contents, r.Signature, pub); err != nil {
@@ -144,4 +141,17 @@ func explain(err error) error {
 		return fmt.Errorf("%w (the bundle is damaged or was tampered with)", err)
 	}
 	return err
+}
+
+// readBundleKey reads the root's bundle public key given with --bundle-key.
+func readBundleKey(path string) ([]byte, ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--bundle-key: %w", err)
+	}
+	pub, err := bundle.ParsePublicKey(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--bundle-key %s: %w", path, err)
+	}
+	return b, pub, nil
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -50,13 +49,9 @@ It prints what the bundle holds: images, target site, base, blobs.`,
 			sum := VerifySummary{File: args[0], Signature: "not checked (no --bundle-key)"}
 			var c *bundle.Contents
 			if o.key != "" {
-				b, err := os.ReadFile(o.key)
+				_, pub, err := readBundleKey(o.key)
 				if err != nil {
-					return fmt.Errorf("--bundle-key: %w", err)
-				}
-				pub, err := bundle.ParsePublicKey(b)
-				if err != nil {
-					return fmt.Errorf("--bundle-key %s: %w", o.key, err)
+					return err
 				}
 				if c, err = bundle.Verify(r.Contents, r.Signature, pub); err != nil {
 					return fmt.Errorf("bundle %s: %w", args[0], err)
