@@ -23,19 +23,27 @@ import (
 // reach into, and restart over the same blobs.
 type diskRegistry struct {
 	*registry
-	data string
-	meta *bolt.Store
-	srv  *httptest.Server
+	data   string
+	meta   *bolt.Store
+	srv    *httptest.Server
+	limits registryapi.Limits
 }
 
 func newDiskRegistry(t *testing.T, dir string, o fs.Options) *diskRegistry {
+	t.Helper()
+	return newDiskRegistryLimits(t, dir, o, registryapi.Limits{})
+}
+
+// newDiskRegistryLimits serves the handler with limits over fs and bolt
+// stores in dir.
+func newDiskRegistryLimits(t *testing.T, dir string, o fs.Options, limits registryapi.Limits) *diskRegistry {
 	t.Helper()
 	meta, err := bolt.Open(filepath.Join(dir, "metadata.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = meta.Close() })
-	r := &diskRegistry{data: filepath.Join(dir, "data"), meta: meta}
+	r := &diskRegistry{data: filepath.Join(dir, "data"), meta: meta, limits: limits}
 	r.start(t, o)
 	return r
 }
@@ -51,7 +59,7 @@ func (r *diskRegistry) start(t *testing.T, o fs.Options) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := registryapi.New(registryapi.Options{Blobs: blobs, Uploads: blobs, Metadata: r.meta})
+	h, err := registryapi.New(registryapi.Options{Blobs: blobs, Uploads: blobs, Metadata: r.meta, Limits: r.limits})
 	if err != nil {
 		t.Fatal(err)
 	}

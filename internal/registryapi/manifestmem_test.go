@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/outpost-registry/outpost/internal/registryapi"
+	"github.com/outpost-registry/outpost/internal/storage/fs"
 )
 
 // heapObjects is the bytes of live and not yet swept heap objects.
@@ -26,7 +27,9 @@ func heapObjects() uint64 {
 // the limit whatever the concurrency.
 func TestLargeManifestMemoryBounded(t *testing.T) {
 	const limit = 1 << 20
-	r := newRegistryLimits(t, registryapi.Limits{ManifestMaxBytes: limit})
+	// Over the stores Outpost runs on: the in-memory store of the other
+	// tests keeps every body on the heap.
+	r := newDiskRegistryLimits(t, t.TempDir(), fs.Options{}, registryapi.Limits{ManifestMaxBytes: limit})
 	m := r.pushImage("big/app", "x", "layer")
 	for range 7000 {
 		m.layers = append(m.layers, m.layers[0])

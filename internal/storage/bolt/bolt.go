@@ -271,7 +271,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifes
 	if err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateSized(len(rec), func(tx *bolt.Tx) error {
 		rb, err := ensureRepo(tx, repo)
 		if err != nil {
 			return err

@@ -21,13 +21,20 @@ import (
 // meanwhile, so that no caller waits for more than the commit before its
 // own and its own.
 
-// maxGroup bounds the updates of one transaction.
-const maxGroup = 128
+// maxGroup bounds the updates of one transaction, and maxGroupBytes the
+// values they write (bbolt writes a transaction's dirty pages from
+// buffers it allocates at commit, so a group of large manifests costs
+// their sum at once).
+const (
+	maxGroup      = 128
+	maxGroupBytes = 4 << 20
+)
 
 // pendingUpdate is one caller's update in the queue.
 type pendingUpdate struct {
-	fn  func(*bolt.Tx) error
-	err error
+	fn   func(*bolt.Tx) error
+	size int
+	err  error
 	// wake says "done" (false: err is the result) or "lead" (true).
 	wake chan bool
 }
@@ -43,8 +50,11 @@ type committer struct {
 // updates. fn may run more than once (when another update of its group
 // fails, the group is rolled back and run again without it), so it must
 // keep its effects inside the transaction, as bbolt's Batch requires.
-func (s *Store) update(fn func(*bolt.Tx) error) error {
-	p := &pendingUpdate{fn: fn, wake: make(chan bool, 1)}
+func (s *Store) update(fn func(*bolt.Tx) error) error { return s.updateSized(0, fn) }
+
+// updateSized is update for an fn that writes about size bytes of values.
+func (s *Store) updateSized(size int, fn func(*bolt.Tx) error) error {
+	p := &pendingUpdate{fn: fn, size: size, wake: make(chan bool, 1)}
 	c := &s.commits
 	c.mu.Lock()
 	c.queue = append(c.queue, p)
@@ -66,7 +76,11 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 func (s *Store) lead(self *pendingUpdate) {
 	c := &s.commits
 	c.mu.Lock()
-	n := min(len(c.queue), maxGroup)
+	n, bytes := 1, c.queue[0].size
+	for n < len(c.queue) && n < maxGroup && bytes+c.queue[n].size <= maxGroupBytes {
+		bytes += c.queue[n].size
+		n++
+	}
 	group := slices.Clone(c.queue[:n])
 	c.queue = slices.Delete(c.queue, 0, n)
 	c.mu.Unlock()
