@@ -69,7 +69,14 @@ func TestKillEdgeMidSync(t *testing.T) {
 	want := map[string]digest.Digest{}
 	size := map[digest.Digest]int64{}
 	for i, repo := range repos {
-		img := rc.Image(t, repo, "v1", amd64, ocitest.Random(uint64(1000+2*i), 2<<20), ocitest.Random(uint64(1001+2*i), 2<<20))
+		// The first repository's layers are small, so that its tag is
+		// published while the others still download (repositories sync
+		// in parallel).
+		n := 2 << 20
+		if i == 0 {
+			n = 256 << 10
+		}
+		img := rc.Image(t, repo, "v1", amd64, ocitest.Random(uint64(1000+2*i), n), ocitest.Random(uint64(1001+2*i), n))
 		want[repo] = img.Digest
 		for _, b := range graphOf(t, rc, repo, "v1") {
 			size[b.Digest] = b.Size
@@ -82,10 +89,17 @@ func TestKillEdgeMidSync(t *testing.T) {
 	er := edge.start()
 	ec, _ := adminClient(t, er)
 
-	// Kill once the first repository's tag is published and another blob
-	// is partly downloaded.
-	until(t, 60*time.Second, "crash/r0:v1 published and a download in progress", func() bool {
-		if d, _, _ := ec.ManifestDigest("crash/r0", "v1"); d != want["crash/r0"] {
+	// Kill once a repository's tag is published and another blob is
+	// partly downloaded (repositories sync in parallel: any may be first).
+	published := ""
+	until(t, 60*time.Second, "a tag published and a download in progress", func() bool {
+		for _, repo := range repos {
+			if d, _, _ := ec.ManifestDigest(repo, "v1"); d == want[repo] {
+				published = repo
+				break
+			}
+		}
+		if published == "" {
 			return false
 		}
 		for _, n := range uploadFiles(t, edge.data) {
@@ -127,7 +141,7 @@ func TestKillEdgeMidSync(t *testing.T) {
 			}
 		}
 	}
-	if err := checkTag(ec, "crash/r0", "v1", want["crash/r0"]); err != nil {
+	if err := checkTag(ec, published, "v1", want[published]); err != nil {
 		t.Errorf("the tag published before the SIGKILL: %v", err)
 	}
 	t.Logf("after the restart, offline: %d tags visible, all complete", visible)
