@@ -1,8 +1,6 @@
 package edge_test
 
 import (
-	"bytes"
-	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -10,7 +8,6 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/outpost-registry/outpost/internal/cli"
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/ocitest"
 	"github.com/outpost-registry/outpost/internal/protocol"
@@ -19,10 +16,7 @@ import (
 // stageCLI runs `outpost stage …` against root as the admin and returns
 // its output and error.
 func stageCLI(root *node, args ...string) (string, error) {
-	var out bytes.Buffer
-	args = append([]string{"stage"}, append(args, "--server", root.url, "--ca-file", root.ca)...)
-	err := cli.Run(context.Background(), args, &out, &out)
-	return out.String(), err
+	return outpostCLI(root, append([]string{"stage"}, args...)...)
 }
 
 // assigned lists the jobs the root assigns to a site in its configuration.
