@@ -20,7 +20,7 @@ func BenchmarkFleetPage(b *testing.B) {
 	tr := &http.Transport{DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	c.Transport = tr
-	// The page as it opens (the first 200 rows of the tree), and the whole
+	// The page as it opens (the first 50 rows of the tree), and the whole
 	// tree (?all=1).
 	for name, path := range map[string]string{"page": "/ui/fleet", "all": "/ui/fleet?all=1"} {
 		b.Run(name, func(b *testing.B) { fetchPage(b, c, d.ts.URL+path) })

@@ -79,7 +79,7 @@ type fleetData struct {
 // pageRows is how many rows of the tree the page shows unless asked for
 // all: a thousand rows take a browser about a second to lay out, and the
 // counts and filters find any site beyond them.
-const pageRows = 200
+const pageRows = 50
 
 // Filters of the fleet page.
 var fleetFilters = []string{"", "offline", "failing", "behind", "disk"}
