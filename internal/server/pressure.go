@@ -200,7 +200,7 @@ func (p *pressure) check(ctx context.Context) error {
 		}
 		rep, err := p.g.run(ctx, gcRun{trigger: "disk-pressure"})
 		if errors.Is(err, gc.ErrRunning) {
-			rep, err = p.g.c.Run(ctx, gc.Options{GracePeriod: time.Duration(p.g.cfg.GracePeriod), Trigger: "disk-pressure", Protect: p.g.protect})
+			rep, err = p.g.c.Run(ctx, gc.Options{GracePeriod: time.Duration(p.g.cfg.GracePeriod), Trigger: "disk-pressure", Protect: p.g.protect, Duty: 1})
 		}
 		if err != nil {
 			return err

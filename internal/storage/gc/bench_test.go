@@ -107,7 +107,7 @@ func BenchmarkCollect(b *testing.B) {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &rss0)
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		rep, err := col.Run(ctx, gc.Options{GracePeriod: 10 * time.Millisecond})
+		rep, err := col.Run(ctx, gc.Options{GracePeriod: 10 * time.Millisecond, Duty: 1})
 		if err != nil {
 			b.Fatal(err)
 		}

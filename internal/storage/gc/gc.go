@@ -75,6 +75,10 @@ type Options struct {
 	// Protect, when set, returns what the site must keep whatever the
 	// policies say; it is called once per run, before the first phase.
 	Protect func(ctx context.Context) (Protection, error)
+	// Duty is the share of its wall time the run spends working, pausing
+	// in between so that the requests being served come first
+	// (DefaultDuty when zero, 1 for no pauses).
+	Duty float64
 }
 
 // Protection is content a site must keep whatever its retention
@@ -259,8 +263,12 @@ func (c *Collector) collect(ctx context.Context, o Options, cutoff time.Time, pr
 		}
 		prot = p
 	}
+	pace := newPacer(o.Duty)
 	dryUnlinked := map[digest.Digest]map[string]bool{}
 	for i, repo := range repos {
+		if err := pace.yield(ctx); err != nil {
+			return err
+		}
 		sw, err := c.meta.SweepRepository(ctx, repo, sweepOptions(o, repo, cutoff, rep.Started, &prot))
 		if err != nil {
 			return err
@@ -286,7 +294,13 @@ func (c *Collector) collect(ctx context.Context, o Options, cutoff time.Time, pr
 	// links, checked and deleted in write transactions.
 	c.phase("blobs")
 	var cands []fs.BlobFile
+	walked := 0
 	err := c.blobs.WalkBlobs(ctx, func(b fs.BlobFile) error {
+		if walked++; walked%256 == 0 {
+			if err := pace.yield(ctx); err != nil {
+				return err
+			}
+		}
 		if b.Time.Before(cutoff) {
 			cands = append(cands, b)
 		}
@@ -299,6 +313,9 @@ func (c *Collector) collect(ctx context.Context, o Options, cutoff time.Time, pr
 	}
 	sizes := make(map[digest.Digest]int64, len(cands))
 	for i := 0; i < len(cands); i += batch {
+		if err := pace.yield(ctx); err != nil {
+			return err
+		}
 		part := cands[i:min(i+batch, len(cands))]
 		ds := make([]digest.Digest, len(part))
 		for j, b := range part {
