@@ -83,6 +83,42 @@ func loadOrCreateKey(path string) (*ecdsa.PrivateKey, error) {
 	return k, nil
 }
 
+// sharedKey returns the token signing key kept in a shared store,
+// creating it when the store has none: the first replica's key wins, as
+// the creation runs under the store's lock across replicas.
+func sharedKey(store *Store) (*ecdsa.PrivateKey, error) {
+	var pemKey string
+	err := store.Update(func(tx *Tx) error {
+		if pemKey = tx.st.signingKey; pemKey != "" {
+			return nil
+		}
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return fmt.Errorf("generate token signing key: %w", err)
+		}
+		der, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			return fmt.Errorf("encode token signing key: %w", err)
+		}
+		pemKey = string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+		tx.st.signingKey = pemKey
+		tx.dirty[[2]string{bucketSettings, keySigningKey}] = true
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode([]byte(pemKey))
+	if block == nil {
+		return nil, errors.New("token signing key in the shared store: no PEM block")
+	}
+	k, err := x509.ParseECPrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("token signing key in the shared store: %w", err)
+	}
+	return k, nil
+}
+
 // sign issues a registry token.
 func (s *Service) sign(subject, service, password, hash string, access []ResourceActions, now time.Time) (string, error) {
 	var id [12]byte

@@ -220,14 +220,35 @@ func (s *Service) RecheckAdmin(pw string) error {
 	if cur := s.store.AdminHash(); cur != "" && s.verifier.verify(cur, pw, time.Now()) {
 		return nil
 	}
+	cur := s.store.AdminHash()
 	h, err := HashPassword(pw)
 	if err != nil {
 		return err
 	}
+	s.noteWritten(pw, h)
+	err = s.store.Update(func(tx *Tx) error {
+		// Another replica of a shared store may have stored a hash of the
+		// same password meanwhile: keep it, so that the tokens it issued
+		// (which carry its fingerprint) stay valid.
+		if now := tx.st.adminHash; now != "" && now != cur && s.verifier.verify(now, pw, time.Now()) {
+			h = now
+			return nil
+		}
+		tx.SetAdminHash(h)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.noteWritten(pw, h)
+	return nil
+}
+
+// noteWritten records h as the stored hash of the start's password pw.
+func (s *Service) noteWritten(pw, h string) {
 	if k := s.startAdmin.Load(); k != nil && k.pw == pw {
 		s.startAdmin.Store(&startAdmin{pw: pw, found: k.found, written: h})
 	}
-	return s.store.Update(func(tx *Tx) error { tx.SetAdminHash(h); return nil })
 }
 
 // constantTimeEqual compares two strings without leaking where they differ.

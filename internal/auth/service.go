@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -54,7 +55,16 @@ type Service struct {
 
 // NewService loads (or creates) the signing key and returns a Service.
 func NewService(store *Store, o Options) (*Service, error) {
-	key, err := loadOrCreateKey(filepath.Join(o.DataDir, "auth", "token-key.pem"))
+	var key *ecdsa.PrivateKey
+	var err error
+	path := filepath.Join(o.DataDir, "auth", "token-key.pem")
+	if _, serr := os.Stat(path); store.log != nil && errors.Is(serr, os.ErrNotExist) {
+		// Replicas share the signing key through the shared store, unless
+		// a key file is given (mounted from a Secret).
+		key, err = sharedKey(store)
+	} else {
+		key, err = loadOrCreateKey(path)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -13,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-registry/outpost/internal/identity"
+	"github.com/outpost-registry/outpost/internal/storage"
 )
 
 var (
@@ -20,6 +22,9 @@ var (
 	bucketTokens    = "tokens"
 	bucketSettings  = "settings"
 	keyAdminHash    = "admin-password-hash"
+	// keySigningKey holds the registry token signing key of a shared
+	// store (a single process keeps it in a file of its data directory).
+	keySigningKey = "token-signing-key"
 )
 
 // state is an immutable snapshot of the identity data. Updates copy the
@@ -28,6 +33,8 @@ type state struct {
 	scopeMaps map[string]*ScopeMap
 	tokens    map[string]*Token
 	adminHash string
+	// signingKey is the PEM of the token signing key in a shared store.
+	signingKey string
 	// records holds other packages' resources (such as connected
 	// registries) as JSON, by bucket and key, so that they change in the
 	// same transactions as the tokens and scope maps they own.
@@ -39,7 +46,7 @@ func (s *state) clone() *state {
 	for b, m := range s.records {
 		recs[b] = maps.Clone(m)
 	}
-	return &state{scopeMaps: maps.Clone(s.scopeMaps), tokens: maps.Clone(s.tokens), adminHash: s.adminHash, records: recs}
+	return &state{scopeMaps: maps.Clone(s.scopeMaps), tokens: maps.Clone(s.tokens), adminHash: s.adminHash, signingKey: s.signingKey, records: recs}
 }
 
 // ownBuckets are the buckets of the identity data itself; every other
@@ -55,6 +62,97 @@ type Store struct {
 	cur atomic.Pointer[state]
 	wmu sync.Mutex
 	now func() time.Time
+
+	// A shared store (OpenShared) keeps its data in log instead of db;
+	// version is the log's version that cur holds (guarded by wmu).
+	log     storage.RecordLog
+	version int64
+	stop    context.CancelFunc
+	watched chan struct{}
+}
+
+// newState is the identity data before anything is stored: the built-in
+// scope maps.
+func newState() *state {
+	st := &state{scopeMaps: map[string]*ScopeMap{}, tokens: map[string]*Token{}, records: map[string]map[string][]byte{}}
+	for _, m := range BuiltInScopeMaps() {
+		st.scopeMaps[m.Name] = m
+	}
+	return st
+}
+
+// apply sets the stored value of bucket and key in st; a nil raw deletes
+// it. st must not be published yet.
+func (st *state) apply(bucket, key string, raw []byte) error {
+	switch bucket {
+	case bucketScopeMaps:
+		if raw == nil {
+			delete(st.scopeMaps, key)
+			return nil
+		}
+		m := &ScopeMap{}
+		if err := json.Unmarshal(raw, m); err != nil {
+			return fmt.Errorf("decode scope map %s: %w", key, err)
+		}
+		st.scopeMaps[m.Name] = m
+	case bucketTokens:
+		if raw == nil {
+			delete(st.tokens, key)
+			return nil
+		}
+		t := &Token{}
+		if err := json.Unmarshal(raw, t); err != nil {
+			return fmt.Errorf("decode token %s: %w", key, err)
+		}
+		st.tokens[t.Name] = t
+	case bucketSettings:
+		switch key {
+		case keyAdminHash:
+			st.adminHash = string(raw)
+		case keySigningKey:
+			st.signingKey = string(raw)
+		}
+	default:
+		if raw == nil {
+			delete(st.records[bucket], key)
+			return nil
+		}
+		if st.records[bucket] == nil {
+			st.records[bucket] = map[string][]byte{}
+		}
+		st.records[bucket][key] = bytes.Clone(raw)
+	}
+	return nil
+}
+
+// raw is the stored form of bucket and key in st, nil when it is absent.
+func (st *state) raw(bucket, key string) ([]byte, error) {
+	var v any
+	switch bucket {
+	case bucketScopeMaps:
+		if m, ok := st.scopeMaps[key]; ok {
+			v = m
+		}
+	case bucketTokens:
+		if t, ok := st.tokens[key]; ok {
+			v = t
+		}
+	case bucketSettings:
+		v := st.adminHash
+		if key == keySigningKey {
+			v = st.signingKey
+		}
+		if v == "" {
+			return nil, nil
+		}
+		return []byte(v), nil
+	default:
+		return st.records[bucket][key], nil
+	}
+	if v == nil {
+		return nil, nil
+	}
+	return json.Marshal(v)
 }
 
 // OpenStore opens or creates the identity database at path.
@@ -63,51 +161,21 @@ func OpenStore(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open identity store %s: %w", path, err)
 	}
-	st := &state{scopeMaps: map[string]*ScopeMap{}, tokens: map[string]*Token{}, records: map[string]map[string][]byte{}}
-	for _, m := range BuiltInScopeMaps() {
-		st.scopeMaps[m.Name] = m
-	}
+	st := newState()
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range ownBuckets {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return err
 			}
 		}
-		if err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			if slices.Contains(ownBuckets, string(name)) {
-				return nil
-			}
-			recs := map[string][]byte{}
-			st.records[string(name)] = recs
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			return b.ForEach(func(k, v []byte) error {
-				recs[string(k)] = bytes.Clone(v)
-				return nil
+				if string(name) == bucketSettings && string(k) == keyAdminHash && len(v) == 0 {
+					return nil
+				}
+				return st.apply(string(name), string(k), v)
 			})
-		}); err != nil {
-			return err
-		}
-		if err := tx.Bucket([]byte(bucketScopeMaps)).ForEach(func(k, v []byte) error {
-			m := &ScopeMap{}
-			if err := json.Unmarshal(v, m); err != nil {
-				return fmt.Errorf("decode scope map %s: %w", k, err)
-			}
-			st.scopeMaps[m.Name] = m
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := tx.Bucket([]byte(bucketTokens)).ForEach(func(k, v []byte) error {
-			t := &Token{}
-			if err := json.Unmarshal(v, t); err != nil {
-				return fmt.Errorf("decode token %s: %w", k, err)
-			}
-			st.tokens[t.Name] = t
-			return nil
-		}); err != nil {
-			return err
-		}
-		st.adminHash = string(tx.Bucket([]byte(bucketSettings)).Get([]byte(keyAdminHash)))
-		return nil
+		})
 	})
 	if err != nil {
 		_ = db.Close()
@@ -118,8 +186,15 @@ func OpenStore(path string) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database, or stops following a shared log.
+func (s *Store) Close() error {
+	if s.log != nil {
+		s.stop()
+		<-s.watched
+		return nil
+	}
+	return s.db.Close()
+}
 
 func (s *Store) snap() *state { return s.cur.Load() }
 
@@ -348,11 +423,16 @@ func (tx *Tx) SetAdminHash(h string) {
 }
 
 // Update runs fn in a write transaction. If fn returns an error nothing
-// changes; otherwise every change is written in one bbolt transaction and
-// then published to readers.
+// changes; otherwise every change is written in one transaction of the
+// database and then published to readers. On a shared store (OpenShared)
+// fn runs under the log's lock across replicas, on the state that every
+// replica's earlier writes made.
 func (s *Store) Update(fn func(tx *Tx) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if s.log != nil {
+		return s.updateShared(fn)
+	}
 	tx := &Tx{st: s.snap().clone(), now: s.now().UTC(), dirty: map[[2]string]bool{}}
 	if err := fn(tx); err != nil {
 		return err
@@ -363,43 +443,16 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 			if err != nil {
 				return err
 			}
-			var v any
-			switch k[0] {
-			case bucketScopeMaps:
-				if m, ok := tx.st.scopeMaps[k[1]]; ok {
-					v = m
-				}
-			case bucketTokens:
-				if t, ok := tx.st.tokens[k[1]]; ok {
-					v = t
-				}
-			case bucketSettings:
-				if err := b.Put([]byte(k[1]), []byte(tx.st.adminHash)); err != nil {
-					return err
-				}
-				continue
-			default:
-				raw, ok := tx.st.records[k[0]][k[1]]
-				if !ok {
-					if err := b.Delete([]byte(k[1])); err != nil {
-						return err
-					}
-				} else if err := b.Put([]byte(k[1]), raw); err != nil {
-					return err
-				}
-				continue
-			}
-			if v == nil {
-				if err := b.Delete([]byte(k[1])); err != nil {
-					return err
-				}
-				continue
-			}
-			data, err := json.Marshal(v)
+			raw, err := tx.st.raw(k[0], k[1])
 			if err != nil {
 				return err
 			}
-			if err := b.Put([]byte(k[1]), data); err != nil {
+			if raw == nil {
+				err = b.Delete([]byte(k[1]))
+			} else {
+				err = b.Put([]byte(k[1]), raw)
+			}
+			if err != nil {
 				return err
 			}
 		}

@@ -36,6 +36,9 @@ type engines struct {
 	purger uploadPurger
 	// probes check the remote engines for /readyz.
 	probes []probe
+	// records is where a root on PostgreSQL keeps its identity and fleet
+	// records (nil with the embedded metadata store).
+	records storage.RecordLog
 }
 
 // uploadPurger is a blob store that removes upload sessions idle since
@@ -78,7 +81,7 @@ func openEngines(ctx context.Context, cfg config.Config, log *slog.Logger) (*eng
 		if err != nil {
 			return nil, err
 		}
-		e.meta = st
+		e.meta, e.records = st, st.Records()
 		e.probes = append(e.probes, probe{"metadata store (postgres)", st.Check})
 	default:
 		st, err := bolt.Open(filepath.Join(cfg.Data, "metadata.db"))

@@ -71,11 +71,27 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 	// The identity store and the auth service come first, so that the
 	// start-up check of the admin password (a bcrypt) overlaps with the
 	// rest of the start.
-	identity, err := auth.OpenStore(filepath.Join(cfg.Data, "identity.db"))
+	//
+	// A root on PostgreSQL keeps its identity and fleet records there,
+	// shared by its replicas, so its engines open first.
+	var eng *engines
+	var identity *auth.Store
+	var err error
+	if cfg.Storage.Metadata.Type == config.MetadataPostgres {
+		if eng, err = openEngines(context.Background(), cfg, log); err != nil {
+			return nil, err
+		}
+		identity, err = auth.OpenShared(context.Background(), eng.records, log)
+	} else {
+		identity, err = auth.OpenStore(filepath.Join(cfg.Data, "identity.db"))
+	}
 	if err != nil {
+		if eng != nil {
+			_ = eng.meta.Close()
+		}
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, identity: identity}
+	s := &Server{cfg: cfg, log: log, identity: identity, meta: metaOf(eng)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -103,10 +119,11 @@ func New(cfg config.Config, log *slog.Logger, version, adminPassword string, opt
 			log.Error("admin password not updated", "err", err)
 		}
 	}()
-	eng, err := openEngines(context.Background(), cfg, log)
-	if err != nil {
-		_ = s.Close()
-		return nil, err
+	if eng == nil {
+		if eng, err = openEngines(context.Background(), cfg, log); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
 	}
 	s.meta, s.engines = eng.meta, eng
 	blobs, uploads, meta := eng.blobs, eng.uploads, eng.meta
@@ -257,11 +274,21 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Close releases the stores.
 func (s *Server) Close() error {
-	var err error
+	// The identity store first: a shared one follows the metadata store's
+	// database.
+	err := s.identity.Close()
 	if s.meta != nil {
-		err = s.meta.Close()
+		err = errors.Join(err, s.meta.Close())
 	}
-	return errors.Join(err, s.identity.Close())
+	return err
+}
+
+// metaOf is e's metadata store, nil before the engines are open.
+func metaOf(e *engines) storage.Metadata {
+	if e == nil {
+		return nil
+	}
+	return e.meta
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {

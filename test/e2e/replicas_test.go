@@ -2,17 +2,22 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage/postgres/pgtest"
 	"github.com/outpost-registry/outpost/internal/storage/s3/s3test"
 	"github.com/outpost-registry/outpost/internal/storage/storagetest"
@@ -46,35 +51,103 @@ storage:
 	if out, err := exec.Command(os.Getenv("OUTPOST_BIN"), "config", "validate", "--config", cfgFile).CombinedOutput(); err != nil {
 		t.Fatalf("config validate: %v\n%s", err, out)
 	}
-	seed := []string{filepath.Join("auth", "token-key.pem"), "identity.db"}
+	// Nothing is copied between the replicas' data directories: they share
+	// the identity and fleet records, the token signing key and the admin
+	// password's hash through PostgreSQL. They start together.
 	out := make([]*registry, n)
+	var wg sync.WaitGroup
 	for i := range out {
 		data := filepath.Join(dir, fmt.Sprintf("replica%d", i))
-		for _, f := range seed {
-			if i == 0 {
-				break
-			}
-			b, err := os.ReadFile(filepath.Join(dir, "replica0", f))
-			if err == nil {
-				err = os.MkdirAll(filepath.Dir(filepath.Join(data, f)), 0o700)
-			}
-			if err == nil {
-				err = os.WriteFile(filepath.Join(data, f), b, 0o600)
-			}
-			if err != nil {
-				t.Fatalf("seed replica %d with %s: %v", i, f, err)
-			}
-		}
-		out[i] = startOutpost(t, "--config", cfgFile, "--data", data, "--tls-mode", "off")
-		if i == 0 {
-			// A token is issued only once the admin password's hash is
-			// stored: after this, identity.db holds the hash the others
-			// must share (registry tokens carry its fingerprint).
-			resp, _ := adminDo(t, out[0], http.MethodGet, "/oauth2/token?service="+out[0].host+"&scope=repository:ci/app:pull", nil)
-			must(t, resp.StatusCode == http.StatusOK, "token from replica 0: %d", resp.StatusCode)
+		wg.Go(func() { out[i] = startOutpost(t, "--config", cfgFile, "--data", data, "--tls-mode", "off") })
+	}
+	wg.Wait()
+	for i, r := range out {
+		if r == nil {
+			t.Fatalf("replica %d did not start", i)
 		}
 	}
 	return out
+}
+
+// TestReplicatedRootIdentity: the replicas share one identity store. A
+// token created through replica 0 works on replica 2, a registry token
+// issued by one replica is accepted by another, a token disabled through
+// replica 1 is refused by replica 2 within a second, and of two
+// activations of one connected registry sent to two replicas at once
+// exactly one wins.
+func TestReplicatedRootIdentity(t *testing.T) {
+	rs := replicatedRoot(t, 3)
+	pw := rs[0].token(t, "site-puller", "_repositories_pull")
+	// do sends GET path to r with basic credentials, or with a bearer
+	// token when user is empty, and returns the status and body. Every
+	// request names replica 2 as its host, as every request through a
+	// balancer names the balancer.
+	do := func(r *registry, path, user, secret string) (int, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, r.url+path, nil)
+		req.Host = rs[2].host
+		if user == "" {
+			req.Header.Set("Authorization", "Bearer "+secret)
+		} else {
+			req.SetBasicAuth(user, secret)
+		}
+		resp, err := r.http.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s on %s: %v", path, r.host, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	status := func(r *registry, path, user, secret string) int { code, _ := do(r, path, user, secret); return code }
+	deadline := time.Now().Add(5 * time.Second)
+	for status(rs[2], "/v2/", "site-puller", pw) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("a token created through replica 0 is not accepted by replica 2")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A registry token issued by replica 1 is valid at replica 2: one
+	// signing key.
+	code, body := do(rs[1], "/oauth2/token?service="+rs[2].host+"&scope=repository:ci/app:pull", "site-puller", pw)
+	var tok struct{ Token string }
+	must(t, code == http.StatusOK && json.Unmarshal(body, &tok) == nil && tok.Token != "", "registry token from replica 1: %d %s", code, body)
+	code, body = do(rs[2], "/v2/", "", tok.Token)
+	must(t, code == http.StatusOK, "replica 2 answered %d %s to the registry token replica 1 issued, want 200", code, body)
+
+	// Disabled through replica 1, refused by replica 2 within a second.
+	resp, body := adminDo(t, rs[1], http.MethodPatch, "/api/v1/tokens/site-puller", strings.NewReader(`{"status":"disabled"}`))
+	must(t, resp.StatusCode == http.StatusOK, "disable through replica 1: %d %s", resp.StatusCode, body)
+	disabled := time.Now()
+	for status(rs[2], "/v2/", "site-puller", pw) != http.StatusUnauthorized {
+		if time.Since(disabled) > time.Second {
+			t.Fatal("replica 2 still accepts the token 1 s after replica 1 disabled it")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("the disabled token was refused by replica 2 %v after replica 1 disabled it", time.Since(disabled).Round(time.Millisecond))
+
+	// Two activations of one connected registry, through two replicas at
+	// once: exactly one wins.
+	rs[0].api(t, http.MethodPost, "/api/v1/connected-registries", protocol.CreateRequest{Name: "factory1", Repositories: []string{"ci/*"}}, nil)
+	for round := range 5 {
+		if round > 0 {
+			rs[0].api(t, http.MethodPost, "/api/v1/connected-registries/factory1/deactivate", nil, nil)
+		}
+		codes := make([]int, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() {
+				b, _ := json.Marshal(protocol.ActivateRequest{ActivationID: fmt.Sprintf("deployment-%d-%d", round, i), Version: "test"})
+				resp, _ := adminDo(t, rs[i+1], http.MethodPost, "/api/v1/gateway/factory1/activate", bytes.NewReader(b))
+				codes[i] = resp.StatusCode
+			})
+		}
+		wg.Wait()
+		slices.Sort(codes)
+		if codes[0] != http.StatusOK || codes[1] != http.StatusConflict {
+			t.Fatalf("round %d: two simultaneous activations through replicas 1 and 2 answered %v, want one 200 and one 409", round, codes)
+		}
+	}
 }
 
 // TestReplicatedRootChunkedPush sends each request of a chunked push to
