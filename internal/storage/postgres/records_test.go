@@ -99,7 +99,10 @@ func TestSharedIdentity(t *testing.T) {
 	put(r1, "site-a", identity.StatusEnabled)
 	within("token created", func() bool { tok, err := r3.Token("site-a"); return err == nil && tok.Status == identity.StatusEnabled })
 	put(r1, "site-a", identity.StatusDisabled)
-	within("token disabled", func() bool { tok, err := r3.Token("site-a"); return err == nil && tok.Status == identity.StatusDisabled })
+	within("token disabled", func() bool {
+		tok, err := r3.Token("site-a")
+		return err == nil && tok.Status == identity.StatusDisabled
+	})
 	put(r3, "site-b", identity.StatusEnabled)
 	if err := r3.Update(func(tx *auth.Tx) error { return tx.DeleteToken("site-a") }); err != nil {
 		t.Fatal(err)
