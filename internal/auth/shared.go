@@ -124,3 +124,65 @@ func (s *Store) updateShared(fn func(tx *Tx) error) error {
 	s.version = v
 	return nil
 }
+
+// CopyRecords copies the identity data of from (an embedded store) into a
+// shared record log, for `outpost storage migrate`: every record the log
+// lacks is written, with signingKey (the PEM of the embedded store's token
+// signing key file, when there is one) as the shared key; a record the log
+// already holds is kept, so that a migration run again, or into a root
+// already in use, never undoes a later change. It returns how many records
+// were copied and kept.
+func CopyRecords(ctx context.Context, from *Store, to storage.RecordLog, signingKey []byte) (copied, kept int, err error) {
+	st := from.snap()
+	var all []storage.Record
+	add := func(bucket, key string) error {
+		raw, err := st.raw(bucket, key)
+		if err == nil && raw != nil {
+			all = append(all, storage.Record{Bucket: bucket, Key: key, Value: raw})
+		}
+		return err
+	}
+	for name, m := range st.scopeMaps {
+		if !m.BuiltIn {
+			if err := add(bucketScopeMaps, name); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	for name := range st.tokens {
+		if err := add(bucketTokens, name); err != nil {
+			return 0, 0, err
+		}
+	}
+	if err := add(bucketSettings, keyAdminHash); err != nil {
+		return 0, 0, err
+	}
+	if len(signingKey) > 0 {
+		all = append(all, storage.Record{Bucket: bucketSettings, Key: keySigningKey, Value: signingKey})
+	}
+	for bucket, m := range st.records {
+		for key, raw := range m {
+			all = append(all, storage.Record{Bucket: bucket, Key: key, Value: raw})
+		}
+	}
+	_, err = to.Write(ctx, 0, func(changed []storage.Record) ([]storage.Record, error) {
+		held := map[[2]string]bool{}
+		for _, r := range changed {
+			held[[2]string{r.Bucket, r.Key}] = true // a deletion too is a later change
+		}
+		var out []storage.Record
+		for _, r := range all {
+			if held[[2]string{r.Bucket, r.Key}] {
+				kept++
+				continue
+			}
+			out = append(out, r)
+		}
+		copied = len(out)
+		return out, nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("copy identity records: %w", err)
+	}
+	return copied, kept, nil
+}

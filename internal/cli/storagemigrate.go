@@ -59,6 +59,7 @@ per repository and a summary.`,
 			})
 			if text {
 				fmt.Fprintf(cmd.OutOrStdout(), "%d repositories, %d blob links: %d blobs (%d bytes) copied\n", rep.Repositories, rep.Blobs, rep.BlobsCopied, rep.BytesCopied)
+				fmt.Fprintf(cmd.OutOrStdout(), "%d identity and fleet records copied, %d already at the destination kept\n", rep.Records, rep.RecordsKept)
 			} else if rerr := o.render(cmd.OutOrStdout(), rep, table{}); rerr != nil {
 				return rerr
 			}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/outpost-registry/outpost/internal/auth"
 	"github.com/outpost-registry/outpost/internal/config"
 	"github.com/outpost-registry/outpost/internal/storage"
 	"github.com/outpost-registry/outpost/internal/storage/bolt"
@@ -39,6 +41,19 @@ type engines struct {
 	// records is where a root on PostgreSQL keeps its identity and fleet
 	// records (nil with the embedded metadata store).
 	records storage.RecordLog
+	// exclusive runs a periodic job on one replica at a time (nil: this
+	// process is the only one).
+	exclusive func(ctx context.Context, name string, fn func(context.Context)) (bool, error)
+}
+
+// runJob runs the periodic job name now, unless another replica of a
+// shared root is running it; it reports whether it ran.
+func (e *engines) runJob(ctx context.Context, name string, fn func(context.Context)) (bool, error) {
+	if e.exclusive == nil {
+		fn(ctx)
+		return true, nil
+	}
+	return e.exclusive(ctx, name, fn)
 }
 
 // uploadPurger is a blob store that removes upload sessions idle since
@@ -81,7 +96,7 @@ func openEngines(ctx context.Context, cfg config.Config, log *slog.Logger) (*eng
 		if err != nil {
 			return nil, err
 		}
-		e.meta, e.records = st, st.Records()
+		e.meta, e.records, e.exclusive = st, st.Records(), st.Exclusive
 		e.probes = append(e.probes, probe{"metadata store (postgres)", st.Check})
 	default:
 		st, err := bolt.Open(filepath.Join(cfg.Data, "metadata.db"))
@@ -139,8 +154,34 @@ func MigrateStorage(ctx context.Context, from, to config.Config, log *slog.Logge
 		return migrate.Report{}, fmt.Errorf("open the destination stores: %w", err)
 	}
 	defer dst.meta.Close()
-	return migrate.Run(ctx, migrate.Stores{Blobs: src.blobs, Meta: src.meta},
+	rep, err := migrate.Run(ctx, migrate.Stores{Blobs: src.blobs, Meta: src.meta},
 		migrate.Stores{Blobs: dst.blobs, Uploads: dst.uploads, Meta: dst.meta}, progress)
+	if err != nil || dst.records == nil {
+		return rep, err
+	}
+	// The identity and fleet records go along: a root on PostgreSQL keeps
+	// them there.
+	rep.Records, rep.RecordsKept, err = copyIdentity(ctx, from.Data, dst.records)
+	return rep, err
+}
+
+// copyIdentity copies the identity store of the data directory data, if
+// it has one, and its token signing key into records.
+func copyIdentity(ctx context.Context, data string, records storage.RecordLog) (copied, kept int, err error) {
+	path := filepath.Join(data, "identity.db")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return 0, 0, nil
+	}
+	id, err := auth.OpenStore(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer id.Close()
+	key, err := os.ReadFile(filepath.Join(data, "auth", "token-key.pem"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, 0, fmt.Errorf("read the token signing key: %w", err)
+	}
+	return auth.CopyRecords(ctx, id, records, key)
 }
 
 // CheckStorage opens the stores cfg selects and checks that the remote

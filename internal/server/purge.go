@@ -20,14 +20,25 @@ func purgeInterval(maxAge time.Duration) time.Duration {
 // downloads, which it never resumes after a restart (verified blobs are
 // committed and stay). The sessions removed stop counting against the
 // session limits.
+//
+// On shared engines the purge runs on one replica at a time, and never
+// removes the sync engine's sessions: another replica may be using them.
 func (s *Server) purgeUploads(ctx context.Context, startup bool) {
 	maxAge := s.uploadMaxAge()
-	n, bytes, err := s.engines.purger.PurgeUploads(ctx, time.Now().Add(-maxAge), startup)
-	if n > 0 {
-		s.log.Info("removed abandoned upload sessions", "sessions", n, "bytes", bytes, "max_idle", maxAge.String(), "startup", startup)
-	}
+	syncToo := startup && s.engines.local != nil
+	ran, err := s.engines.runJob(ctx, "purge-uploads", func(ctx context.Context) {
+		n, bytes, err := s.engines.purger.PurgeUploads(ctx, time.Now().Add(-maxAge), syncToo)
+		if n > 0 {
+			s.log.Info("removed abandoned upload sessions", "sessions", n, "bytes", bytes, "max_idle", maxAge.String(), "startup", startup)
+		}
+		if err != nil {
+			s.log.Warn("purge upload sessions", "err", err)
+		}
+	})
 	if err != nil {
 		s.log.Warn("purge upload sessions", "err", err)
+	} else if !ran {
+		s.log.Debug("upload sessions are being purged by another replica")
 	}
 	s.api.SweepUploads(ctx)
 }

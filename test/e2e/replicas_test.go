@@ -297,6 +297,8 @@ func TestStorageMigrate(t *testing.T) {
 	env := clientEnv(t, r)
 	craneLogin(t, env, r, "admin", adminPassword)
 	want := testImage(t, env, r, "lib/moved")
+	// Tokens move too: the identity store goes into PostgreSQL.
+	pusherPW := r.token(t, "ci-pusher", "_repositories_push")
 	src.stop()
 
 	s3srv := s3test.Shared(t)
@@ -311,10 +313,14 @@ storage:
 	must(t, os.WriteFile(toCfg, []byte(to), 0o600) == nil, "write to.yaml")
 	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
-	for i, wantCopied := range []string{"", " 0 blobs"} {
+	// The second run copies nothing again, blobs or records.
+	for i, wantCopied := range [][]string{{" identity and fleet records copied, 0 "}, {" 0 blobs", "\n0 identity and fleet records copied"}} {
 		out, err := exec.Command(os.Getenv("OUTPOST_BIN"), "storage", "migrate", "--from", fromCfg, "--to", toCfg).CombinedOutput()
-		must(t, err == nil && strings.Contains(string(out), "migrated lib/moved") && strings.Contains(string(out), wantCopied),
-			"storage migrate run %d: %v\n%s", i+1, err, out)
+		ok := err == nil && strings.Contains(string(out), "migrated lib/moved")
+		for _, w := range wantCopied {
+			ok = ok && strings.Contains(string(out), w)
+		}
+		must(t, ok, "storage migrate run %d: %v\n%s", i+1, err, out)
 	}
 
 	dst := newProc(t, "--config", toCfg)
@@ -326,4 +332,9 @@ storage:
 	for _, tag := range []string{"amd64", "arm64"} {
 		run(t, env2, false, "crane", "validate", "--remote", r2.host+"/lib/moved:"+tag)
 	}
+	req, _ := http.NewRequest(http.MethodGet, r2.url+"/v2/", nil)
+	req.SetBasicAuth("ci-pusher", pusherPW)
+	resp, err := r2.http.Do(req)
+	must(t, err == nil && resp.StatusCode == http.StatusOK, "the token ci-pusher on the migrated registry: %v %v", err, resp)
+	resp.Body.Close()
 }

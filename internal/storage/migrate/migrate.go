@@ -39,6 +39,11 @@ type Report struct {
 	Blobs        int   `json:"blobs"`
 	BlobsCopied  int   `json:"blobsCopied"`
 	BytesCopied  int64 `json:"bytesCopied"`
+	// Records are the identity and fleet records (tokens, scope maps,
+	// connected registries…) copied, and those the destination already
+	// held and kept.
+	Records     int `json:"records"`
+	RecordsKept int `json:"recordsKept"`
 }
 
 // Run copies every repository of from into to. progress, when not nil,

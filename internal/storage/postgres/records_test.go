@@ -152,3 +152,32 @@ func TestSharedIdentity(t *testing.T) {
 		return r1.Record("activations", "factory1", &a1) == nil && r3.Record("activations", "factory1", &a3) == nil && a1 == a3
 	})
 }
+
+// TestExclusive: while one replica runs a job, another's attempt does not
+// run it; once it ends, the next attempt does.
+func TestExclusive(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.Shared(t).DSN(t)
+	a, b := open(t, dsn), open(t, dsn)
+	ctx := context.Background()
+	inside, release := make(chan struct{}), make(chan struct{})
+	done := make(chan bool)
+	go func() {
+		ran, err := a.Exclusive(ctx, "purge", func(context.Context) { close(inside); <-release })
+		done <- ran && err == nil
+	}()
+	<-inside
+	if ran, err := b.Exclusive(ctx, "purge", func(context.Context) {}); ran || err != nil {
+		t.Fatalf("a second replica ran the job while the first held it: ran %v, %v", ran, err)
+	}
+	if ran, err := b.Exclusive(ctx, "scrub", func(context.Context) {}); !ran || err != nil {
+		t.Fatalf("another job did not run beside it: ran %v, %v", ran, err)
+	}
+	close(release)
+	if !<-done {
+		t.Fatal("the first replica's run failed")
+	}
+	if ran, err := b.Exclusive(ctx, "purge", func(context.Context) {}); !ran || err != nil {
+		t.Fatalf("the job did not run once the first replica finished: ran %v, %v", ran, err)
+	}
+}
