@@ -46,6 +46,7 @@ type registry struct {
 	ca   string // CA certificate file (TLS on)
 	url  string
 	http *http.Client
+	kill func() // SIGKILL, for registries started by startOutpost
 }
 
 func freePort(t *testing.T) string {
@@ -100,6 +101,7 @@ func startOutpost(t *testing.T, extra ...string) *registry {
 			t.Logf("outpost log:\n%s", logs.String())
 		}
 	})
+	r.kill = func() { _ = cmd.Process.Kill() }
 	tlsOn := !strings.Contains(strings.Join(extra, " "), "--tls-mode off")
 	r.url = "http://" + r.host
 	r.http = &http.Client{Timeout: 30 * time.Second}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/outpost-registry/outpost/internal/ocitest"
 	"github.com/outpost-registry/outpost/internal/protocol"
 	"github.com/outpost-registry/outpost/internal/storage/postgres/pgtest"
 	"github.com/outpost-registry/outpost/internal/storage/s3/s3test"
@@ -150,6 +151,72 @@ func TestReplicatedRootIdentity(t *testing.T) {
 	}
 }
 
+// balance starts an HAProxy in front of rs that sends each request to a
+// random replica, without stickiness, and takes a replica out of the
+// rotation while its /readyz fails or it does not answer; it returns the
+// balancer as a registry.
+func balance(t *testing.T, rs []*registry) *registry {
+	t.Helper()
+	haproxy := tool(t, "haproxy")
+	front := freePort(t)
+	var servers strings.Builder
+	for i, r := range rs {
+		fmt.Fprintf(&servers, "  server r%d %s check inter 250ms fall 1 rise 2\n", i, r.host)
+	}
+	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+	body := fmt.Sprintf(`global
+  maxconn 512
+defaults
+  mode http
+  # The server side closes after each response, so that every request
+  # of a kept-alive client connection is balanced anew.
+  option http-server-close
+  timeout connect 2s
+  timeout client 120s
+  timeout server 120s
+  # A request that could not reach a replica that just died goes to
+  # another.
+  retries 3
+  option redispatch
+  retry-on conn-failure empty-response
+frontend registry
+  bind %s
+  default_backend replicas
+backend replicas
+  balance random
+  option httpchk GET /readyz
+%s`, front, servers.String())
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lb := exec.Command(haproxy, "-db", "-f", cfg)
+	var lbLog bytes.Buffer
+	lb.Stdout, lb.Stderr = &lbLog, &lbLog
+	if err := lb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lb.Process.Kill(); _ = lb.Wait() })
+	balanced := &registry{host: front, url: "http://" + front, http: &http.Client{Timeout: 30 * time.Second}}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := func() (*http.Response, error) {
+			req, _ := http.NewRequest(http.MethodGet, balanced.url+"/v2/", nil)
+			req.SetBasicAuth("admin", adminPassword)
+			return balanced.http.Do(req)
+		}()
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return balanced
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("HAProxy on %s did not answer: %v\n%s", front, err, lbLog.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestReplicatedRootChunkedPush sends each request of a chunked push to
 // another of three replicas, then pulls the blob through each with crane.
 func TestReplicatedRootChunkedPush(t *testing.T) {
@@ -194,63 +261,11 @@ func TestReplicatedRootChunkedPush(t *testing.T) {
 // three requests can send every upload request to the same two replicas.)
 func TestReplicatedRootConformance(t *testing.T) {
 	rs := replicatedRoot(t, 3)
-	haproxy := tool(t, "haproxy")
 	conf := os.Getenv("CONFORMANCE_BIN")
 	if conf == "" {
 		conf = tool(t, "conformance")
 	}
-	front := freePort(t)
-	var servers strings.Builder
-	for i, r := range rs {
-		fmt.Fprintf(&servers, "  server r%d %s\n", i, r.host)
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "haproxy.cfg")
-	body := fmt.Sprintf(`global
-  maxconn 512
-defaults
-  mode http
-  # The server side closes after each response, so that every request
-  # of a kept-alive client connection is balanced anew.
-  option http-server-close
-  timeout connect 5s
-  timeout client 120s
-  timeout server 120s
-frontend registry
-  bind %s
-  default_backend replicas
-backend replicas
-  balance random
-%s`, front, servers.String())
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lb := exec.Command(haproxy, "-db", "-f", cfg)
-	var lbLog bytes.Buffer
-	lb.Stdout, lb.Stderr = &lbLog, &lbLog
-	if err := lb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lb.Process.Kill(); _ = lb.Wait() })
-	balanced := &registry{host: front, url: "http://" + front, http: &http.Client{Timeout: 30 * time.Second}}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := func() (*http.Response, error) {
-			req, _ := http.NewRequest(http.MethodGet, balanced.url+"/v2/", nil)
-			req.SetBasicAuth("admin", adminPassword)
-			return balanced.http.Do(req)
-		}()
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("HAProxy on %s did not answer: %v\n%s", front, err, lbLog.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	front := balance(t, rs).host
 	results := t.TempDir()
 	cmd := exec.Command(conf)
 	// As scripts/conformance.sh runs it, as the admin over plain HTTP.
@@ -337,4 +352,76 @@ storage:
 	resp, err := r2.http.Do(req)
 	must(t, err == nil && resp.StatusCode == http.StatusOK, "the token ci-pusher on the migrated registry: %v %v", err, resp)
 	resp.Body.Close()
+}
+
+// TestReplicatedRootSyncSurvivesReplicaKill: a connected registry syncs
+// from three replicas behind HAProxy; one replica is SIGKILLed in the
+// middle of the sync. The sync completes through the two left: every tag
+// at the site has the root's digest and a complete graph, and the site
+// holds exactly the root's tags (none lost, none extra).
+func TestReplicatedRootSyncSurvivesReplicaKill(t *testing.T) {
+	rs := replicatedRoot(t, 3)
+	lb := balance(t, rs)
+	rc := ocitest.New(t, lb.url, "admin", adminPassword, "")
+	rc.HTTP.Timeout = 20 * time.Second
+	repos := []string{"ha/r0", "ha/r1", "ha/r2", "ha/r3"}
+	want := map[string]digest.Digest{}
+	for i, repo := range repos {
+		n := 2 << 20
+		if i == 0 {
+			n = 256 << 10 // published first, while the others download
+		}
+		img := rc.Image(t, repo, "v1", amd64, ocitest.Random(uint64(3000+2*i), n), ocitest.Random(uint64(3001+2*i), n))
+		want[repo] = img.Digest
+	}
+	lb.api(t, http.MethodPost, "/api/v1/connected-registries", protocol.CreateRequest{Name: "ha-site", Repositories: repos}, nil)
+	var set protocol.Settings
+	lb.api(t, http.MethodPost, "/api/v1/connected-registries/ha-site/settings", protocol.SettingsRequest{ParentProtocol: "http", GeneratePassword: 1}, &set)
+	edge := newProc(t, "--connection-string", set.ConnectionString, "--heartbeat-interval", "1s", "--sync-bandwidth-limit", "2MiB")
+	er := edge.start()
+	ec, err := adminClient(t, er)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The blobs arrive at 2 MiB/s: kill once some are stored at the site
+	// and others are not.
+	total := map[digest.Digest]bool{}
+	for _, repo := range repos {
+		for _, b := range graphOf(t, rc, repo, "v1") {
+			total[b.Digest] = true
+		}
+	}
+	stored := 0
+	until(t, 60*time.Second, "the first blobs stored at the site", func() bool {
+		stored = len(storedBlobs(t, edge.data))
+		return stored >= 2
+	})
+	if stored >= len(total) {
+		t.Fatal("the sync finished before the SIGKILL; the test proves nothing (lower --sync-bandwidth-limit)")
+	}
+	rs[1].kill()
+	t.Logf("replica 1 SIGKILLed with %d of the site's %d blobs stored", stored, len(total))
+	until(t, 120*time.Second, "every tag at the site equal to the root's", func() bool {
+		for _, repo := range repos {
+			if d, _, _ := ec.ManifestDigest(repo, "v1"); d != want[repo] {
+				return false
+			}
+		}
+		return true
+	})
+	for _, repo := range repos {
+		if err := checkTag(ec, repo, "v1", want[repo]); err != nil {
+			t.Errorf("after the replica's loss: %v", err)
+		}
+		if tags := listTags(t, ec, repo); !slices.Equal(tags, []string{"v1"}) {
+			t.Errorf("%s at the site has tags %v, want [v1]", repo, tags)
+		}
+	}
+	// The survivors go on serving the fleet: the site's heartbeats reach
+	// the root through the balancer.
+	until(t, 30*time.Second, "the site Online at the root", func() bool {
+		var c protocol.ConnectedRegistry
+		lb.api(t, http.MethodGet, "/api/v1/connected-registries/ha-site", nil, &c)
+		return c.ConnectionState == protocol.StateOnline && c.LastSyncResult != nil
+	})
 }
