@@ -31,6 +31,7 @@ staticcheck ./...
 
 section "build"
 go build -ldflags "-X github.com/outpost-registry/outpost/internal/cli.commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)" -o bin/outpost ./cmd/outpost
+go build -o bin/outpost-bench ./cmd/outpost-bench
 bin/outpost version
 
 # count_go LOG: prints "passed failed" for a go test -v log.
@@ -92,7 +93,7 @@ fi
 section "end-to-end tests with real clients, and the Helm chart"
 e2e_rc=0
 bash scripts/helm-deps.sh
-OUTPOST_E2E=1 OUTPOST_BIN="$PWD/bin/outpost" HELM_BIN="$PWD/.tools/bin/helm" go test -race -count=1 -v ./test/... >results/e2e.log 2>&1 || e2e_rc=$?
+OUTPOST_E2E=1 OUTPOST_BIN="$PWD/bin/outpost" OUTPOST_BENCH_BIN="$PWD/bin/outpost-bench" HELM_BIN="$PWD/.tools/bin/helm" go test -race -count=1 -v ./test/... >results/e2e.log 2>&1 || e2e_rc=$?
 grep -E '^(ok|FAIL|\s*--- (PASS|FAIL|SKIP)|panic:)|^\s+\S+_test.go:[0-9]+:' results/e2e.log | tail -200 || true
 read -r E2E_PASS E2E_FAIL < <(count_go results/e2e.log)
 [ "$e2e_rc" -eq 0 ] || E2E_FAIL=$((E2E_FAIL > 0 ? E2E_FAIL : 1))

@@ -17,6 +17,7 @@ const usage = `outpost-bench measures Outpost against the CNCF distribution regi
 Usage:
   outpost-bench compare [flags]   start Outpost, distribution and a sendfile file server, seed them, run every workload
   outpost-bench run --target NAME=URL [flags]   run the workloads against registries that are already running
+  outpost-bench fleet --target URL [--sites N --interval D --duration D]   simulate a fleet of connected registries heartbeating and polling the change feed
   outpost-bench fileserver --addr ADDR --dir DIR   serve a generated dataset (started by compare)
   outpost-bench serve-profiled --cpuprofile F --memprofile F -- serve [flags]   Outpost under the profiler (started by compare)
 
@@ -37,6 +38,8 @@ func Main(ctx context.Context, outpost Outpost, args []string, stdout, stderr io
 		err = compareCmd(ctx, args[1:], stdout, stderr)
 	case "run":
 		err = runCmd(ctx, args[1:], stdout, stderr)
+	case "fleet":
+		err = fleetCmd(ctx, args[1:], stdout, stderr)
 	case "fileserver":
 		err = fileServerCmd(ctx, args[1:], stderr)
 	case "serve-profiled":

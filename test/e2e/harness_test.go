@@ -47,6 +47,7 @@ type registry struct {
 	url  string
 	http *http.Client
 	kill func() // SIGKILL, for registries started by startOutpost
+	pid  int    // the process, for registries started by startOutpost
 }
 
 func freePort(t *testing.T) string {
@@ -101,7 +102,7 @@ func startOutpost(t *testing.T, extra ...string) *registry {
 			t.Logf("outpost log:\n%s", logs.String())
 		}
 	})
-	r.kill = func() { _ = cmd.Process.Kill() }
+	r.kill, r.pid = func() { _ = cmd.Process.Kill() }, cmd.Process.Pid
 	tlsOn := !strings.Contains(strings.Join(extra, " "), "--tls-mode off")
 	r.url = "http://" + r.host
 	r.http = &http.Client{Timeout: 30 * time.Second}
