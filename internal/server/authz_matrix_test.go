@@ -104,6 +104,8 @@ type azServer struct {
 	cfg  config.Config
 	srv  *server.Server
 	peer atomic.Uint32
+	// adminPW is the admin password given at start (empty: the seeded hash).
+	adminPW string
 }
 
 // azStart seeds dir and starts a server on it with plain HTTP.
@@ -115,7 +117,16 @@ func azStart(t testing.TB, seed func(tx *auth.Tx) error, edit func(*config.Confi
 	if edit != nil {
 		edit(&s.cfg)
 	}
-	azSeed(t, s.dir, seed)
+	if s.cfg.Storage.Metadata.Type == config.MetadataPostgres {
+		// The identity store lives in the database, not in identity.db:
+		// the admin password is given at start, as to every replica.
+		if seed != nil {
+			t.Fatal("azStart: seeding identity records is for the embedded store")
+		}
+		s.adminPW = azAdminPW
+	} else {
+		azSeed(t, s.dir, seed)
+	}
 	s.open()
 	t.Cleanup(func() {
 		if s.srv != nil {
@@ -127,7 +138,7 @@ func azStart(t testing.TB, seed func(tx *auth.Tx) error, edit func(*config.Confi
 
 func (s *azServer) open() {
 	s.t.Helper()
-	srv, err := server.New(s.cfg, slog.New(slog.DiscardHandler), "test", "")
+	srv, err := server.New(s.cfg, slog.New(slog.DiscardHandler), "test", s.adminPW)
 	if err != nil {
 		s.t.Fatalf("server.New: %v", err)
 	}

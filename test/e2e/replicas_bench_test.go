@@ -80,6 +80,10 @@ storage:
     blobdescriptor: inmemory
   delete:
     enabled: true
+  # Blobs stream through the registry, as Outpost's do without
+  # storage.redirect (the load tool does not follow redirects).
+  redirect:
+    disable: true
   maintenance:
     uploadpurging:
       enabled: false
